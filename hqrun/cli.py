@@ -1,0 +1,116 @@
+"""The ``hqrun`` command line.
+
+``hqrun <command> key=value ...`` is a Hydra app whose command word becomes the ``command``
+config key, so every command shares one config tree and every knob is an override
+(``hqrun -m train quant=q4,q8`` sweeps too). Commands that are not config-driven
+(``datagen``, ``collect``) take ordinary flags. Heavy imports happen inside the command
+functions, so ``hqrun --help`` and override errors come back fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from hqrun.errors import HqrunError
+
+#: Config-driven commands -> "module:function" taking the composed DictConfig.
+HYDRA_COMMANDS: dict[str, str] = {
+    "train": "hqrun.train.command:run",
+    "cost": "hqrun.cost.command:run",
+    "search": "hqrun.search.command:run",
+    "firmware": "hqrun.firmware_command:run",
+    "study": "hqrun.study.command:run",
+}
+
+#: Flag-driven commands -> "module:function" taking the remaining argv.
+PLAIN_COMMANDS: dict[str, str] = {
+    "datagen": "hqrun.datagen.command:main",
+    "collect": "hqrun.sweep.collect:main",
+}
+
+
+def _load(target: str) -> Callable:
+    module_name, func_name = target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def report_error(err: BaseException) -> None:
+    """Print a user error as one paragraph (no traceback)."""
+    print(f"hqrun: error: {err}", file=sys.stderr)
+
+
+def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Take the first bare command word out of argv (flags and overrides stay)."""
+    for i, arg in enumerate(argv):
+        if arg in HYDRA_COMMANDS or arg in PLAIN_COMMANDS:
+            return arg, argv[:i] + argv[i + 1 :]
+        if not arg.startswith("-") and "=" not in arg:
+            known = ", ".join(sorted({**HYDRA_COMMANDS, **PLAIN_COMMANDS}))
+            raise HqrunError(
+                f"unknown command {arg!r}. hqrun's commands are: {known}; everything else on "
+                "the command line must be a Hydra override such as key=value (e.g. "
+                "`hqrun train quant=q6 trainer.max_epochs=5`)."
+            )
+    return None, argv
+
+
+def run_config_command(cfg) -> object:
+    """Hydra task function: validate the composed config, then dispatch on ``cfg.command``."""
+    from hqrun.config import validate_config
+
+    try:
+        cfg = validate_config(cfg)
+        command = cfg.command
+        if command not in HYDRA_COMMANDS:
+            raise HqrunError(
+                f"command={command!r} is not a config-driven hqrun command; use one of "
+                f"{', '.join(HYDRA_COMMANDS)}."
+            )
+        return _load(HYDRA_COMMANDS[command])(cfg)
+    except HqrunError as err:
+        report_error(err)
+        if _in_multirun():
+            raise  # the sweep launcher records the failed job and goes on
+        sys.exit(2)
+
+
+def _in_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # noqa: BLE001 - no Hydra context: not a multirun
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        command, rest = _split_command(args)
+    except HqrunError as err:
+        report_error(err)
+        sys.exit(2)
+    if command in PLAIN_COMMANDS:
+        try:
+            code = _load(PLAIN_COMMANDS[command])(rest)
+        except HqrunError as err:
+            report_error(err)
+            sys.exit(2)
+        sys.exit(code or 0)
+    if command is not None:
+        rest = rest + [f"command={command}"]
+    import hydra
+
+    task = hydra.main(config_path="pkg://hqrun.conf", config_name="config", version_base="1.3")(
+        run_config_command
+    )
+    sys.argv = [sys.argv[0] if sys.argv else "hqrun"] + rest
+    task()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
