@@ -57,9 +57,20 @@ def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
 
 
 def run_config_command(cfg) -> object:
-    """Hydra task function: validate the composed config, then dispatch on ``cfg.command``."""
-    from hqrun.config import validate_config
+    """Hydra task function: validate the composed config, then dispatch on ``cfg.command``.
 
+    Every job records ``job_status.json`` in its output dir. In a multirun a failing job is
+    recorded and returns normally, so the launcher goes on with the others and the sweep
+    table marks it failed; a single run exits with status 2 after a one-paragraph message.
+    """
+    import time
+
+    from hqrun.config import validate_config
+    from hqrun.sweep.jobstatus import write_status
+
+    started = time.time()
+    job_dir = _job_dir()
+    multirun = _in_multirun()
     try:
         cfg = validate_config(cfg)
         command = cfg.command
@@ -68,12 +79,33 @@ def run_config_command(cfg) -> object:
                 f"command={command!r} is not a config-driven hqrun command; use one of "
                 f"{', '.join(HYDRA_COMMANDS)}."
             )
-        return _load(HYDRA_COMMANDS[command])(cfg)
+        result = _load(HYDRA_COMMANDS[command])(cfg)
     except HqrunError as err:
+        if job_dir:
+            write_status(job_dir, "failed", err, started)
         report_error(err)
-        if _in_multirun():
-            raise  # the sweep launcher records the failed job and goes on
+        if multirun:
+            return None
         sys.exit(2)
+    except Exception as err:  # noqa: BLE001 - a sweep records any failure and goes on
+        if job_dir:
+            write_status(job_dir, "failed", err, started)
+        if not multirun:
+            raise
+        report_error(f"job failed with {type(err).__name__}: {err} (traceback in {job_dir}/error.txt)")
+        return None
+    if job_dir:
+        write_status(job_dir, "ok", None, started)
+    return result
+
+
+def _job_dir() -> str | None:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return HydraConfig.get().runtime.output_dir
+    except Exception:  # noqa: BLE001 - called outside Hydra (tests calling the function)
+        return None
 
 
 def _in_multirun() -> bool:
@@ -104,12 +136,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command is not None:
         rest = rest + [f"command={command}"]
     import hydra
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.hqrun_ray_launcher.ray_launcher import RayLauncher
 
+    # An editable install hides the hydra_plugins namespace from Hydra's scan; registering
+    # explicitly makes `hydra/launcher=ray` work in every kind of install.
+    Plugins.instance().register(RayLauncher)
     task = hydra.main(config_path="pkg://hqrun.conf", config_name="config", version_base="1.3")(
         run_config_command
     )
     sys.argv = [sys.argv[0] if sys.argv else "hqrun"] + rest
     task()
+    from hqrun.sweep import callback
+
+    if callback.LAST_SUMMARY is not None and callback.LAST_SUMMARY["failed"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

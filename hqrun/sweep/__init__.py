@@ -1,0 +1,1 @@
+"""Sweeps: job status records, the end-of-sweep collector and its Hydra callback."""

@@ -1,0 +1,167 @@
+"""``hqrun collect <sweep dir>``: one table (and a plot) for a whole sweep.
+
+Each job directory of a Hydra multirun holds ``.hydra/overrides.yaml``, ``job_status.json`` and
+whatever the command wrote (``metrics.json``, ``cost.json``). The collector flattens those into
+one row per job, so a bit-width scan reads directly as the paper's accuracy-versus-bits curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from hqrun.errors import HqrunError
+from hqrun.sweep.jobstatus import read_status
+
+SWEEP_CSV = "sweep.csv"
+SWEEP_PNG = "sweep.png"
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
+    elif isinstance(value, (int, float, str, bool)) or value is None:
+        out[prefix] = value
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def _overrides(job_dir: Path) -> list[str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    import yaml
+
+    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])]
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    jobs = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()]
+    return sorted(jobs, key=lambda p: (len(p.name), p.name))
+
+
+def _cost_columns(cost: dict) -> dict[str, Any]:
+    """Totals of a cost report (``totals`` subtree if the report has one)."""
+    out: dict[str, Any] = {}
+    _flatten("cost", cost.get("totals", cost) if isinstance(cost, dict) else {}, out)
+    return {k: v for k, v in out.items() if not isinstance(v, str) or k.count(".") == 1}
+
+
+def collect_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """One dict per job: job number, status, error, each override as a column, metrics, cost."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise HqrunError(f"sweep directory {str(sweep_dir)!r} does not exist; pass the directory "
+                         "that Hydra printed for the multirun (e.g. multirun/train/<date>).")
+    rows = []
+    for job_dir in _job_dirs(sweep_dir):
+        overrides = _overrides(job_dir)
+        status = read_status(job_dir)
+        row: dict[str, Any] = {
+            "job": job_dir.name,
+            "status": status.get("status"),
+            "error": status.get("error", ""),
+            "seconds": status.get("seconds"),
+            "overrides": " ".join(overrides),
+        }
+        for override in overrides:
+            key, _, value = override.lstrip("+~").partition("=")
+            row[key] = value
+        metrics: dict[str, Any] = {}
+        _flatten("", _read_json(job_dir / "metrics.json"), metrics)
+        row.update({k: v for k, v in metrics.items() if not isinstance(v, str)})
+        row.update(_cost_columns(_read_json(job_dir / "cost.json")))
+        rows.append(row)
+    if not rows:
+        raise HqrunError(f"no job directories (with a .hydra folder) under {str(sweep_dir)!r}; "
+                         "is this the sweep directory of a `hqrun -m ...` run?")
+    return rows
+
+
+def write_csv(rows: Iterable[dict[str, Any]], path: Path) -> Path:
+    rows = list(rows)
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _pick(columns: Iterable[str], *needles: str) -> Optional[str]:
+    columns = list(columns)
+    for needle in needles:
+        for col in columns:
+            if needle in col.lower():
+                return col
+    return None
+
+
+def plot_rows(rows: list[dict[str, Any]], path: Path) -> Optional[Path]:
+    """Accuracy against cost (bits, else energy, else the first swept key), one label per job."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    columns = {c for r in ok for c in r}
+    y_key = _pick(columns, "test_accuracy", "test/accuracy", "test.accuracy", "accuracy")
+    x_key = _pick(columns, "cost.bits", "cost.size_bits", "cost.energy", "bits", "energy")
+    if not ok or y_key is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [float(r[x_key]) if x_key and r.get(x_key) is not None else i for i, r in enumerate(ok)]
+    ys = [float(r[y_key]) for r in ok]
+    ax.scatter(xs, ys)
+    for x, y, r in zip(xs, ys, ok):
+        ax.annotate(r["overrides"], (x, y), fontsize=6, alpha=0.7)
+    if x_key and x_key.startswith("cost.") and min(xs) > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_key or "job")
+    ax.set_ylabel(y_key)
+    ax.set_title(f"{len(ok)} of {len(rows)} jobs finished")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def collect(sweep_dir: str | Path) -> dict[str, Any]:
+    """Write ``sweep.csv`` and ``sweep.png`` into the sweep directory; return a summary."""
+    sweep_dir = Path(sweep_dir)
+    rows = collect_rows(sweep_dir)
+    csv_path = write_csv(rows, sweep_dir / SWEEP_CSV)
+    png_path = plot_rows(rows, sweep_dir / SWEEP_PNG)
+    failed = [r for r in rows if r["status"] != "ok"]
+    return {"jobs": len(rows), "failed": len(failed), "csv": str(csv_path),
+            "plot": str(png_path) if png_path else None,
+            "failures": [(r["job"], r["overrides"], r["error"]) for r in failed]}
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"hqrun: sweep collected: {summary['jobs']} jobs, {summary['failed']} failed -> {summary['csv']}")
+    for job, overrides, error in summary["failures"]:
+        print(f"  job {job} ({overrides}) failed: {error}")
+
+
+def main(argv: list[str]) -> int:
+    """``hqrun collect <sweep dir>``."""
+    parser = argparse.ArgumentParser(prog="hqrun collect", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", help="the multirun directory Hydra printed")
+    args = parser.parse_args(argv)
+    summary = collect(args.sweep_dir)
+    print_summary(summary)
+    return 1 if summary["failed"] else 0
