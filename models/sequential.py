@@ -1,0 +1,65 @@
+"""QSequential: the container every hqrun model is, plus name-based layer lookups.
+
+Plans, the cost model and the firmware all address layers by the child names (``dense_1``,
+``relu_1``, ...), so the container is an ordered ``nn.Sequential`` with those names, and the
+lookups here are the shared way to ask "which layers carry weights / activations".
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from hqrun.quantizers.layers import WEIGHT_LAYERS, QActivation
+
+
+def _is_softmax(module: nn.Module) -> bool:
+    if isinstance(module, nn.Softmax):
+        return True
+    return isinstance(module, QActivation) and module.float_function == "softmax"
+
+
+class QSequential(nn.Sequential):
+    """Named children run in order; ``forward`` returns logits, ``predict_proba`` probabilities.
+
+    A trailing softmax child is skipped in ``forward`` so training can use a numerically stable
+    cross-entropy on logits while the model still *contains* the softmax (as the QKeras model
+    does, so layer lists and per-layer reports line up).
+    """
+
+    def __init__(self, layers: "OrderedDict[str, nn.Module] | Iterable[tuple[str, nn.Module]]",
+                 input_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__(OrderedDict(layers))
+        #: Per-sample input shape (e.g. ``(16,)`` or ``(1, 28, 28)``) for tools that trace.
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+
+    def _body(self) -> list[nn.Module]:
+        mods = list(self._modules.values())
+        if mods and _is_softmax(mods[-1]):
+            mods = mods[:-1]
+        return mods
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - see class docstring
+        for module in self._body():
+            x = module(x)
+        return x
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (softmax of the logits), whatever the trailing child is."""
+        return torch.softmax(self.forward(x), dim=-1)
+
+    def layer_names(self) -> list[str]:
+        return list(self._modules.keys())
+
+
+def weight_layers(model: nn.Module) -> "OrderedDict[str, nn.Module]":
+    """Name -> layer for every child holding a kernel (dense, conv, depthwise, folded BN)."""
+    return OrderedDict((n, m) for n, m in model.named_children() if isinstance(m, WEIGHT_LAYERS))
+
+
+def activation_layers(model: nn.Module) -> "OrderedDict[str, nn.Module]":
+    """Name -> layer for every activation child (ReLU and softmax alike, as QActivation)."""
+    return OrderedDict((n, m) for n, m in model.named_children() if isinstance(m, QActivation))
