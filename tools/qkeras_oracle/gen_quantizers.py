@@ -298,7 +298,9 @@ def entry(spec: str, context: str, group: str, menus: list[str], shape, rng) -> 
     q = qk.get_quantizer(spec)
     if context == "kernel":
         q._set_trainable_parameter()
-    eff = str(q)
+    # str() of a QKeras quantizer drops some arguments (relu_upper_bound, is_quantized_clip,
+    # log2_rounding...), so it is only used where QKeras changed the object (kernel context).
+    eff = str(q) if context == "kernel" else spec
     x = make_x(q, shape, rng)
     r = make_r(shape, rng)
     name = type(q).__name__
@@ -308,6 +310,7 @@ def entry(spec: str, context: str, group: str, menus: list[str], shape, rng) -> 
         "id": f"{context}:{spec}",
         "spec": spec,
         "effective_spec": eff,
+        "qkeras_str": str(q),
         "context": context,
         "group": group,
         "menus": menus,
@@ -386,7 +389,7 @@ def main() -> None:
         y, g = run(q, x, r, training=False)
         vt, gt = _uses_transcendental(q)
         entries.append({
-            "id": f"huge:{spec}", "spec": spec, "effective_spec": str(q), "context": "standalone",
+            "id": f"huge:{spec}", "spec": spec, "effective_spec": spec, "qkeras_str": str(q), "context": "standalone",
             "group": "huge_inputs", "menus": [], "class_name": type(q).__name__,
             "bits": int(q.bits), "stochastic": False, "value_transcendental": bool(vt),
             "grad_exact": not gt, "shape": [2, 16], "x": f32_list(x), "r": f32_list(r),
