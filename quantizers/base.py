@@ -1,0 +1,239 @@
+"""The `Quantizer` base class: the contract every quantizer fulfils.
+
+A quantizer is a stateless ``torch.nn.Module`` described completely by its QKeras-style
+constructor arguments. That description (its *spec*) is what plans, result tables and firmware
+reports store, so the base class derives everything spec-related from the subclass's
+``__init__`` signature: ``str(q)`` (parsed back by :func:`hqrun.quantizers.get`), ``get_config()``
+(QKeras's dict form), and equality.
+
+Equality vs hashing: ``q1 == q2`` compares specs, but ``hash(q)`` stays identity-based. PyTorch
+de-duplicates children with a ``set`` (``Module.named_children``), so a spec-based hash would make
+``model.eval()``/``.to()`` skip the second of two equal quantizers in a layer (e.g. identical
+kernel and bias quantizers). Use :attr:`Quantizer.key` (or ``str(q)``) as a dict key instead.
+
+Modes: in training mode the forward reproduces QKeras 0.9.0's float32 graph bit for bit
+(``x + stop_gradient(xq - x)``, stochastic rounding where requested). In eval mode it follows
+QKeras's inference branch (deterministic) and returns the exact grid value ``xq``; the two differ
+only where QKeras's float32 residue ``x + (xq - x)`` is not exactly ``xq`` (|x| >= 2**24 LSB).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from hqrun.errors import QuantizerSpecError
+
+from .fixedpoint import FixedPointType
+
+__all__ = ["Quantizer", "registry", "format_value"]
+
+_REGISTRY: dict[str, type["Quantizer"]] = {}
+
+
+def registry() -> dict[str, type["Quantizer"]]:
+    """Name -> class of every registered quantizer (a copy)."""
+    return dict(_REGISTRY)
+
+
+def format_value(value: Any) -> str:
+    """Spec text for one argument value, parseable by ``ast.literal_eval``."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _normalize(value: Any) -> Any:
+    """Hashable, comparison-friendly form of a config value (1 == 1.0 == True stays equal)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_normalize(v) for v in value)
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return value
+
+
+class Quantizer(nn.Module):
+    """Base of all quantizers (forward with QKeras's straight-through gradients).
+
+    Subclasses set ``name`` (the QKeras name, also the spec name), ``positional`` (how many
+    leading arguments ``str()`` writes without keywords) and implement ``forward``. Attributes
+    named like the ``__init__`` arguments hold the configuration.
+    """
+
+    name: ClassVar[str] = ""
+    positional: ClassVar[int] = 0
+    bits: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Last per-channel scale used (alpha="auto"/"auto_po2"), as QKeras's ``quantizer.scale``.
+        self.scale: torch.Tensor | float | None = None
+
+    # ---------------------------------------------------------------- spec
+    @classmethod
+    def arg_names(cls) -> list[str]:
+        """Constructor argument names in QKeras's order."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    @classmethod
+    def arg_defaults(cls) -> dict[str, Any]:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return {p.name: p.default for p in params if p.kind is p.POSITIONAL_OR_KEYWORD}
+
+    def get_config(self) -> dict[str, Any]:
+        """All constructor arguments, QKeras ``get_config`` style (``cls(**config)`` rebuilds)."""
+        return {name: getattr(self, name) for name in self.arg_names()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"class_name": ..., "config": {...}}``, the dict form :func:`get` accepts."""
+        return {"class_name": self.name, "config": self.get_config()}
+
+    @property
+    def key(self) -> tuple:
+        """Hashable identity of the spec (use as a dict key; see module docstring)."""
+        cfg = self.get_config()
+        return (self.name,) + tuple((k, _normalize(cfg[k])) for k in self.arg_names())
+
+    def __str__(self) -> str:
+        cfg = self.get_config()
+        defaults = self.arg_defaults()
+        names = self.arg_names()
+        parts = [format_value(cfg[n]) for n in names[: self.positional]]
+        for n in names[self.positional :]:
+            value, default = cfg[n], defaults[n]
+            same = isinstance(value, str) == isinstance(default, str) and (
+                _normalize(value) == _normalize(default)
+            )
+            if not same:
+                parts.append(f"{n}={format_value(value)}")
+        return f"{self.name}({','.join(parts)})"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Quantizer):
+            return NotImplemented
+        return self.key == other.key
+
+    def __hash__(self) -> int:  # identity: see module docstring
+        return object.__hash__(self)
+
+    # ---------------------------------------------------------- properties
+    @property
+    def is_stochastic(self) -> bool:
+        """True when training-mode outputs depend on random draws (seed with torch.manual_seed)."""
+        return False
+
+    def fixed_point_type(self) -> FixedPointType | None:
+        """The fixed-point type holding every output value, or None when outputs are not on one
+        fixed grid (data-dependent scales such as alpha="auto", non-power-of-two alpha)."""
+        return None
+
+    def max_value(self) -> float | None:
+        """Largest output value (QKeras's ``max()``), None when data dependent."""
+        return None
+
+    def min_value(self) -> float | None:
+        """Smallest output value (QKeras's ``min()``), None when data dependent."""
+        return None
+
+    # QKeras spellings.
+    def max(self) -> float | None:  # noqa: A003 - QKeras API name
+        return self.max_value()
+
+    def min(self) -> float | None:  # noqa: A003 - QKeras API name
+        return self.min_value()
+
+    def for_kernel(self) -> "Quantizer":
+        """The quantizer QKeras actually uses when this one is a layer's kernel quantizer.
+
+        QKeras 0.9.0's QDense/QConv*/QDepthwiseConv2D call ``_set_trainable_parameter()`` on the
+        kernel quantizer, which turns ``alpha=None`` into ``alpha="auto_po2"`` for quantized_bits,
+        binary, stochastic_binary, ternary, stochastic_ternary and bernoulli. Layers call this to
+        reproduce that; quantizers without the quirk return themselves.
+        """
+        return self
+
+    def extra_repr(self) -> str:
+        return str(self)
+
+
+def check_int(qname: str, arg: str, value: Any, minimum: int | None = None) -> int:
+    """Validate an integer argument, naming quantizer and argument in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and not value.is_integer()
+    ):
+        raise QuantizerSpecError(
+            f"{qname}: argument {arg}={value!r} must be an integer number of bits."
+        )
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise QuantizerSpecError(
+            f"{qname}: argument {arg}={value} must be at least {minimum}; "
+            f"a quantizer needs {arg} >= {minimum}."
+        )
+    return value
+
+
+def check_alpha(qname: str, alpha: Any) -> Any:
+    """alpha is None, a positive number, "auto" or "auto_po2"."""
+    if alpha is None:
+        return None
+    if isinstance(alpha, str):
+        if alpha not in ("auto", "auto_po2"):
+            raise QuantizerSpecError(
+                f"{qname}: argument alpha={alpha!r} is not supported; use None, a positive "
+                "number, 'auto' or 'auto_po2' (quote the string in a spec)."
+            )
+        return alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        raise QuantizerSpecError(
+            f"{qname}: argument alpha={alpha!r} must be None, a positive number, 'auto' or "
+            "'auto_po2'."
+        )
+    return alpha
+
+
+def check_negative_slope(qname: str, slope: Any) -> Any:
+    """negative_slope is 0 or a positive power of two (QKeras asserts the same)."""
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+        raise QuantizerSpecError(f"{qname}: argument negative_slope={slope!r} must be a number.")
+    if slope < 0 or (slope != 0 and not math.log2(slope).is_integer()):
+        raise QuantizerSpecError(
+            f"{qname}: argument negative_slope={slope!r} must be 0 or a power of two "
+            "(0.5, 0.25, 0.125, ...) so the negative branch stays a shift in hardware."
+        )
+    return slope
+
+
+def check_number(qname: str, arg: str, value: Any, allow_none: bool = True) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise QuantizerSpecError(f"{qname}: argument {arg}={value!r} must be a number.")
+    return value
+
+
+def po2_exponent(value: float) -> int | None:
+    """k when value == 2**k exactly, else None."""
+    if value <= 0:
+        return None
+    mantissa, exponent = math.frexp(value)
+    return exponent - 1 if mantissa == 0.5 else None

@@ -1,0 +1,203 @@
+"""``quantized_bits``: QKeras's uniform fixed-point quantizer (weights, biases, linear outputs).
+
+Values are ``alpha * m_i * clip(round(x * m / m_i), -m + symmetric, m - 1) / m`` with
+``m = 2**(bits - keep_negative)`` and ``m_i = 2**integer``: QKeras's ``integer`` excludes the sign
+bit, so the output type is ``ap_fixed<bits, integer + 1>`` (``ap_ufixed<bits, integer>`` with
+``keep_negative=False``). The gradient is 1 everywhere (no clipping), unlike ``quantized_relu``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from hqrun.errors import QuantizerSpecError
+
+from .base import Quantizer, check_alpha, check_int, check_number, po2_exponent
+from .fixedpoint import FixedPointType
+from .ste import EPSILON, channel_axes, get_scale, po2_round, qkeras_output, round_through, sign_nonzero
+
+__all__ = ["quantized_bits"]
+
+
+class _FastBits(torch.autograd.Function):
+    """Deterministic quantized_bits with gradient 1, as few tensor passes as possible."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, c: float, lo: float, hi: float, inv: float,
+                residue: bool) -> torch.Tensor:  # type: ignore[override]
+        y = torch.mul(x, c)
+        y.round_().clamp_(lo, hi).mul_(inv)
+        if residue:  # QKeras's float32 value x + (xq - x)
+            y.sub_(x).add_(x)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
+        return grad, None, None, None, None, None
+
+
+class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
+    """Fixed-point quantizer with QKeras 0.9.0's arguments and semantics.
+
+    Args:
+        bits: total bits, sign included.
+        integer: bits left of the binary point, sign excluded (QKeras convention).
+        symmetric: drop the most negative code so the range is symmetric.
+        keep_negative: signed (True) or clip negatives to 0.
+        alpha: None or 1 (scale 1), another positive number (constant scale), "auto"
+            (per-channel scale ``max|x| / (2**(bits-1) - 1)``) or "auto_po2" (per-channel
+            power-of-two scale refined by 5 least-squares rounds). A string alpha forces
+            ``symmetric=True`` as in QKeras.
+        use_stochastic_rounding: stochastic rounding in training mode.
+        scale_axis: channel axis for "auto"/"auto_po2" (default: last axis).
+        qnoise_factor, use_ste: QKeras's partial-quantization knobs.
+        var_name, use_variables: accepted for QKeras compatibility; no effect.
+    """
+
+    name = "quantized_bits"
+    positional = 2
+
+    def __init__(self, bits: int = 8, integer: int = 0, symmetric: Any = 0,
+                 keep_negative: Any = True, alpha: Any = None,
+                 use_stochastic_rounding: Any = False, scale_axis: int | None = None,
+                 qnoise_factor: float = 1.0, var_name: str | None = None, use_ste: Any = True,
+                 use_variables: Any = False) -> None:
+        super().__init__()
+        self.bits = check_int(self.name, "bits", bits, 1)
+        self.integer = check_int(self.name, "integer", integer)
+        if self.integer > self.bits:
+            raise QuantizerSpecError(
+                f"{self.name}: argument integer={self.integer} exceeds bits={self.bits}; QKeras's "
+                "integer counts the bits left of the binary point (sign excluded) and must be "
+                "<= bits."
+            )
+        self.alpha = check_alpha(self.name, alpha)
+        self.symmetric = True if isinstance(self.alpha, str) else symmetric
+        self.keep_negative = keep_negative
+        self.use_stochastic_rounding = use_stochastic_rounding
+        if scale_axis is not None:
+            scale_axis = check_int(self.name, "scale_axis", scale_axis)
+        self.scale_axis = scale_axis
+        self.qnoise_factor = check_number(self.name, "qnoise_factor", qnoise_factor, False)
+        self.var_name = var_name
+        self.use_ste = use_ste
+        self.use_variables = use_variables
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Cache Python-float constants so forward does no Python arithmetic."""
+        unsigned = self.bits - int(bool(self.keep_negative))
+        self._unsigned = unsigned
+        self._m = float(2.0**unsigned)
+        self._m_i = float(2.0**self.integer)
+        self._c = self._m / self._m_i
+        self._inv = self._m_i / self._m
+        self._lo = -0.0 if not self.keep_negative else (-self._m + int(bool(self.symmetric)))
+        self._hi = self._m - 1.0
+        self._scale = None if self.alpha is None or isinstance(self.alpha, str) else float(self.alpha)
+        self._fast = (
+            unsigned > 0
+            and not isinstance(self.alpha, str)
+            and (self._scale is None or self._scale == 1.0)
+            and not self.use_stochastic_rounding
+            and self.qnoise_factor == 1.0
+            and bool(self.use_ste)
+        )
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fast:
+            if x.requires_grad and torch.is_grad_enabled():
+                return _FastBits.apply(x, self._c, self._lo, self._hi, self._inv, self.training)
+            with torch.no_grad():
+                return _FastBits.forward(None, x, self._c, self._lo, self._hi, self._inv,
+                                         self.training)
+        if isinstance(self.alpha, str):
+            return self._forward_auto(x)
+        return self._forward_general(x)
+
+    def _forward_general(self, x: torch.Tensor) -> torch.Tensor:
+        training = self.training
+        with torch.no_grad():
+            if self._unsigned > 0:
+                p = x * self._c
+                r = round_through(p, bool(self.use_stochastic_rounding), precision=1.0,
+                                  training=training)
+                xq = self._m_i * torch.clamp(r, self._lo, self._hi) / self._m
+            else:  # 1 bit with keep_negative: a sign quantizer (0 -> +1)
+                xq = sign_nonzero(x)
+            scale = 1.0 if self._scale is None else self._scale
+            self.scale = scale
+            xq = scale * xq
+        return qkeras_output(x, xq, training, self.qnoise_factor, bool(self.use_ste))
+
+    def _forward_auto(self, x: torch.Tensor) -> torch.Tensor:
+        """alpha="auto"/"auto_po2", following QKeras 0.9.0's graph operation by operation."""
+        training = self.training
+        m_i = self._m_i
+        with torch.no_grad():
+            xs = x.detach() / m_i
+            axes = channel_axes(xs.dim(), self.scale_axis)
+            if axes is None:
+                axes = [0]
+            levels = float((2 ** (self.bits - 1) - 1) * 2)  # symmetric is forced for "auto*"
+            half = levels / 2
+            scale = torch.amax(torch.abs(xs), dim=axes, keepdim=True) * 2 / levels
+            if self.alpha == "auto_po2":
+                scale = po2_round(scale)
+                for _ in range(5):
+                    v = torch.floor(torch.abs(xs) / scale + 0.5)
+                    z = torch.sign(xs) * torch.where(v < half, v, torch.full_like(v, half))
+                    scale = get_scale("auto_po2", xs, z, self.scale_axis)
+            else:
+                v = torch.floor(torch.abs(xs) / scale + 0.5)
+                z = torch.sign(xs) * torch.where(v < half, v, torch.full_like(v, half))
+            scale = scale * self._m
+            xq = m_i * z / self._m
+            self.scale = scale
+            xq = scale * xq
+        # QKeras rebuilds x as m_i * (x / m_i) before the straight-through sum.
+        xr = m_i * (x / m_i)
+        return qkeras_output(xr, xq, training, self.qnoise_factor, bool(self.use_ste))
+
+    # ------------------------------------------------------------- reporting
+    def fixed_point_type(self) -> FixedPointType | None:
+        if isinstance(self.alpha, str):
+            return None
+        alpha_exp = 0 if self._scale is None else po2_exponent(self._scale)
+        if alpha_exp is None:
+            return None
+        overflow = "SAT_SYM" if self.symmetric and self.keep_negative else "SAT"
+        if self._unsigned <= 0:  # {-1, +1} * alpha: held by a 2-bit signed integer type
+            return FixedPointType(2, 2 + alpha_exp, True)
+        if self.keep_negative:
+            return FixedPointType(self.bits, self.integer + 1 + alpha_exp, True, "RND_CONV", overflow)
+        return FixedPointType(self.bits, self.integer + alpha_exp, False, "RND_CONV", "SAT")
+
+    def max_value(self) -> float | None:
+        """QKeras's ``max()``: ``max(1, 2**integer)`` (an upper bound, not the largest code)."""
+        if self._unsigned > 0:
+            return max(1.0, 2.0**self.integer)
+        return 1.0
+
+    def min_value(self) -> float | None:
+        """QKeras's ``min()``: 0 unsigned, else ``-max(1, 2**integer)``."""
+        if not self.keep_negative:
+            return 0.0
+        return -self.max_value()  # type: ignore[operator]
+
+    def for_kernel(self) -> "quantized_bits":
+        if self.alpha is not None:
+            return self
+        cfg = self.get_config()
+        cfg.update(alpha="auto_po2", symmetric=True)
+        return quantized_bits(**cfg)
+
+    @property
+    def is_stochastic(self) -> bool:
+        return bool(self.use_stochastic_rounding) and not isinstance(self.alpha, str)
+
+
+_ = EPSILON  # re-exported constant used by callers reasoning about scales

@@ -1,0 +1,177 @@
+"""``quantized_relu``: QKeras's unsigned fixed-point ReLU (the usual hidden activation).
+
+Values are ``m_i * clip(round(x * m / m_i) / m, 0, 1 - 1/m)`` with ``m = 2**bits`` and
+``m_i = 2**integer``: the output type is ``ap_ufixed<bits, integer>`` with half-to-even rounding
+and saturation. Unlike ``quantized_bits``, the straight-through gradient is clipped: it is the
+gradient of ``where(x <= max, relu(x), max)``, i.e. 1 on ``0 < x <= 2**integer - lsb`` and 0
+elsewhere (0 at x == 0, as TensorFlow's ReLU gradient).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from hqrun.errors import QuantizerSpecError
+
+from .base import Quantizer, check_int, check_negative_slope, check_number
+from .fixedpoint import FixedPointType
+from .ste import hard_sigmoid, qkeras_output, round_through
+
+__all__ = ["quantized_relu"]
+
+
+class _FastRelu(torch.autograd.Function):
+    """Deterministic quantized_relu (slope 0) with the clipped ReLU gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, c: float, hi: float, inv: float,
+                bound: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        y = torch.mul(x, c)
+        return y.round_().clamp_(0.0, hi).mul_(inv)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        mask = (x > 0) & (x <= ctx.bound)
+        return grad * mask, None, None, None, None
+
+
+class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
+    """Quantized ReLU with QKeras 0.9.0's arguments and semantics.
+
+    Args:
+        bits: total bits (no sign bit unless ``negative_slope`` is non-zero).
+        integer: bits left of the binary point.
+        use_sigmoid: quantize ``2 * hard_sigmoid(x / 2**integer) - 1`` instead (QKeras quirk).
+        negative_slope: 0 or a power of two; then one bit is the sign and negative inputs map to
+            ``slope * x`` quantized on the same grid.
+        use_stochastic_rounding: stochastic rounding in training (QKeras rounds to *half* an LSB
+            there, a quirk kept).
+        relu_upper_bound: clip of the float ReLU; only used when ``is_quantized_clip=False``.
+        is_quantized_clip: clip the straight-through ReLU at the largest code (default).
+        qnoise_factor, use_ste: QKeras's partial-quantization knobs.
+        var_name, use_variables: accepted for QKeras compatibility; no effect.
+    """
+
+    name = "quantized_relu"
+    positional = 2
+
+    def __init__(self, bits: int = 8, integer: int = 0, use_sigmoid: Any = 0,
+                 negative_slope: float = 0.0, use_stochastic_rounding: Any = False,
+                 relu_upper_bound: float | None = None, is_quantized_clip: Any = True,
+                 qnoise_factor: float = 1.0, var_name: str | None = None, use_ste: Any = True,
+                 use_variables: Any = False) -> None:
+        super().__init__()
+        self.bits = check_int(self.name, "bits", bits, 1)
+        self.integer = check_int(self.name, "integer", integer)
+        if self.integer > self.bits:
+            raise QuantizerSpecError(
+                f"{self.name}: argument integer={self.integer} exceeds bits={self.bits}; integer "
+                "counts the bits left of the binary point and must be <= bits."
+            )
+        self.use_sigmoid = use_sigmoid
+        self.negative_slope = check_negative_slope(self.name, negative_slope)
+        self.use_stochastic_rounding = use_stochastic_rounding
+        self.relu_upper_bound = check_number(self.name, "relu_upper_bound", relu_upper_bound)
+        self.is_quantized_clip = is_quantized_clip
+        self.qnoise_factor = check_number(self.name, "qnoise_factor", qnoise_factor, False)
+        self.var_name = var_name
+        self.use_ste = use_ste
+        self.use_variables = use_variables
+        self._prepare()
+
+    def _prepare(self) -> None:
+        nsb = self.bits - (1 if self.negative_slope != 0 else 0)
+        self._m = float(2.0**nsb)
+        self._m_i = float(2.0**self.integer)
+        self._m_f = float(2.0 ** (self.integer - nsb))
+        self._bound = self._m_i - self._m_f
+        self._c = self._m / self._m_i
+        self._inv = self._m_i / self._m
+        self._fast = (
+            self.negative_slope == 0
+            and not self.use_sigmoid
+            and not self.use_stochastic_rounding
+            and bool(self.is_quantized_clip)
+            and self.qnoise_factor == 1.0
+            and bool(self.use_ste)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fast:
+            if x.requires_grad and torch.is_grad_enabled():
+                return _FastRelu.apply(x, self._c, self._m - 1.0, self._inv, self._bound)
+            with torch.no_grad():
+                return torch.mul(x, self._c).round_().clamp_(0.0, self._m - 1.0).mul_(self._inv)
+        return self._forward_general(x)
+
+    def _relu(self, x: torch.Tensor) -> torch.Tensor:
+        if self.negative_slope == 0:
+            return torch.relu(x)
+        return F.leaky_relu(x, float(self.negative_slope))
+
+    def _forward_general(self, x: torch.Tensor) -> torch.Tensor:
+        training = self.training
+        slope = float(self.negative_slope)
+        stochastic = bool(self.use_stochastic_rounding)
+        m, m_i = self._m, self._m_i
+        if self.is_quantized_clip:
+            x_u = torch.where(x <= self._bound, self._relu(x), torch.full_like(x, self._bound))
+        elif self.relu_upper_bound is not None:
+            ub = float(self.relu_upper_bound)
+            x_u = torch.where(x <= ub, self._relu(x), torch.full_like(x, ub))
+        else:
+            x_u = self._relu(x)
+        with torch.no_grad():
+            xd = x.detach()
+            if self.use_sigmoid:
+                p = hard_sigmoid(xd / m_i) * m
+                r = round_through(p, stochastic, training=training)
+                xq = m_i * torch.clamp(2.0 * (r / m) - 1.0, 0.0, 1.0 - 1.0 / m)
+                if slope > 0:
+                    neg_factor = 1 / (slope * m)
+                    rn = round_through(p * slope, stochastic, training=training)
+                    xq = xq + (m_i * slope) * torch.clamp(2.0 * (rn * neg_factor) - 1.0, -1.0, 0.0)
+            else:
+                p = xd * m / m_i
+                r = round_through(p, stochastic, training=training)
+                xq = m_i * torch.clamp(r / m, 0.0, 1.0 - 1.0 / m)
+                if slope > 0:
+                    neg_factor = 1 / (slope * m)
+                    rn = round_through(p * slope, stochastic, training=training)
+                    xq = xq + (m_i * slope) * torch.clamp(rn * neg_factor, -1.0, 0.0)
+            if self.relu_upper_bound and not self.is_quantized_clip:
+                ub = float(self.relu_upper_bound)
+                xq = torch.where(xq <= ub, xq, torch.full_like(xq, ub))
+        return qkeras_output(x_u, xq, training, self.qnoise_factor, bool(self.use_ste))
+
+    # ------------------------------------------------------------- reporting
+    def fixed_point_type(self) -> FixedPointType | None:
+        signed = self.negative_slope != 0
+        fpt = FixedPointType(self.bits, self.integer + (1 if signed else 0), signed, "RND_CONV", "SAT")
+        ub = self.relu_upper_bound
+        if ub and not self.is_quantized_clip and not fpt.contains(float(ub)) and ub < fpt.max_value:
+            return None  # outputs clipped to an off-grid upper bound
+        return fpt
+
+    def max_value(self) -> float | None:
+        """QKeras's ``max()``: ``max(1, 2**integer)``."""
+        unsigned = self.bits - (1 if self.negative_slope != 0 else 0)
+        return max(1.0, 2.0**self.integer) if unsigned > 0 else 1.0
+
+    def min_value(self) -> float | None:
+        """QKeras's ``min()``: 0, or ``-slope * 2**integer`` with a negative slope."""
+        if self.negative_slope == 0:
+            return 0.0
+        if self.bits - 1 > 0:
+            return min(-0.0, -self.negative_slope * 2.0**self.integer)
+        return -1.0
+
+    @property
+    def is_stochastic(self) -> bool:
+        return bool(self.use_stochastic_rounding)

@@ -1,0 +1,136 @@
+"""Straight-through helpers: QKeras's ``stop_gradient`` idioms written once, in torch.
+
+QKeras expresses every quantizer as ``x + tf.stop_gradient(-x + xq)``: the value is ``xq`` (up
+to float32 rounding of the residue) and the gradient is that of ``x``. These helpers reproduce
+that value *including* the float32 rounding in training mode, so hqrun matches QKeras bit for
+bit, and return the exact grid value in eval mode, which the firmware reproduces.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "EPSILON",
+    "LOG2",
+    "qkeras_output",
+    "round_through",
+    "stochastic_round",
+    "hard_sigmoid",
+    "sign_nonzero",
+    "channel_axes",
+    "get_scale",
+    "po2_round",
+]
+
+# tf.keras.backend.epsilon(); every QKeras "+ K.epsilon()" uses it (as float32 in the graph).
+EPSILON = 1e-7
+# np.log(2.0): QKeras divides float32 logs by it, so it is rounded to float32 first.
+LOG2 = math.log(2.0)
+
+
+def qkeras_output(
+    x: torch.Tensor,
+    xq: torch.Tensor,
+    training: bool,
+    qnoise_factor: float = 1.0,
+    use_ste: bool = True,
+) -> torch.Tensor:
+    """QKeras's last line: ``x + stop_gradient(qnoise * (-x + xq))`` (gradient of ``x``).
+
+    ``use_ste=False`` gives ``(1 - qnoise) * x + stop_gradient(qnoise * xq)``. In eval mode with
+    the default arguments the exact ``xq`` is returned (gradient still that of ``x``).
+    """
+    xq = xq.detach()
+    if qnoise_factor == 1.0 and use_ste:
+        if training:
+            return x + (xq - x.detach())
+        if x.requires_grad:
+            return xq + (x - x.detach())
+        return xq
+    if use_ste:
+        return x + (qnoise_factor * (xq - x.detach()))
+    return (1.0 - qnoise_factor) * x + qnoise_factor * xq
+
+
+def stochastic_round(x: torch.Tensor, precision: float = 0.5) -> torch.Tensor:
+    """QKeras's ``stochastic_round``: floor or ceil on a ``precision`` grid, P(ceil)=fraction."""
+    scale = 1.0 / precision
+    scaled = x * scale
+    low = torch.floor(scaled)
+    fraction = scaled - low
+    u = torch.rand_like(x)
+    return torch.where(fraction < u, low, torch.ceil(scaled)) / scale
+
+
+def round_through(
+    p: torch.Tensor, stochastic: bool = False, precision: float = 0.5, training: bool = True
+) -> torch.Tensor:
+    """QKeras's ``_round_through``: round (half to even) with gradient 1.
+
+    Stochastic rounding happens only in training (QKeras's learning phase 1); its value is
+    ``p + (r - p)`` in float32 exactly as QKeras computes it. Deterministic rounding is exact.
+    """
+    pd = p.detach()
+    if stochastic and training:
+        r = stochastic_round(pd, precision)
+        if p.requires_grad:
+            return p + (r - pd)
+        return pd + (r - pd)
+    r = torch.round(pd)
+    if p.requires_grad:
+        return p + (r - pd)
+    return r
+
+
+def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """QKeras's default internal sigmoid: ``clip(0.5 * x + 0.5, 0, 1)``."""
+    return torch.clamp(0.5 * x + 0.5, 0.0, 1.0)
+
+
+def sign_nonzero(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x)`` with 0 mapped to +1 (QKeras: ``s = sign(x); s += 1 - abs(s)``)."""
+    s = torch.sign(x)
+    return s + (1.0 - torch.abs(s))
+
+
+def channel_axes(ndim: int, scale_axis: int | None = None) -> list[int] | None:
+    """Axes QKeras reduces over for per-channel scales (channels_last): all but the channel."""
+    if ndim <= 1:
+        return None
+    if scale_axis is not None:
+        # QKeras's _get_scaling_axis, literally (a negative scale_axis reduces over all axes).
+        return list(range(scale_axis)) + list(range(scale_axis + 1, ndim))
+    return list(range(ndim - 1))
+
+
+def po2_round(scale: torch.Tensor) -> torch.Tensor:
+    """``2 ** round(log(scale + eps) / log(2))`` as QKeras computes power-of-two scales."""
+    return torch.exp2(torch.round(torch.log(scale + EPSILON) / LOG2))
+
+
+def get_scale(
+    alpha: object, x: torch.Tensor, q: torch.Tensor, scale_axis: int | None = None
+) -> torch.Tensor | float:
+    """QKeras's ``_get_scale`` (per-channel least squares ``mean(x*q) / mean(q*q)``).
+
+    Quirk kept: for a 1-D tensor QKeras does not average at all, so the "scale" is computed per
+    element.
+    """
+    if isinstance(alpha, str):
+        axes = channel_axes(x.dim(), scale_axis)
+        if axes is None:
+            qx = x * q
+            qq = q * q
+        else:
+            qx = torch.mean(x * q, dim=axes, keepdim=True)
+            qq = torch.mean(q * q, dim=axes, keepdim=True)
+        scale = qx / (qq + EPSILON)
+        if alpha == "auto_po2":
+            scale = po2_round(scale)
+        return scale
+    if alpha is None:
+        return 1.0
+    return float(alpha)
