@@ -1,0 +1,103 @@
+"""Structured config of ``hqrun search`` (the ``search`` config group).
+
+The keys here are exactly the keys of ``conf/search/*.yaml``: ``hqrun.config.validate_config``
+merges the composed group into :class:`SearchConfig`, so a typo in an override is refused before
+Ray starts instead of being silently ignored by a trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+@dataclass
+class GoalConfig:
+    """What a trial's cost is and how AutoQKeras's forgiving factor weighs it."""
+
+    type: str = "energy"          # bits | energy | ebops
+    delta_p: float = 8.0          # % accuracy bonus per `rate`-fold cost decrease
+    delta_n: float = 8.0          # % accuracy penalty per `rate`-fold cost increase
+    rate: float = 2.0
+    stress: float = 1.0           # reference = stress x reference model's cost
+    reference: str = "float"      # quant plan the reference cost is computed from: float | q8 | path
+
+
+@dataclass
+class WidthConfig:
+    """Layer-width tuning, AutoQKeras's ``tune_filters`` (shapes change: no weight transfer)."""
+
+    mode: str = "none"            # none | layer | block
+    multipliers: List[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.5, 2.0])
+    exceptions: Optional[str] = None   # regex of layers never resized (the output layer always is)
+
+
+@dataclass
+class SpaceConfig:
+    """The search space: candidate quantizers per kind, limits, which layers are searched."""
+
+    # kind (kernel | bias | activation | linear) -> {spec: bit cost}; null = AutoQKeras's menu
+    menu: Optional[Dict[str, Any]] = None
+    # layer class (Dense, Conv2D, Activation, ...) or layer-name regex or "default" ->
+    # max bits | [kernel, bias, activation] | {kernel:, bias:, activation:} (each max bits or a
+    # list of specs). Layers matched by one regex share one sampled choice per slot.
+    limits: Dict[str, Any] = field(default_factory=dict)
+    layers: Optional[List[str]] = None   # regexes of searched layers; null = every quantizable one
+    input: bool = False                   # also search the input quantizer (from the linear menu)
+    width: WidthConfig = field(default_factory=WidthConfig)
+
+
+@dataclass
+class BlocksConfig:
+    """AutoQKeras's block scheduler (``algorithm: blocks``)."""
+
+    patterns: List[str] = field(default_factory=list)   # one regex per block
+    schedule: str = "sequential"                         # sequential | cost
+    search: str = "random"                               # per-block algorithm: random | bayesian
+
+
+@dataclass
+class AshaConfig:
+    grace_period: int = 1
+    reduction_factor: int = 3
+
+
+@dataclass
+class BayesianConfig:
+    n_startup_trials: int = 5
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = None     # null: local Ray; "auto" or host:port: join a cluster
+    num_cpus: Optional[int] = None    # CPUs the local Ray may use (null: all)
+    cpus_per_trial: int = 1           # also the torch threads of a trial
+
+
+@dataclass
+class SearchConfig:
+    algorithm: str = "random"         # random | bayesian | asha | blocks
+    objective: str = "forgiving"      # forgiving (AutoQKeras score) | pareto (accuracy vs cost)
+    max_trials: int = 20
+    epochs: int = 10                  # QAT epochs per trial
+    batch_size: int = 1024
+    learning_rate: float = 0.001
+    train_samples: Optional[int] = None   # cap of training rows a trial sees (null: all)
+    reference_epochs: int = 10        # float reference, trained once per search
+    final_epochs: int = 30            # retraining of the winner / front points
+    retrain: str = "winner"           # winner | front | none
+    retries: int = 1                  # times a failed trial is retried
+    seed: Optional[int] = None        # null: the top-level seed
+    run_dir: Optional[str] = None     # null: Hydra's run dir; rerun on the same dir to resume
+    progress: bool = True
+    goal: GoalConfig = field(default_factory=GoalConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    blocks: BlocksConfig = field(default_factory=BlocksConfig)
+    asha: AshaConfig = field(default_factory=AshaConfig)
+    bayesian: BayesianConfig = field(default_factory=BayesianConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+ALGORITHMS = ("random", "bayesian", "asha", "blocks")
+OBJECTIVES = ("forgiving", "pareto")
+GOALS = ("bits", "energy", "ebops")

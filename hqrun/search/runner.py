@@ -1,0 +1,437 @@
+"""Run a search on Ray Tune: random, Bayesian (Optuna TPE), ASHA, or AutoQKeras's blocks.
+
+Ray is an execution detail: the space, the objective and the block schedule are plain Python
+(``space``, ``objectives``, ``blocks``) and the trial is :func:`hqrun.search.trial.run_trial`.
+This module only wires them to Ray Tune and keeps the run directory's journal, which is the
+source of truth for resume: a rerun on the same directory counts the trials already journaled
+and asks Ray only for the rest (Optuna is warm-started with the finished trials' scores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from hqrun.errors import SearchError
+from hqrun.search.blocks import Block, schedule_blocks
+from hqrun.search.config import ALGORITHMS, OBJECTIVES
+from hqrun.search.journal import Journal
+from hqrun.search.objectives import ForgivingFactor, cost_of, forgiving_from_config
+from hqrun.search.space import SearchSpace, build_space
+from hqrun.search.trial import (Backend, TrialData, TrialSettings, accuracy, float_plan,
+                                run_trial, train_model)
+
+FINISHED = ("ok", "stopped", "failed")
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    if isinstance(cfg, Mapping):
+        return cfg.get(key, default)
+    return getattr(cfg, key, default)
+
+
+def _plain(cfg: Any) -> Any:
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            return OmegaConf.to_container(cfg, resolve=True)
+        if hasattr(cfg, "__dataclass_fields__"):
+            return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return cfg
+
+
+@dataclass
+class Reference:
+    """The float reference model, trained once per search and cached in the run dir."""
+
+    state: dict[str, torch.Tensor]
+    accuracy: float
+    cost: dict[str, float]
+    layer_costs: dict[str, dict[str, float]]
+
+
+@dataclass
+class SearchOutcome:
+    run_dir: Path
+    records: list[dict]
+    reference: Reference
+    reference_cost: float          # stressed, in the goal's unit
+    space: SearchSpace
+    frozen: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_config(cfg: Any) -> None:
+    """Refuse bad settings before any work (the schema only checks types)."""
+    algo = _get(cfg, "algorithm")
+    if algo not in ALGORITHMS:
+        raise SearchError(f"search.algorithm={algo!r}; use one of {', '.join(ALGORITHMS)}.")
+    obj = _get(cfg, "objective")
+    if obj not in OBJECTIVES:
+        raise SearchError(f"search.objective={obj!r}; use one of {', '.join(OBJECTIVES)}.")
+    for key in ("max_trials", "epochs", "batch_size"):
+        if int(_get(cfg, key)) < 1:
+            raise SearchError(f"search.{key}={_get(cfg, key)} must be >= 1.")
+    if algo == "blocks" and _get(_get(cfg, "blocks"), "search") not in ("random", "bayesian"):
+        raise SearchError("search.blocks.search must be random or bayesian.")
+    if _get(cfg, "retrain") not in ("winner", "front", "none"):
+        raise SearchError(f"search.retrain={_get(cfg, 'retrain')!r}; use winner, front or none.")
+    forgiving_from_config(_get(cfg, "goal"))
+
+
+def fingerprint(cfg: Any) -> str:
+    """What makes two runs the same search (budget and Ray settings may change on resume)."""
+    plain = _plain(cfg)
+    keep = {k: plain.get(k) for k in ("algorithm", "objective", "epochs", "batch_size",
+                                       "learning_rate", "train_samples", "goal", "space", "blocks")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_run_dir(run_dir: Path, cfg: Any) -> None:
+    header = run_dir / "search.json"
+    fp = fingerprint(cfg)
+    if header.exists():
+        old = json.loads(header.read_text())
+        if old.get("fingerprint") != fp:
+            raise SearchError(
+                f"the run dir {run_dir} holds a different search (its search.json was written "
+                "with other search settings). Resume it with the same search options, or pass a "
+                "new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
+        return
+    header.write_text(json.dumps({"fingerprint": fp, "config": _plain(cfg)}, indent=2,
+                                 default=str))
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def train_reference(backend: Backend, data: TrialData, cfg: Any, run_dir: Path,
+                    seed: int) -> Reference:
+    """Train the float model once (cached as reference.pt + reference.json)."""
+    pt, js = run_dir / "reference.pt", run_dir / "reference.json"
+    model = backend.build(float_plan(), {})
+    if pt.exists() and js.exists():
+        meta = json.loads(js.read_text())
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+        return Reference(state, meta["accuracy"], meta["cost"], meta["layer_costs"])
+    torch.manual_seed(seed)
+    model = backend.build(float_plan(), {})
+    acc = train_model(model, data, int(_get(cfg, "reference_epochs")), int(_get(cfg, "batch_size")),
+                      float(_get(cfg, "learning_rate")), seed)
+    info = backend.reference_cost(model)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tmp = pt.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, pt)
+    js.write_text(json.dumps({"accuracy": acc, "cost": info.totals,
+                              "layer_costs": info.layers}, indent=2))
+    return Reference(state, acc, dict(info.totals), dict(info.layers))
+
+
+# --------------------------------------------------------------------------- Ray plumbing
+
+
+def init_ray(cfg: Any) -> None:
+    """Start (or join) Ray quietly; reuse a session that is already up (tests, notebooks)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+    import ray
+
+    if ray.is_initialized():
+        return
+    rcfg = _get(cfg, "ray")
+    address = _get(rcfg, "address")
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
+                                  configure_logging=False)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=_get(rcfg, "num_cpus"), **kwargs)
+    except Exception as err:  # noqa: BLE001 - connection errors come in many types
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        raise SearchError(f"could not start {where}: {err}. For a cluster run `ray start "
+                          "--head` on the head node and pass search.ray.address=<ip>:6379; "
+                          "leave search.ray.address=null to run locally.") from None
+
+
+@dataclass
+class TrialContext:
+    """Everything a trial process needs; Ray stores it once in its object store."""
+
+    space: SearchSpace
+    backend: Backend
+    data: TrialData
+    reference_state: dict | None
+    settings: TrialSettings
+
+
+def _trainable(config: dict, ctx: TrialContext) -> None:
+    from ray import tune
+
+    run_trial(config, ctx.space, ctx.backend, ctx.data, ctx.reference_state, ctx.settings,
+              tune.report)
+
+
+def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, epochs: int,
+                      session: str, progress: Callable[[dict], None]):
+    from ray.tune import Callback
+
+    class JournalCallback(Callback):
+        """Writes each finished trial to the journal as soon as Ray reports it."""
+
+        def _record(self, trial, status: str, error: str | None = None) -> None:
+            res = dict(trial.last_result or {})
+            config = {k: trial.config[k] for k in space.keys if k in trial.config}
+            if status == "ok" and int(res.get("epoch", 0)) < epochs:
+                status = "stopped"
+            rec = {
+                "event": "trial", "trial_id": f"{session}-{trial.trial_id}", "block": block,
+                "status": status, "config": config, "plan": space.plan(config),
+                "widths": space.widths(config),
+                "accuracy": res.get("accuracy"), "cost": res.get("cost"),
+                "score": res.get("score"), "epochs": res.get("epoch", 0),
+                "time": res.get("trial_time"), "error": error,
+                "costs": {k[5:]: v for k, v in res.items() if k.startswith("cost_")},
+                "finished_at": time.time(),
+            }
+            journal.append(rec)
+            progress(rec)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._record(trial, "ok")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            err = None
+            try:
+                err = str(trial.get_error()).strip().splitlines()[-1][:500]
+            except Exception:  # noqa: BLE001
+                err = "trial raised (see Ray's error file)"
+            self._record(trial, "failed", err)
+
+    return JournalCallback()
+
+
+def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, block: int | None,
+               num_samples: int, searcher: str, previous: list[dict], scheduler: str | None,
+               progress: Callable[[dict], None], seed: int) -> None:
+    """One Ray Tune run of ``num_samples`` trials."""
+    from ray import tune
+    from ray.tune import FailureConfig, RunConfig, TuneConfig
+
+    space = ctx.space
+    param_space = {c.key: tune.choice(c.options) for c in space.choices}
+    multi = _get(cfg, "objective") == "pareto"
+    if searcher == "bayesian":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        bcfg = _get(cfg, "bayesian")
+        ok = [r for r in previous if r["status"] in ("ok", "stopped") and r.get("score") is not None]
+        metric, mode = (["accuracy", "cost"], ["max", "min"]) if multi else ("score", "max")
+        rewards = [[r["accuracy"], r["cost"]] if multi else r["score"] for r in ok]
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=int(_get(bcfg, "n_startup_trials", 5)))
+        search_alg = OptunaSearch(metric=metric, mode=mode, sampler=sampler,
+                                  points_to_evaluate=[dict(r["config"]) for r in ok] or None,
+                                  evaluated_rewards=rewards or None)
+    else:
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        search_alg = BasicVariantGenerator(random_state=seed)
+    sched = None
+    if scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        acfg = _get(cfg, "asha")
+        sched = ASHAScheduler(time_attr="training_iteration", metric="score", mode="max",
+                              max_t=int(_get(cfg, "epochs")),
+                              grace_period=int(_get(acfg, "grace_period", 1)),
+                              reduction_factor=int(_get(acfg, "reduction_factor", 3)))
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, ctx=ctx),
+        {"cpu": int(_get(_get(cfg, "ray"), "cpus_per_trial", 1))})
+    storage = run_dir / "ray"
+    storage.mkdir(parents=True, exist_ok=True)
+    part = f"part_{len(list(storage.iterdir())):03d}"
+    session = f"{part}" if block is None else f"b{block}-{part}"
+    import logging
+
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=TuneConfig(num_samples=num_samples, search_alg=search_alg, scheduler=sched,
+                               reuse_actors=True,
+                               trial_dirname_creator=lambda t: t.trial_id),
+        run_config=RunConfig(
+            name=part, storage_path=str(storage.resolve()), verbose=0,
+            failure_config=FailureConfig(max_failures=int(_get(cfg, "retries", 0))),
+            callbacks=[_journal_callback(journal, space, block, int(_get(cfg, "epochs")),
+                                         session, progress)],
+        ),
+    )
+    tuner.fit()
+
+
+# --------------------------------------------------------------------------- the search
+
+
+class Progress:
+    """A one-line progress report per finished trial (overwritten in a terminal)."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total, self.enabled, self.done, self.best = total, enabled, 0, None
+        self.tty = sys.stdout.isatty()
+
+    def __call__(self, rec: dict) -> None:
+        self.done += 1
+        if rec.get("status") in ("ok", "stopped") and rec.get("score") is not None:
+            if self.best is None or rec["score"] > self.best["score"]:
+                self.best = rec
+        if not self.enabled:
+            return
+        b = self.best
+        best = (f"best score {b['score']:.4f} (acc {b['accuracy']:.4f}, cost {b['cost']:.4g})"
+                if b else "no successful trial yet")
+        last = (f"{rec['status']} acc={rec['accuracy']:.4f} cost={rec['cost']:.4g}"
+                if rec.get("accuracy") is not None else rec["status"])
+        line = f"[search] trial {self.done}/{self.total}: {last} | {best}"
+        print(("\r" + line.ljust(110)) if self.tty else line, end="" if self.tty else "\n",
+              flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            print()
+
+
+def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.PathLike,
+               seed: int = 0) -> SearchOutcome:
+    """Validate, train/load the reference, run (or resume) the trials; return the journal."""
+    check_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    layers = backend.describe()
+    space = build_space(_get(cfg, "space"), layers)     # every space error before any trial
+    algo = _get(cfg, "algorithm")
+    bcfg = _get(cfg, "blocks")
+    if algo == "blocks":    # regexes checked now; costs need the reference
+        searched = sorted({t[0] for c in space.choices for t in c.targets})
+        schedule_blocks(list(_get(bcfg, "patterns") or []), searched, {}, 1.0, 1,
+                        _get(bcfg, "schedule", "sequential"))
+    _check_run_dir(run_dir, cfg)
+    journal = Journal(run_dir / "trials.jsonl")
+
+    goal = _get(_get(cfg, "goal"), "type")
+    ff = forgiving_from_config(_get(cfg, "goal"))
+    threads = int(_get(_get(cfg, "ray"), "cpus_per_trial", 1))
+    torch.set_num_threads(threads)
+    reference = train_reference(backend, data, cfg, run_dir, seed)
+    ref_cost = ff.reference(cost_of(reference.cost, goal))
+    settings = TrialSettings(int(_get(cfg, "epochs")), int(_get(cfg, "batch_size")),
+                             float(_get(cfg, "learning_rate")), goal, ff, ref_cost / ff.stress,
+                             threads, seed)
+    init_ray(cfg)
+    max_trials = int(_get(cfg, "max_trials"))
+    searcher = "bayesian" if algo == "bayesian" else "random"
+    frozen: dict = {}
+    if algo != "blocks":
+        done = [r for r in journal.trials() if r["status"] in FINISHED]
+        progress = Progress(max_trials, bool(_get(cfg, "progress", True)))
+        progress.done = len(done)
+        remaining = max_trials - len(done)
+        if remaining > 0:
+            ctx = TrialContext(space, backend, data, reference.state, settings)
+            _run_tuner(ctx, cfg, journal, run_dir, None, remaining, searcher, done,
+                       "asha" if algo == "asha" else None, progress, seed + len(done))
+        progress.close()
+    else:
+        frozen = _run_blocks(cfg, space, backend, data, reference, settings, journal, run_dir,
+                             ref_cost, goal, seed)
+    return SearchOutcome(run_dir, journal.trials(), reference, ref_cost, space, frozen)
+
+
+def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
+                reference: Reference, settings: TrialSettings, journal: Journal, run_dir: Path,
+                ref_cost: float, goal: str, seed: int) -> dict:
+    bcfg = _get(cfg, "blocks")
+    searched = [l.name for l in space.layers
+                if any(t[0] == l.name for c in space.choices for t in c.targets)]
+    layer_costs = {name: cost_of(c, goal) if goal in c else float(c.get("total", 0.0))
+                   for name, c in reference.layer_costs.items()}
+    blocks = schedule_blocks(list(_get(bcfg, "patterns")), searched, layer_costs, ref_cost,
+                             int(_get(cfg, "max_trials")), _get(bcfg, "schedule", "sequential"))
+    write_schedule(run_dir, blocks)
+    done_blocks = journal.blocks_done()
+    frozen: dict = {}
+    claimed: set[str] = set()
+    for blk in blocks:
+        members = [n for n in blk.layers if n not in claimed]
+        claimed.update(members)
+        if blk.index in done_blocks:
+            frozen.update(_unkey(done_blocks[blk.index]["frozen"]))
+            continue
+        sub = space.restrict(members, frozen)
+        if not sub.choices:
+            continue
+        done = [r for r in journal.trials(blk.index) if r["status"] in FINISHED]
+        progress = Progress(blk.trials, bool(_get(cfg, "progress", True)))
+        progress.done = len(done)
+        if _get(cfg, "progress", True):
+            print(f"[search] block {blk.index} {blk.pattern!r}: layers {', '.join(members)}, "
+                  f"cost {blk.cost:.4g} of {ref_cost:.4g}, {blk.trials} trials")
+        remaining = blk.trials - len(done)
+        if remaining > 0:
+            ctx = TrialContext(sub, backend, data, reference.state, settings)
+            _run_tuner(ctx, cfg, journal, run_dir, blk.index, remaining,
+                       _get(bcfg, "search", "random"), done, None, progress, seed + len(done))
+        progress.close()
+        best = best_record(journal.trials(blk.index), "forgiving")
+        if best is None:
+            raise SearchError(f"every trial of block {blk.index} ({blk.pattern!r}) failed; see "
+                              f"{run_dir / 'trials.csv'} for the errors.")
+        chosen = sub.assignment(best["config"])
+        frozen.update(chosen)
+        journal.append({"event": "block_done", "block": blk.index, "pattern": blk.pattern,
+                        "trial_id": best["trial_id"], "frozen": _key(frozen)})
+    return frozen
+
+
+def _key(assign: Mapping) -> dict:
+    return {f"{layer}::{slot}": v for (layer, slot), v in assign.items()}
+
+
+def _unkey(d: Mapping) -> dict:
+    return {tuple(k.split("::", 1)): v for k, v in d.items()}
+
+
+def write_schedule(run_dir: Path, blocks: list[Block]) -> None:
+    (run_dir / "blocks.json").write_text(json.dumps(
+        [{"index": b.index, "pattern": b.pattern, "layers": list(b.layers), "cost": b.cost,
+          "trials": b.trials} for b in blocks], indent=2))
+
+
+def best_record(records: list[dict], objective: str = "forgiving") -> dict | None:
+    """Highest score among completed trials (early-stopped ones only if none completed)."""
+    for statuses in (("ok",), ("stopped",)):
+        ok = [r for r in records if r["status"] in statuses and r.get("score") is not None
+              and math.isfinite(r["score"])]
+        if ok:
+            return max(ok, key=lambda r: (r["score"], r["accuracy"], -r["cost"]))
+    return None
