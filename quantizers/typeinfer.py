@@ -396,6 +396,7 @@ class LayerTypes:
     n_bias: int = 0
     n_ops: int = 0
     fan_in: int = 0
+    n_channels: int = 0
     input_shape: tuple = ()
     output_shape: tuple = ()
     weight_shape: tuple = ()
@@ -436,7 +437,7 @@ def _type_str(t) -> str:
 # Layer classification
 # --------------------------------------------------------------------------------------------
 _KIND_BY_CLASS = {
-    "qdense": "dense", "linear": "dense",
+    "qdense": "dense", "linear": "dense", "qdensebatchnorm": "dense",
     "qconv1d": "conv1d", "conv1d": "conv1d",
     "qconv2d": "conv2d", "conv2d": "conv2d",
     "qdepthwiseconv2d": "depthwise_conv2d",
@@ -607,6 +608,8 @@ def infer_types(
             op = operand_from_quantizer(q) if q is not None and not isinstance(q, str) else None
             if op is not None:
                 cur = op
+            else:
+                lt.flags.append("identity_input")  # Keras's InputLayer: no layer for QTools
             lt.operands["output"] = cur if cur is not None else float_operand(32)
             _finish(lt)
             result.append(lt)
@@ -841,29 +844,38 @@ def _bn_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str,
               opts: QToolsOptions) -> None:
     lt.n_ops = lt.n_inputs
     n = int(getattr(module, "num_features", 0) or 0)
-    lt.n_weights = n * 2
-    q = _get(module, "activation")
+    lt.n_channels = n
+    scale = bool(getattr(module, "scale", True))
+    center = bool(getattr(module, "center", True))
+    lt.n_weights = n * (2 + int(scale) + int(center))
     if policy == "qtools":
-        lt.operands["weight"] = named_operand(opts.keras_quantizer or opts.interm) \
-            if opts.for_reference else _bn_param_operand(module, "gamma", opts)
-        lt.operands["bias"] = named_operand(opts.keras_quantizer or opts.interm) \
-            if opts.for_reference else _bn_param_operand(module, "beta", opts, x)
-        out = named_operand(opts.keras_accumulator or opts.interm) \
-            if opts.for_reference or x is None or x.is_float else x
-        lt.operands["output"] = out
+        keras_like = opts.for_reference or all(
+            _get(module, f"{k}_quantizer") is None for k in ("gamma", "beta", "mean", "variance"))
+        if keras_like:
+            ref = named_operand(opts.keras_quantizer or opts.interm)
+            params = dict(gamma=ref, beta=ref, mean=ref, variance=ref)
+        else:  # QTools: missing beta/mean take the input's type, missing gamma/variance interm
+            params = dict(
+                gamma=operand_from_quantizer(_get(module, "gamma_quantizer"))
+                or named_operand(opts.interm),
+                beta=operand_from_quantizer(_get(module, "beta_quantizer")) or x,
+                mean=operand_from_quantizer(_get(module, "mean_quantizer")) or x,
+                variance=operand_from_quantizer(_get(module, "variance_quantizer"))
+                or named_operand(opts.interm),
+            )
+        if not scale:
+            params.pop("gamma")
+        if not center:
+            params.pop("beta")
+        lt.operands.update(params)
+        # QTools derives the output through its divider/multiplier/adder chain; a float (or
+        # reference) BN outputs keras_accumulator. Quantized BN: approximated the same way.
+        lt.operands["output"] = named_operand(opts.keras_accumulator or opts.interm)
+        if not keras_like:
+            lt.flags.append("qtools_bn_output_approx")
         return
     lt.flags.append("bn_float_scale")
-    lt.operands["output"] = operand_from_quantizer(q) if q is not None else float_operand(32)
-
-
-def _bn_param_operand(module, which: str, opts: QToolsOptions, x: Operand | None = None):
-    q = _get(module, f"{which}_quantizer")
-    op = operand_from_quantizer(q)
-    if op is not None:
-        return op
-    if which == "beta" and x is not None:
-        return x
-    return named_operand(opts.interm)
+    lt.operands["output"] = float_operand(32)
 
 
 def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str,
@@ -893,8 +905,16 @@ def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy:
     acc_t = fit_type(Fraction(t.min_value) * area if t.min_value < 0 else 0,
                      Fraction(t.max_value) * area, fx)
     lt.operands["accumulator"] = _fixed_operand(acc_t)
+    recip = getattr(module, "quantized_reciprocal", None)
+    rtype = _values_type(recip().detach().double().numpy(), 24) if callable(recip) else None
     if q is not None:
         lt.operands["output"] = operand_from_quantizer(q)
+    elif rtype is not None and getattr(module, "average_quantizer", None) is not None:
+        r = Fraction(float(recip()))
+        fr = _frac_bits(rtype)
+        lo = Fraction(t.min_value) * area * r if t.min_value < 0 else 0
+        lt.operands["output"] = _fixed_operand(fit_type(lo, Fraction(t.max_value) * area * r,
+                                                        fx + fr))
     elif area & (area - 1) == 0:
         sh = area.bit_length() - 1
         lt.operands["output"] = _fixed_operand(fit_type(
