@@ -1,0 +1,99 @@
+"""``hqrun cost model=... quant=...``: price a model, print the table, write cost.json.
+
+The model is built from ``cfg.model`` and the plan (``cfg.plan`` when given — a plan file or
+name — else ``cfg.quant``), or read from a trained checkpoint (``checkpoint=...`` or
+``run=<run dir>``, whose ``best.ckpt`` carries its plan and weights). Energy and size depend on
+the weights only through ``trained_model`` (po2 value counts) and the exact accumulator policy;
+the FPGA estimate uses the actual weights (zeros and powers of two are free), so price trained
+models when you quote LUTs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hqrun.errors import ConfigError
+
+
+def _output_dir() -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - outside Hydra (tests, notebooks): current directory
+        return Path.cwd()
+
+
+def _find_checkpoint(cfg: Any) -> Path | None:
+    ckpt = cfg.get("checkpoint") if hasattr(cfg, "get") else None
+    run = cfg.get("run") if hasattr(cfg, "get") else None
+    if ckpt:
+        p = Path(str(ckpt))
+        if not p.is_file():
+            raise ConfigError(f"checkpoint={ckpt} does not exist; pass the path of a .ckpt file.")
+        return p
+    if run:
+        d = Path(str(run))
+        if not d.is_dir():
+            raise ConfigError(f"run={run} is not a directory; pass a run dir written by hqrun.")
+        found = sorted(d.rglob("best.ckpt")) or sorted(d.rglob("*.ckpt"))
+        if not found:
+            raise ConfigError(
+                f"run={run} holds no checkpoint (*.ckpt); train with trainer.checkpoint=true or "
+                "pass model=... quant=... instead."
+            )
+        return found[0]
+    return None
+
+
+def build_priced_model(cfg: Any) -> torch.nn.Module:
+    """The model `hqrun cost` prices: from a checkpoint when given, else model + plan."""
+    from omegaconf import OmegaConf
+
+    from hqrun.models import build_model, load_plan
+
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True) if cfg.get("model") else {}
+    plan_src = cfg.get("plan") or cfg.get("quant")
+    if plan_src is not None and not isinstance(plan_src, str):
+        plan_src = OmegaConf.to_container(plan_src, resolve=True)
+    ckpt_path = _find_checkpoint(cfg)
+    if ckpt_path is None:
+        return build_model(model_cfg, load_plan(plan_src), seed=int(cfg.get("seed", 0) or 0))
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    record = (ckpt.get("hyper_parameters") or {}).get("record") or {}
+    model_cfg = record.get("model", model_cfg)
+    plan_src = record.get("plan", plan_src)
+    model = build_model(model_cfg, load_plan(plan_src))
+    state = ckpt.get("state_dict", ckpt)
+    state = {k.removeprefix("model."): v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise ConfigError(
+            f"checkpoint {ckpt_path} does not fit the model built from its record (missing "
+            f"{', '.join(missing[:5])}); pass the matching model=... quant=... overrides."
+        )
+    return model
+
+
+def run(cfg: Any) -> dict:
+    """Hydra entry: estimate, print, write cost.json; returns the report dict."""
+    from omegaconf import OmegaConf
+
+    from hqrun.cost.api import estimate
+    from hqrun.cost.config import make_config
+
+    torch.set_num_threads(int(cfg.get("threads", 1) or 1))
+    settings = make_config(OmegaConf.to_container(cfg.cost, resolve=True) if cfg.get("cost")
+                           else None)
+    model = build_priced_model(cfg)
+    report = estimate(model, settings=settings)
+    out = _output_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    report.to_json(out / "cost.json")
+    if settings.print_table:
+        print(report.table())
+        print(f"cost.json written to {out / 'cost.json'}")
+    return report.to_dict()
