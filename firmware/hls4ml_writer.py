@@ -1,0 +1,278 @@
+"""IR → hls4ml model (and HLS project on disk), through hls4ml's public PyTorch API only.
+
+Why a "shadow" torch model: hls4ml's PyTorch front end traces ``torch.nn`` layers with FX; it
+cannot see inside hqrun's quantized layers. So the writer rebuilds the IR as plain ``nn.Linear``
+/ ``nn.Conv*d`` / ``nn.ReLU`` layers in float64 whose weights are the exact quantized values
+(codes × 2^-f; float64 and hls4ml's weight printer, which prints ``f`` decimals for a type with
+``f`` fractional bits, both hold them exactly), and pins every layer's precision (weight, bias,
+accumulator, result) explicitly in hls4ml's per-layer config — nothing is left to hls4ml's
+``auto`` inference. Several IRs can share one project (one input and one output per model):
+that is how the tests C-simulate many small models for the price of one compile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hqrun.errors import FirmwareError
+from hqrun.quantizers.fixedpoint import FixedPointType
+
+from .ir import FirmwareIR, IRLayer
+
+__all__ = ["WriterOptions", "import_hls4ml", "to_hls4ml", "hls_precision", "layer_name_map"]
+
+
+@dataclass
+class WriterOptions:
+    """Knobs of the generated HLS project (the firmware config's ``hls`` part)."""
+
+    backend: str = "Vitis"
+    part: str = "xcvu9p-flgb2104-2-e"
+    clock_period: float = 5.0
+    reuse_factor: int = 1
+    strategy: str = "Latency"
+    io_type: str = "io_parallel"
+    project_name: str = "hqrun_fw"
+    softmax_result: str = "ap_ufixed<16,0,AP_RND,AP_SAT>"
+    softmax_table_size: int = 1024
+
+    def validate(self) -> None:
+        if self.backend not in ("Vitis", "Vivado"):
+            raise FirmwareError(f"firmware backend {self.backend!r} is not supported; use Vitis "
+                                "(default) or Vivado.")
+        if self.io_type != "io_parallel":
+            raise FirmwareError(f"io_type={self.io_type!r}: hqrun exports io_parallel only (the "
+                                "latency-optimised, fully unrolled design of the paper).")
+        if self.strategy not in ("Latency", "Resource"):
+            raise FirmwareError(f"strategy={self.strategy!r}: use Latency or Resource.")
+        if int(self.reuse_factor) < 1:
+            raise FirmwareError(f"reuse_factor={self.reuse_factor} must be ≥ 1.")
+        if float(self.clock_period) <= 0:
+            raise FirmwareError(f"clock_period={self.clock_period} must be positive (ns).")
+
+
+def import_hls4ml():
+    """Import hls4ml, even from a checkout's root directory.
+
+    hls4ml imports the top-level PyPI package ``quantizers``; run from hqrun's repository root
+    (a notebook there, ``python -m pytest``), the checkout's own ``quantizers/`` folder is first
+    on ``sys.path`` and shadows it. Import with such entries masked so the right one is cached.
+    """
+    if "hls4ml" in sys.modules:
+        return sys.modules["hls4ml"]
+    cached = sys.modules.get("quantizers")
+    if cached is not None and not hasattr(cached, "get_fixed_quantizer_np"):
+        for key in [k for k in sys.modules if k == "quantizers" or k.startswith("quantizers.")]:
+            del sys.modules[key]
+
+    def shadows(entry: str) -> bool:
+        base = entry or os.getcwd()
+        return os.path.isfile(os.path.join(base, "quantizers", "fixedpoint.py"))
+
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if not shadows(p)]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import hls4ml  # noqa: PLC0415
+    except ImportError as err:
+        raise FirmwareError(
+            f"hls4ml could not be imported ({err}); install it with `pip install hls4ml==1.3.0` "
+            "(no TensorFlow needed)."
+        ) from None
+    finally:
+        sys.path[:] = saved
+    return hls4ml
+
+
+def hls_precision(t: FixedPointType, modes: bool = True) -> str:
+    """hls4ml precision string of a type; ``modes=False`` drops rounding/overflow (exact values)."""
+    if not modes:
+        base = "ap_fixed" if t.signed else "ap_ufixed"
+        return f"{base}<{t.width},{t.integer}>"
+    base = "ap_fixed" if t.signed else "ap_ufixed"
+    return f"{base}<{t.width},{t.integer},AP_{t.rounding},AP_{t.overflow}>"
+
+
+# ----------------------------------------------------------------------------- shadow model
+def _shadow_layer(layer: IRLayer) -> nn.Module:
+    if layer.op in ("dense", "conv1d", "conv2d"):
+        w = np.ldexp(layer.weight.astype(np.float64), -layer.weight_type.fractional)
+        if layer.op == "dense":
+            mod: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=True)
+        elif layer.op == "conv1d":
+            mod = nn.Conv1d(w.shape[1], w.shape[0], w.shape[2], stride=layer.attrs["stride"][0])
+        else:
+            mod = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]),
+                            stride=tuple(layer.attrs["stride"]))
+        mod = mod.double()
+        with torch.no_grad():
+            mod.weight.copy_(torch.from_numpy(w))
+            if layer.bias is not None:
+                mod.bias.copy_(torch.from_numpy(np.ldexp(layer.bias.astype(np.float64),
+                                                         -layer.bias_type.fractional)))
+            else:
+                mod.bias.zero_()
+        return mod
+    if layer.op == "relu":
+        return nn.ReLU()
+    if layer.op == "softmax":
+        return nn.Softmax(dim=-1)
+    if layer.op == "flatten":
+        return nn.Flatten()
+    if layer.op == "zeropad1d":
+        (a, b), = layer.attrs["pads"]
+        return nn.ConstantPad1d((a, b), 0.0)
+    if layer.op == "zeropad2d":
+        (t, b), (left, r) = layer.attrs["pads"]
+        return nn.ConstantPad2d((left, r, t, b), 0.0)
+    raise FirmwareError(f"IR op {layer.op!r} of layer {layer.name!r} has no hls4ml mapping.")
+
+
+def _prefix(index: int, many: bool) -> str:
+    return f"m{index}_" if many else ""
+
+
+def _shadow_model(irs: Sequence[FirmwareIR]) -> nn.Module:
+    many = len(irs) > 1
+    orders: list[list[str]] = []
+    mods: "OrderedDict[str, nn.Module]" = OrderedDict()
+    for i, ir in enumerate(irs):
+        names = []
+        for layer in ir.layers[1:]:
+            key = _prefix(i, many) + layer.name
+            mods[key] = _shadow_layer(layer)
+            names.append(key)
+        orders.append(names)
+    args = ["x"] if not many else [f"x{i}" for i in range(len(irs))]
+    lines = [f"def forward(self, {', '.join(args)}):"]
+    for arg, names in zip(args, orders):
+        for key in names:
+            lines.append(f"    {arg} = self.{key}({arg})")
+    lines.append(f"    return {args[0] if not many else '(' + ', '.join(args) + ',)'}")
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated from layer names we created
+    cls = type("HqrunShadow", (nn.Module,), {"forward": namespace["forward"]})
+    model = cls()
+    for key, mod in mods.items():
+        model.add_module(key, mod)
+    return model.double().eval()
+
+
+def layer_name_map(irs: Sequence[FirmwareIR]) -> list[dict[str, str]]:
+    """For each IR: IR layer name → hls4ml layer name (inputs map to the forward argument)."""
+    many = len(irs) > 1
+    out = []
+    for i, ir in enumerate(irs):
+        m = {ir.layers[0].name: ("x" if not many else f"x{i}")}
+        for layer in ir.layers[1:]:
+            m[layer.name] = _prefix(i, many) + layer.name
+        out.append(m)
+    return out
+
+
+# ----------------------------------------------------------------------------- config
+def _layer_config(entry: dict[str, Any], layer: IRLayer, opts: WriterOptions) -> None:
+    prec = entry.setdefault("Precision", {})
+    if layer.op in ("dense", "conv1d", "conv2d"):
+        prec["weight"] = hls_precision(layer.weight_type, modes=False)
+        prec["bias"] = hls_precision(layer.bias_type, modes=False) if layer.bias_type is not None \
+            else hls_precision(layer.weight_type, modes=False)
+        prec["accum"] = hls_precision(layer.accum_type, modes=False)
+        prec["result"] = hls_precision(layer.out_type)
+        entry["ReuseFactor"] = int(opts.reuse_factor)
+        entry["Strategy"] = opts.strategy
+    elif layer.op == "softmax":
+        prec["result"] = opts.softmax_result
+        entry["TableSize"] = int(opts.softmax_table_size)
+    elif layer.out_type is not None:
+        prec["result"] = hls_precision(layer.out_type)
+    entry["Trace"] = True
+
+
+def _hls_config(irs: Sequence[FirmwareIR], model: nn.Module, opts: WriterOptions) -> dict[str, Any]:
+    hls4ml = import_hls4ml()
+    shapes = [tuple(ir.input_shape) for ir in irs]
+    with contextlib.redirect_stdout(io.StringIO()):
+        cfg = hls4ml.utils.config_from_pytorch_model(
+            model, shapes[0] if len(shapes) == 1 else shapes, granularity="name",
+            backend=opts.backend, default_precision=hls_precision(irs[0].input_type),
+            default_reuse_factor=int(opts.reuse_factor), channels_last_conversion="full",
+            transpose_outputs=False,
+        )
+    cfg["Model"]["Strategy"] = opts.strategy
+    cfg["Model"]["TraceOutput"] = True
+    names = cfg["LayerName"]
+    for ir, mapping in zip(irs, layer_name_map(irs)):
+        for layer in ir.layers:
+            hname = mapping[layer.name]
+            if hname not in names:
+                raise FirmwareError(
+                    f"hls4ml did not produce a layer named {hname!r} for IR layer {layer.name!r} "
+                    f"(it made {sorted(names)}); please report this as an hqrun bug."
+                )
+            _layer_config(names[hname], layer, opts)
+    # Layers hls4ml adds itself (channels-last transposes) carry values through unchanged.
+    for entry in names.values():
+        entry["Trace"] = True
+    return cfg
+
+
+def to_hls4ml(irs: FirmwareIR | Sequence[FirmwareIR], out_dir: str, opts: WriterOptions):
+    """Build the hls4ml ModelGraph for one IR (or several in one project) and write it to disk."""
+    opts.validate()
+    ir_list = [irs] if isinstance(irs, FirmwareIR) else list(irs)
+    hls4ml = import_hls4ml()
+    model = _shadow_model(ir_list)
+    cfg = _hls_config(ir_list, model, opts)
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):
+            hls_model = hls4ml.converters.convert_from_pytorch_model(
+                model, output_dir=str(out_dir), project_name=opts.project_name,
+                backend=opts.backend, hls_config=cfg, io_type=opts.io_type, part=opts.part,
+                clock_period=opts.clock_period,
+            )
+            hls_model.write()
+    except FirmwareError:
+        raise
+    except Exception as err:  # noqa: BLE001 - turn hls4ml's internal errors into one paragraph
+        raise FirmwareError(
+            f"hls4ml could not convert the model ({type(err).__name__}: {err}). The IR was "
+            f"{[layer.op for ir in ir_list for layer in ir.layers]}; hls4ml's log ends with: "
+            f"{log.getvalue()[-400:]!r}"
+        ) from None
+    _check_types(hls_model, ir_list)
+    return hls_model
+
+
+def _check_types(hls_model: Any, irs: Sequence[FirmwareIR]) -> None:
+    """hls4ml's optimizer passes must not have changed a type we pinned (a silent mismatch)."""
+    layers = {layer.name: layer for layer in hls_model.get_layers()}
+    for ir, mapping in zip(irs, layer_name_map(irs)):
+        for layer in ir.layers[1:]:
+            h = layers.get(mapping[layer.name])
+            if h is None:
+                raise FirmwareError(
+                    f"hls4ml removed layer {mapping[layer.name]!r} during optimisation; its "
+                    "output could not be checked. Please report this as an hqrun bug."
+                )
+            if layer.out_type is None:
+                continue
+            prec = h.get_output_variable().type.precision
+            want = layer.out_type
+            got = (int(prec.width), int(prec.integer), bool(prec.signed))
+            if got != (want.width, want.integer, want.signed):
+                raise FirmwareError(
+                    f"hls4ml changed the result type of layer {layer.name!r} to {prec} (wanted "
+                    f"{want.hls_name}); the firmware would not be exact. Please report this."
+                )
