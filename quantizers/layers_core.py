@@ -244,9 +244,14 @@ class QActivation(QLayer):
             float_function = _infer_float_function(activation, self.activation)
         self.float_function = float_function
 
+    def slots(self) -> tuple[str, ...]:
+        """A softmax output layer takes no quantizer: replacing it would change the function
+        (QKeras models keep the final softmax in float; the firmware implements it with a table)."""
+        return () if self.float_function == "softmax" else ("activation",)
+
     def set_quantizer(self, slot: str, spec: Any) -> None:
         """A ``None`` spec restores the float function rather than removing the activation."""
-        if slot != "activation":
+        if slot not in self.slots():
             raise KeyError(slot)
         if resolve_quantizer(spec) is None and self.float_function in FLOAT_ACTIVATIONS:
             self.activation = FLOAT_ACTIVATIONS[self.float_function]()
