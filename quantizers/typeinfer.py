@@ -291,7 +291,8 @@ def qtools_multiplier(w: Operand, x: Operand) -> Multiplier:
         return Multiplier("xor", Operand("binary", 1, 1, True), 0.3, 1)
     if (mw, mx) == (1, 1):
         bits = max(x.bits, w.bits) + 1
-        out = Operand("po2", bits, max(x.int_bits, w.int_bits) + 1, signed)
+        mv = None if (x.max_value is None or w.max_value is None) else x.max_value * w.max_value
+        out = Operand("po2", bits, max(x.int_bits, w.int_bits) + 1, signed, max_value=mv)
         return Multiplier("add", out, 1.0, bits)
     if (mw, mx) in ((0, 1), (1, 0)):
         po2, qb = (w, x) if mw == 1 else (x, w)
@@ -306,17 +307,18 @@ def qtools_multiplier(w: Operand, x: Operand) -> Multiplier:
         out = Operand("fixed", x.bits + w.bits, x.int_bits + w.int_bits, signed)
         return Multiplier("mul", out, 1.0, math.sqrt(x.bits * w.bits))
     # mux: one side binary/ternary (modes 2, 3), the other fixed/po2/ternary/binary
+    out_kind = _mux_out_kind(mw, mx)
+    # a po2 result inherits the po2 operand's max_value (QTools: weight's first)
+    mv = (w.max_value if w.kind == "po2" else x.max_value) if out_kind == "po2" else None
     if w.kind in ("binary", "ternary"):
         bits = x.bits + (1 if (not x.signed and w.signed) else 0)
         gf = 0.3 if w.kind == "binary" else 0.6
-        out_kind = _mux_out_kind(mw, mx)
         ib = bits if out_kind == "po2" else x.int_bits
-        return Multiplier("mux", Operand(out_kind, bits, ib, signed), gf, x.bits)
+        return Multiplier("mux", Operand(out_kind, bits, ib, signed, max_value=mv), gf, x.bits)
     bits = w.bits + (1 if (not w.signed and x.signed) else 0)
     gf = 0.3 if x.kind == "binary" else 0.6
-    out_kind = _mux_out_kind(mw, mx)
     ib = bits if out_kind == "po2" else w.int_bits
-    return Multiplier("mux", Operand(out_kind, bits, ib, signed), gf, w.bits)
+    return Multiplier("mux", Operand(out_kind, bits, ib, signed, max_value=mv), gf, w.bits)
 
 
 def _mux_out_kind(mw: int, mx: int) -> str:
