@@ -20,7 +20,6 @@ class GoalConfig:
     delta_n: float = 8.0          # % accuracy penalty per `rate`-fold cost increase
     rate: float = 2.0
     stress: float = 1.0           # reference = stress x reference model's cost
-    reference: str = "float"      # quant plan the reference cost is computed from: float | q8 | path
 
 
 @dataclass

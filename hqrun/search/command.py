@@ -1,0 +1,125 @@
+"""``hqrun search``: run (or resume) an AutoQ search, then retrain and test the winner(s).
+
+Run dir layout: search.json (settings fingerprint), reference.pt/.json (float reference),
+trials.jsonl (journal: the record), trials.csv, pareto.png, winner.yaml (+ front/*.yaml),
+ray/ (Ray Tune's own storage), winner/ (retrained winner: best.ckpt, plan.yaml, scaler.json,
+metrics.json). Rerun the same command with the same run dir to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from hqrun.errors import SearchError
+
+
+def resolve_run_dir(cfg: Any) -> Path:
+    """search.run_dir, else Hydra's run dir, else runs/search/<timestamp>."""
+    explicit = cfg.search.get("run_dir") if hasattr(cfg.search, "get") else cfg.search.run_dir
+    if explicit:
+        return Path(os.path.expanduser(str(explicit)))
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - not under Hydra (notebook, tests)
+        return Path("runs/search") / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def _seed(cfg: Any) -> int:
+    s = cfg.search.get("seed") if hasattr(cfg.search, "get") else cfg.search.seed
+    return int(cfg.get("seed", 0) if s is None else s)
+
+
+def run(cfg: Any) -> dict:
+    """The ``hqrun search`` command (``cfg`` is the composed, validated config)."""
+    import torch
+
+    from hqrun.data import load_dataset
+    from hqrun.search.backend import HqrunBackend, splits_to_data
+    from hqrun.search.results import leaderboard, write_results
+    from hqrun.search.runner import run_search
+
+    torch.set_num_threads(int(cfg.get("threads", 1) or 1))
+    scfg = cfg.search
+    seed = _seed(cfg)
+    run_dir = resolve_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    splits = load_dataset(cfg.data, seed)
+    splits.scaler.save(run_dir / "scaler.json")
+    data = splits_to_data(splits, scfg.train_samples)
+    backend = HqrunBackend(cfg.model, cfg.get("cost"))
+    print(f"[search] run dir {run_dir}: {scfg.algorithm} search, goal {scfg.goal.type}, "
+          f"objective {scfg.objective}, {scfg.max_trials} trials x {scfg.epochs} epochs")
+    outcome = run_search(scfg, backend, data, run_dir, seed)
+    goal = str(scfg.goal.type)
+    written = write_results(outcome, goal, str(scfg.objective))
+    print(leaderboard(outcome.records, goal=goal))
+    if "winner" not in written:
+        raise SearchError(f"no trial finished successfully; the errors are in {run_dir}/trials.csv "
+                          "(column error). Fix the cause and rerun the same command to resume.")
+    summary: dict = {"run_dir": str(run_dir), "winner_plan": str(run_dir / "winner.yaml"),
+                     "trials": len(outcome.records)}
+    retrain = str(scfg.retrain)
+    if retrain != "none":
+        targets = [("winner", written["winner"])]
+        if retrain == "front":
+            targets += [(f"front/point_{i:02d}", r) for i, r in enumerate(written.get("front", []))]
+        summary["retrained"] = {}
+        for name, rec in targets:
+            summary["retrained"][name] = retrain_plan(cfg, splits, backend, outcome, rec,
+                                                      run_dir / name, seed)
+        w = summary["retrained"]["winner"]
+        print(f"[search] winner retrained {scfg.final_epochs} epochs: test accuracy "
+              f"{w['test_accuracy']:.4f}, {goal} {w['cost'][goal]:.6g} "
+              f"(float reference: val accuracy {outcome.reference.accuracy:.4f}, "
+              f"{goal} {outcome.reference.cost.get(goal, float('nan')):.6g})")
+    (run_dir / "search_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"[search] wrote {run_dir}/winner.yaml, trials.csv, pareto.png")
+    return summary
+
+
+def retrain_plan(cfg: Any, splits: Any, backend: Any, outcome: Any, rec: dict, out_dir: Path,
+                 seed: int) -> dict:
+    """Retrain one plan for search.final_epochs with the Lightning trainer; test it once."""
+    from omegaconf import OmegaConf
+
+    from hqrun.search.results import write_plan
+    from hqrun.train.runner import fit_and_evaluate
+
+    done = out_dir / "metrics.json"
+    if done.exists():      # resumed after the retraining finished
+        return json.loads(done.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    widths = rec.get("widths") or {}
+    write_plan(rec["plan"], out_dir / "plan.yaml", out_dir.name, widths)
+    tcfg = cfg.get("trainer") if hasattr(cfg, "get") else getattr(cfg, "trainer", None)
+    trainer = (OmegaConf.to_container(tcfg, resolve=True) if OmegaConf.is_config(tcfg)
+               else dict(tcfg or {}))
+    trainer["max_epochs"] = int(cfg.search.final_epochs)
+    model_cfg = backend._cfg(widths)
+    initial = None
+    if not widths:   # same shapes as the float reference: start from its weights
+        ref = backend.build({"name": "float"}, {})
+        ref.load_state_dict(outcome.reference.state)
+        initial = ref
+    result = fit_and_evaluate(splits, trainer, model_cfg=model_cfg, plan=rec["plan"], seed=seed,
+                              run_dir=out_dir, initial_state=initial,
+                              threads=int(cfg.get("threads", 1) or 1))
+    splits.scaler.save(out_dir / "scaler.json")
+    cost = backend.cost(result.model)
+    metrics = {
+        "trial_id": rec["trial_id"], "plan": rec["plan"], "widths": widths,
+        "test_accuracy": result.metrics["test"]["accuracy"],
+        "val_accuracy": result.metrics["val"]["accuracy"],
+        "cost": cost.totals, "checkpoint": result.checkpoint,
+        "search_accuracy": rec.get("accuracy"), "search_score": rec.get("score"),
+        "metrics": result.metrics,
+    }
+    (out_dir / "model.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(model_cfg)))
+    done.write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics
