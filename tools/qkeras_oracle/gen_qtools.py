@@ -258,6 +258,11 @@ def main() -> None:
             t = run_energy(model, s, for_reference=False)
             assert t["energy_sum"] == int(trial_value), (pname, t["energy_sum"], trial_value)
             t["forgiving_delta"] = float(fp.delta())
+            # QTools with for_reference=True on this (quantized) model: every quantizer is
+            # replaced by reference_internal, so this should equal the float-model reference.
+            rt = run_energy(model, s, for_reference=True)
+            t["reference_on_this_model"] = {"energy_sum": rt["energy_sum"],
+                                            "energy_dict": rt["energy_dict"]}
             block["trials"][pname] = t
         energy["settings"][sname] = block
         print(sname, "reference", ref["energy_sum"],
