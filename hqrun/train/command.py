@@ -1,0 +1,136 @@
+"""``hqrun train``: data + model + plan → trained model and a run directory that records it.
+
+The run directory (Hydra's output dir) is the unit of record: ``config.yaml`` (resolved),
+``metrics.json``, ``best.ckpt`` (Lightning) and ``model.pt`` (plain state dict of the best epoch),
+``plan.yaml``, ``scaler.json`` (the firmware applies it to raw inputs), ``roc.png`` and the CSV
+logs. Later commands (``hqrun cost run=…``, ``hqrun firmware run=…``) read it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from hqrun.errors import ConfigError
+
+#: Model-config keys that must follow the data (filled from it when they disagree).
+_DATA_KEYS = ("n_inputs", "input_shape", "n_classes")
+
+
+def run_dir_from_hydra(default: str | Path | None = None) -> Path:
+    """Hydra's output directory for this job, or ``default`` / ``runs/train/<time>`` outside Hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except (ImportError, ValueError):
+        return Path(default) if default else Path("runs") / "train" / time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def resolve_plan(cfg: Any):
+    """The plan: ``plan=path/to/plan.yaml`` when given, else the ``quant`` config group."""
+    from hqrun.models import load_plan
+
+    plan_path = cfg.get("plan") if hasattr(cfg, "get") else None
+    if plan_path:
+        if not Path(str(plan_path)).expanduser().is_file():
+            raise ConfigError(
+                f"plan={plan_path!r}: no such plan file. Pass the path of a plan YAML (e.g. the "
+                "winner.yaml a search wrote), or choose a packaged scheme with quant=float|q6|q<n>."
+            )
+        return load_plan(str(Path(str(plan_path)).expanduser()))
+    return load_plan(cfg.get("quant"))
+
+
+def fit_model_to_data(model_cfg: dict, splits: Any) -> tuple[dict, list[str]]:
+    """Set the model's input size and class count from the data; list what changed.
+
+    The jet model's YAML says 16 inputs and 5 classes; a user's file with other features or
+    classes should still train, and the change is reported rather than failing on a shape error.
+    """
+    model_cfg = dict(model_cfg)
+    wanted = {"n_inputs": int(splits.input_shape[0]) if len(splits.input_shape) == 1 else None,
+              "input_shape": list(splits.input_shape) if len(splits.input_shape) > 1 else None,
+              "n_classes": int(splits.n_classes)}
+    changed = []
+    for key in _DATA_KEYS:
+        if key in model_cfg and wanted[key] is not None:
+            current = list(model_cfg[key]) if isinstance(model_cfg[key], (list, tuple)) else model_cfg[key]
+            if current != wanted[key]:
+                changed.append(f"model.{key}: {current} -> {wanted[key]}")
+                model_cfg[key] = wanted[key]
+    if len(splits.input_shape) > 1 and "input_shape" not in model_cfg:
+        raise ConfigError(
+            f"the data are images of shape {list(splits.input_shape)} but model "
+            f"{model_cfg.get('name')!r} takes flat feature vectors; use model=cnn for image data."
+        )
+    if len(splits.input_shape) == 1 and "input_shape" in model_cfg and "n_inputs" not in model_cfg:
+        raise ConfigError(
+            f"model {model_cfg.get('name')!r} takes images but the data are {splits.input_shape[0]} "
+            "features per row; use model=jet_dnn or model=mlp for tabular data."
+        )
+    return model_cfg, changed
+
+
+def run(cfg: Any) -> dict:
+    """Train one model as configured and write the run directory. Returns the metrics."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from hqrun.data import load_dataset
+    from hqrun.train.plots import plot_roc
+    from hqrun.train.runner import fit_and_evaluate
+
+    threads = int(cfg.get("threads", 1) or 1)
+    torch.set_num_threads(threads)
+    seed = int(cfg.get("seed", 0))
+    run_dir = run_dir_from_hydra()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    splits = load_dataset(cfg.data, seed)
+    plan = resolve_plan(cfg)
+    model_cfg, changed = fit_model_to_data(OmegaConf.to_container(cfg.model, resolve=True), splits)
+    for line in changed:
+        print(f"hqrun train: {line} (from the data)")
+    summary = splits.summary()
+    print(f"hqrun train: data {cfg.data.get('name', '?')} ({summary['n_train']} train / {summary['n_val']} "
+          f"val / {summary['n_test']} test), model {model_cfg.get('name')}, plan {plan.name}, run dir {run_dir}")
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["model"] = model_cfg
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    plan.to_yaml(run_dir / "plan.yaml")
+    splits.scaler.save(run_dir / "scaler.json")
+
+    record = {"model": model_cfg, "plan": plan.to_dict(), "class_names": list(splits.class_names),
+              "feature_names": list(splits.feature_names)[:64], "data": str(cfg.data.get("name"))}
+    result = fit_and_evaluate(splits, cfg.trainer, model_cfg=model_cfg, plan=plan, seed=seed,
+                              run_dir=run_dir, threads=threads, record=record)
+    torch.save(result.model.state_dict(), run_dir / "model.pt")
+    if cfg.trainer.get("roc_plot", True) and result.test_probs is not None:
+        plot_roc(result.test_probs, splits.y_test, splits.class_names, run_dir / "roc.png",
+                 title=f"ROC, test split ({model_cfg.get('name')}, {plan.name})")
+    metrics = {"model": model_cfg.get("name"), "plan": plan.name, "data": summary,
+               **result.metrics, "history": result.history,
+               "checkpoint": Path(result.checkpoint).name if result.checkpoint else None}
+    (run_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=1))
+    test = result.metrics["test"]
+    aucs = ", ".join(f"{k} {v:.3f}" for k, v in test["roc_auc"].items())
+    print(f"hqrun train: best epoch {result.metrics['best_epoch']} of {result.metrics['epochs_run']}; "
+          f"test accuracy {test['accuracy']:.4f}; ROC AUC {aucs}")
+    print(f"hqrun train: wrote {run_dir}")
+    return metrics
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf → None so metrics.json is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj

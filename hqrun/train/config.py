@@ -1,0 +1,34 @@
+"""Schema of the ``trainer`` config group (merged by :mod:`hqrun.config` before any work starts).
+
+The keys here are exactly those of ``conf/trainer/default.yaml``; a typo such as
+``trainer.max_epoch=5`` is refused with the list of valid keys instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainerConfig:
+    """Optimiser, schedule, stopping and logging of one training run."""
+
+    max_epochs: int = 30
+    batch_size: int = 1024
+    eval_batch_size: int = 16384  # validation/test forward passes (memory, not results)
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0
+    scheduler: str = "plateau"  # plateau | cosine | none
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    min_lr: float = 1e-5
+    early_stopping: bool = True
+    patience: int = 8  # epochs without val_loss improvement before stopping
+    min_delta: float = 0.0
+    monitor: str = "val_loss"  # val_loss | val_acc
+    checkpoint: bool = True  # write best.ckpt (Lightning) in the run dir
+    csv_log: bool = True  # metrics per epoch in <run dir>/logs/.../metrics.csv
+    progress_bar: str = "auto"  # auto (TTY and not CI) | true | false
+    deterministic: bool = True
+    roc_plot: bool = True
+    accelerator: str = "cpu"

@@ -1,0 +1,161 @@
+"""The LightningModule: cross-entropy on logits, Adam with a schedule, epoch-level metrics.
+
+Per-step ``self.log`` calls cost Lightning bookkeeping on every batch; with a 16→64→32→32→5 model
+that bookkeeping is a visible share of the step. So the training loss is summed in a tensor and
+logged once per epoch, and validation runs on a few large batches. The module also remembers the
+best weights in memory (by the monitored metric), so a search trial gets them back without
+reading a checkpoint file.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def make_optimizer(params, lr: float = 1e-3, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam, fused into one kernel per step where this torch build supports it on CPU.
+
+    The unfused CPU Adam loops over parameters in Python; for a small model that loop costs as
+    much as the forward pass.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+class ClassifierModule(pl.LightningModule):
+    """Wraps any ``nn.Module`` whose ``forward`` returns class logits."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "plateau",
+        plateau_factor: float = 0.5,
+        plateau_patience: int = 3,
+        min_lr: float = 1e-5,
+        max_epochs: int = 30,
+        monitor: str = "val_loss",
+        record: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        # ``record`` (plan, model config, class names) makes best.ckpt self-describing.
+        self.save_hyperparameters(ignore=["model"])
+        # Manual optimisation: the step is zero_grad/backward/step on the torch optimiser, without
+        # Lightning's closure and precision wrappers around every batch (see docs/data_and_training.md).
+        self.automatic_optimization = False
+        self.monitor = monitor
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_score = math.inf
+        self.best_epoch = -1
+        self._train_loss = torch.zeros(())
+        self._train_count = 0
+        self._val: list[tuple[float, int, int]] = []
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._scheduler = None
+        self._step_progress = None
+        self._lightning_optimizer = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # training --------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._train_loss = torch.zeros(())
+        self._train_count = 0
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        optimizer = self._optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(x), y)
+        loss.backward()
+        if self._step_progress is not None:
+            optimizer.step()
+            self._step_progress.increment_ready()  # keeps trainer.global_step counting steps,
+            self._step_progress.increment_completed()  # which checkpointing and logging key on
+        else:
+            self._lightning_optimizer.step()
+        self._train_loss += loss.detach() * len(y)
+        self._train_count += len(y)
+        return loss
+
+    def on_train_start(self) -> None:
+        optimizer = self.optimizers()
+        self._lightning_optimizer = optimizer
+        self._optimizer = getattr(optimizer, "optimizer", optimizer)  # the raw torch optimiser
+        # Lightning's own optimiser wrapper costs ~30% of a small model's step; stepping the raw
+        # optimiser and advancing Lightning's step counter directly avoids it. If a future
+        # Lightning moves that counter, fall back to the wrapper (correct, just slower).
+        try:
+            self._step_progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        except AttributeError:
+            self._step_progress = None
+        schedulers = self.lr_schedulers()
+        self._scheduler = schedulers[0] if isinstance(schedulers, list) else schedulers
+
+    # validation ------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val = []
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        correct = (logits.argmax(dim=1) == y).sum()
+        self._val.append((float(loss), int(correct), len(y)))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        n = sum(c for _, _, c in self._val)
+        val_loss = sum(v for v, _, _ in self._val) / n
+        val_acc = sum(c for _, c, _ in self._val) / n
+        self.log("val_loss", val_loss, prog_bar=True)
+        self.log("val_acc", val_acc, prog_bar=True)
+        if self.trainer.sanity_checking:
+            return
+        train_loss = float(self._train_loss) / self._train_count if self._train_count else float("nan")
+        self.log("train_loss", train_loss, prog_bar=True)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+        self.history.append({"epoch": int(self.current_epoch), "train_loss": train_loss,
+                             "val_loss": float(val_loss), "val_acc": float(val_acc), "lr": float(lr)})
+        # Manual optimisation leaves the schedule to us: one step per epoch, after validation.
+        if self._scheduler is not None:
+            if isinstance(self._scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self._scheduler.step(val_loss if self.monitor == "val_loss" else val_acc)
+            else:
+                self._scheduler.step()
+        score = val_loss if self.monitor == "val_loss" else -val_acc
+        if score < self.best_score:
+            self.best_score = score
+            self.best_epoch = int(self.current_epoch)
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    # optimiser -------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = make_optimizer(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return optimizer
+        if hp.scheduler == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(1, hp.max_epochs), eta_min=hp.min_lr
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        mode = "min" if self.monitor == "val_loss" else "max"
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=hp.plateau_factor, patience=hp.plateau_patience, min_lr=hp.min_lr
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
