@@ -10,6 +10,10 @@ from .base import Quantizer, registry
 from .bits import quantized_bits
 from .relu import quantized_relu
 from .linear import linear
+from .po2 import quantized_po2, quantized_relu_po2
+from .binary import bernoulli, binary, stochastic_binary
+from .ternary import stochastic_ternary, ternary
+from .tanh_sigmoid import quantized_sigmoid, quantized_tanh
 from .spec import get, parse_spec, valid_names
 
 __all__ = [
@@ -24,6 +28,15 @@ __all__ = [
     "quantized_bits",
     "quantized_relu",
     "linear",
+    "quantized_po2",
+    "quantized_relu_po2",
+    "binary",
+    "stochastic_binary",
+    "bernoulli",
+    "ternary",
+    "stochastic_ternary",
+    "quantized_tanh",
+    "quantized_sigmoid",
 ]
 
 # --- quantized layers / type inference (owned by other modules) are exported below ----------

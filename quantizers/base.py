@@ -141,6 +141,17 @@ class Quantizer(nn.Module):
         """True when training-mode outputs depend on random draws (seed with torch.manual_seed)."""
         return False
 
+    @property
+    def emulate_residue(self) -> bool:
+        """Whether forward reproduces QKeras's float32 ``x + (xq - x)`` residue: in training
+        mode for deterministic quantizers only (stochastic draws stay exactly on the grid)."""
+        return self.training and not self.is_stochastic
+
+    @property
+    def is_identity(self) -> bool:
+        """True for the no-op ``linear`` quantizer."""
+        return False
+
     def fixed_point_type(self) -> FixedPointType | None:
         """The fixed-point type holding every output value, or None when outputs are not on one
         fixed grid (data-dependent scales such as alpha="auto", non-power-of-two alpha)."""

@@ -131,7 +131,7 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
             scale = 1.0 if self._scale is None else self._scale
             self.scale = scale
             xq = scale * xq
-        return qkeras_output(x, xq, training, self.qnoise_factor, bool(self.use_ste))
+        return qkeras_output(x, xq, self.emulate_residue, self.qnoise_factor, bool(self.use_ste))
 
     def _forward_auto(self, x: torch.Tensor) -> torch.Tensor:
         """alpha="auto"/"auto_po2", following QKeras 0.9.0's graph operation by operation."""

@@ -148,7 +148,7 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
             if self.relu_upper_bound and not self.is_quantized_clip:
                 ub = float(self.relu_upper_bound)
                 xq = torch.where(xq <= ub, xq, torch.full_like(xq, ub))
-        return qkeras_output(x_u, xq, training, self.qnoise_factor, bool(self.use_ste))
+        return qkeras_output(x_u, xq, self.emulate_residue, self.qnoise_factor, bool(self.use_ste))
 
     # ------------------------------------------------------------- reporting
     def fixed_point_type(self) -> FixedPointType | None:

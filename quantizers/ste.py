@@ -23,6 +23,8 @@ __all__ = [
     "channel_axes",
     "get_scale",
     "po2_round",
+    "tf_log",
+    "flush_denormal",
 ]
 
 # tf.keras.backend.epsilon(); every QKeras "+ K.epsilon()" uses it (as float32 in the graph).
@@ -70,18 +72,15 @@ def round_through(
 ) -> torch.Tensor:
     """QKeras's ``_round_through``: round (half to even) with gradient 1.
 
-    Stochastic rounding happens only in training (QKeras's learning phase 1); its value is
-    ``p + (r - p)`` in float32 exactly as QKeras computes it. Deterministic rounding is exact.
+    Stochastic rounding happens only in training (QKeras's learning phase 1). The value is the
+    rounded ``r`` exactly: for deterministic rounding QKeras's ``p + (r - p)`` is provably ``r``
+    in float32; for stochastic rounding (not reproducible draw for draw anyway) hqrun keeps the
+    value on the grid rather than imitating QKeras's float32 residue.
     """
     pd = p.detach()
-    if stochastic and training:
-        r = stochastic_round(pd, precision)
-        if p.requires_grad:
-            return p + (r - pd)
-        return pd + (r - pd)
-    r = torch.round(pd)
+    r = stochastic_round(pd, precision) if stochastic and training else torch.round(pd)
     if p.requires_grad:
-        return p + (r - pd)
+        return r + (p - pd)
     return r
 
 
@@ -106,9 +105,54 @@ def channel_axes(ndim: int, scale_axis: int | None = None) -> list[int] | None:
     return list(range(ndim - 1))
 
 
+# Eigen's float32 log (what TensorFlow's CPU kernel evaluates): frexp, shift the mantissa to
+# [sqrt(1/2), sqrt(2)) - 1, a (3,3) rational approximation of log1p, then e * ln2 added with a
+# separate multiply and add. Reproduced operation by operation so that power-of-two rounding
+# decisions (round(log(x) / ln2) near k + 0.5) come out exactly as in QKeras; torch.log differs
+# from it in the last bit for ~10% of inputs. Checked bit-exact against TF 2.21 on 200k inputs.
+_LOG_P = (0.18256296349849254, 1.0000000190281063, 1.0000000190281136)
+_LOG_Q = (0.049616247954120038, 0.59923249590823520, 1.4999999999999927, 1.0)
+_SQRTHF = 0.707106781186547524
+
+
+def tf_log(x: torch.Tensor) -> torch.Tensor:
+    """Natural log of a float32 tensor, bit-identical to TensorFlow's CPU ``tf.math.log``."""
+    if x.dtype != torch.float32:
+        return torch.log(x)
+    m, e = torch.frexp(x)
+    e = e.to(torch.float32)
+    small = m < _SQRTHF
+    tmp = torch.where(small, m, torch.zeros_like(m))
+    m = m - 1.0
+    e = e - small.to(torch.float32)
+    m = m + tmp
+    p = torch.full_like(m, _LOG_P[0])
+    for c in _LOG_P[1:]:
+        p = p * m + c
+    p = m * p
+    q = torch.full_like(m, _LOG_Q[0])
+    for c in _LOG_Q[1:]:
+        q = q * m + c
+    r = p / q
+    out = e * LOG2 + r
+    out = torch.where(x == 0, torch.full_like(out, float("-inf")), out)
+    out = torch.where(x == float("inf"), x, out)
+    return torch.where((x < 0) | torch.isnan(x), torch.full_like(out, float("nan")), out)
+
+
+_TINY = 2.0**-126  # smallest normal float32
+
+
+def flush_denormal(x: torch.Tensor) -> torch.Tensor:
+    """Zero float32 subnormals, as TensorFlow's CPU kernels do (they run flush-to-zero)."""
+    if x.dtype != torch.float32:
+        return x
+    return torch.where(torch.abs(x) < _TINY, torch.zeros_like(x), x)
+
+
 def po2_round(scale: torch.Tensor) -> torch.Tensor:
     """``2 ** round(log(scale + eps) / log(2))`` as QKeras computes power-of-two scales."""
-    return torch.exp2(torch.round(torch.log(scale + EPSILON) / LOG2))
+    return torch.exp2(torch.round(tf_log(scale + EPSILON) / LOG2))
 
 
 def get_scale(
