@@ -153,7 +153,10 @@ def operand_from_quantizer(q: Any) -> Operand | None:
             ftype = None
     if "po2" in name:
         signed = "relu" not in name
-        mv = getattr(q, "max_value", None)
+        mv = getattr(q, "max_value_arg", None)  # QKeras's max_value argument
+        if mv is None:
+            mv = getattr(q, "max_value", None)
+            mv = None if callable(mv) else mv
         return Operand("po2", bits, bits, signed, ftype, None if not mv else float(mv))
     if "binary" in name or name == "bernoulli":
         use01 = bool(getattr(q, "use_01", False)) or name == "bernoulli"
