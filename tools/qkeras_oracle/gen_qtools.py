@@ -326,9 +326,11 @@ def main() -> None:
         "generator": {"script": "tools/qkeras_oracle/gen_qtools.py", "versions": versions()},
         "default_quantization_config": menus_bits,
         "limit": {"default_when_absent": 8,
-                  "note": "AutoQKeras(limit=None) -> {} ; missing 'default' -> 8 bits for "
-                          "[kernel, bias, activation]; only layer classes named in limit are "
-                          "quantized (a layer class absent from limit is left float)."},
+                  "note": "AutoQKeras(limit=None) -> {}. A 'default' key only pads the lists of "
+                          "classes that ARE named (to [kernel, bias, activation], 8 bits when "
+                          "'default' is absent); a layer is searched only if its class name or a "
+                          "regex matching its name is a key of limit, so limit=None searches "
+                          "nothing (AutoQKeras._get_quantizer returns None)."},
         "registered_layers": list(getattr(autoqkeras_internal, "REGISTERED_LAYERS", [])),
         "goals": {
             "bits": BITS_GOAL_DEFAULT,
