@@ -140,7 +140,17 @@ def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
         elif layer.op == "relu":
             cur = requantize(np.maximum(cur, 0), cur_t.fractional, layer.out_type)
         elif layer.op == "flatten":
+            if layer.attrs.get("channels_last") and cur.ndim > 2:
+                cur = np.moveaxis(cur, 1, -1)
             cur = cur.reshape(cur.shape[0], -1)
+        elif layer.op == "avgpool2d":
+            ph, pw = layer.attrs["pool"]
+            n, c, h, w = cur.shape
+            ho, wo = h // ph, w // pw
+            blocks = cur[:, :, : ho * ph, : wo * pw].reshape(n, c, ho, ph, wo, pw)
+            total = blocks.sum(axis=(3, 5))  # exact; dividing by the po2 area = more frac bits
+            k = (ph * pw).bit_length() - 1
+            cur = requantize(total, cur_t.fractional + k, layer.out_type)
         elif layer.op in ("zeropad1d", "zeropad2d"):
             cur = np.pad(cur, [(0, 0), (0, 0)] + [tuple(p) for p in layer.attrs["pads"]])
         elif layer.op == "softmax":

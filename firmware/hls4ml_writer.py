@@ -104,9 +104,15 @@ def hls_precision(t: FixedPointType, modes: bool = True) -> str:
 
 
 # ----------------------------------------------------------------------------- shadow model
-def _shadow_layer(layer: IRLayer) -> nn.Module:
+def _shadow_layer(layer: IRLayer, column_order: np.ndarray | None = None) -> nn.Module:
     if layer.op in ("dense", "conv1d", "conv2d"):
         w = np.ldexp(layer.weight.astype(np.float64), -layer.weight_type.fractional)
+        if column_order is not None:
+            # hls4ml's PyTorch front end gives Flatten PyTorch's channels-first order; a Keras-order
+            # flatten (hqrun's Flatten) is the same thing with the next dense's columns permuted.
+            shadow = np.empty_like(w)
+            shadow[:, column_order] = w
+            w = shadow
         if layer.op == "dense":
             mod: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=True)
         elif layer.op == "conv1d":
@@ -129,6 +135,8 @@ def _shadow_layer(layer: IRLayer) -> nn.Module:
         return nn.Softmax(dim=-1)
     if layer.op == "flatten":
         return nn.Flatten()
+    if layer.op == "avgpool2d":
+        return nn.AvgPool2d(tuple(layer.attrs["pool"]))
     if layer.op == "zeropad1d":
         (a, b), = layer.attrs["pads"]
         return nn.ConstantPad1d((a, b), 0.0)
@@ -148,9 +156,17 @@ def _shadow_model(irs: Sequence[FirmwareIR]) -> nn.Module:
     mods: "OrderedDict[str, nn.Module]" = OrderedDict()
     for i, ir in enumerate(irs):
         names = []
+        pending: np.ndarray | None = None
         for layer in ir.layers[1:]:
             key = _prefix(i, many) + layer.name
-            mods[key] = _shadow_layer(layer)
+            if layer.op == "flatten" and layer.attrs.get("channels_last") and len(layer.in_shape) > 1:
+                idx = np.arange(int(np.prod(layer.in_shape))).reshape(layer.in_shape)
+                pending = np.moveaxis(idx, 0, -1).reshape(-1)
+            if layer.op == "dense":
+                mods[key] = _shadow_layer(layer, pending)
+                pending = None
+            else:
+                mods[key] = _shadow_layer(layer)
             names.append(key)
         orders.append(names)
     args = ["x"] if not many else [f"x{i}" for i in range(len(irs))]
@@ -191,6 +207,9 @@ def _layer_config(entry: dict[str, Any], layer: IRLayer, opts: WriterOptions) ->
         prec["result"] = hls_precision(layer.out_type)
         entry["ReuseFactor"] = int(opts.reuse_factor)
         entry["Strategy"] = opts.strategy
+    elif layer.op == "avgpool2d":
+        prec["accum"] = hls_precision(layer.accum_type, modes=False)
+        prec["result"] = hls_precision(layer.out_type, modes=False)
     elif layer.op == "softmax":
         prec["result"] = opts.softmax_result
         entry["TableSize"] = int(opts.softmax_table_size)

@@ -38,7 +38,7 @@ class IRLayer:
     """One layer of the fixed-point IR.
 
     ``op`` is one of ``input``, ``dense``, ``conv1d``, ``conv2d``, ``relu``, ``flatten``,
-    ``zeropad1d``, ``zeropad2d``, ``softmax``. ``name`` is the hqrun layer name (hls4ml keeps it,
+    ``avgpool2d``, ``zeropad1d``, ``zeropad2d``, ``softmax``. ``name`` is the hqrun layer name (hls4ml keeps it,
     so traces line up); ``sources`` lists every hqrun layer folded into this one.
     """
 
@@ -491,6 +491,42 @@ def _bn_fold(name: str, bn: nn.Module, prev: IRLayer) -> None:
     prev.sources.append(name)
 
 
+def _avgpool(name: str, layer: nn.Module, prev: IRLayer) -> IRLayer:
+    """Average pooling is exact when the pool area is a power of two: sum, then shift.
+
+    hls4ml sums in its accumulator type and divides by the area in that type; giving it
+    log2(area) more fractional bits makes the division exact, which is what the model computes
+    (float mean, times ``area * Q(1/area)`` = 1 when the average quantizer holds 1/area exactly).
+    """
+    area = int(np.prod(layer.pool_size))
+    k = area.bit_length() - 1
+    if area != 1 << k:
+        raise FirmwareError(
+            f"layer {name!r} averages over {area} values, not a power of two, so its division is "
+            "not exact in fixed point. Use a 2x2 (or 4x4...) pool_size."
+        )
+    with torch.no_grad():
+        r = float(layer.quantized_reciprocal())
+    if r != 1.0 / area:
+        raise FirmwareError(
+            f"layer {name!r}: its average quantizer turns 1/{area} into {r}, which hls4ml's "
+            "average pooling does not reproduce. Use an average_quantizer that holds 1/area "
+            "exactly (or none)."
+        )
+    if tuple(layer.strides) != tuple(layer.pool_size):
+        raise FirmwareError(f"layer {name!r}: strides {tuple(layer.strides)} differ from pool_size "
+                            f"{tuple(layer.pool_size)}; hqrun exports non-overlapping pooling only.")
+    x_t = prev.out_type
+    c, h, w = prev.out_shape
+    ph, pw = layer.pool_size
+    out_shape = (c, h // ph, w // pw)
+    # Sum of `area` inputs needs k more integer bits; the division k more fractional bits.
+    acc = FixedPointType(x_t.width + 2 * k, x_t.integer + k, x_t.signed, "TRN", "WRAP")
+    out = FixedPointType(x_t.width + k, x_t.integer, x_t.signed, "TRN", "WRAP")
+    return IRLayer(name, "avgpool2d", prev.out_shape, out_shape, out, x_t, accum_type=acc,
+                   attrs={"pool": [ph, pw]}, sources=[name])
+
+
 def build_ir(model: nn.Module, input_shape: Sequence[int],
              input_type: FixedPointType | None = None) -> FirmwareIR:
     """Read a trained hqrun model into the fixed-point IR, refusing whatever is not exact.
@@ -551,15 +587,20 @@ def build_ir(model: nn.Module, input_shape: Sequence[int],
             _bn_fold(name, layer, prev)
         elif isinstance(layer, nn.Flatten) or cls == "Flatten":
             flat = (int(np.prod(shape)),)
-            layers.append(IRLayer(name, "flatten", shape, flat, prev.out_type, prev.out_type, sources=[name]))
+            keras = bool(getattr(layer, "keras_order", False)) and len(shape) > 1
+            layers.append(IRLayer(name, "flatten", shape, flat, prev.out_type, prev.out_type,
+                                  attrs={"channels_last": keras}, sources=[name]))
+        elif cls == "QAveragePooling2D":
+            layers.append(_avgpool(name, layer, prev))
+            act = _act_layer(f"{name}_act", getattr(layer, "activation", None), layers[-1].out_shape,
+                             layers[-1], is_last)
+            _append_act(layers, act)
         elif isinstance(layer, (nn.Identity, nn.Dropout)):
             continue
         else:
             hint = {
                 "QDepthwiseConv2D": "hls4ml's PyTorch front end has no depthwise convolution; use "
                                     "QConv2D",
-                "QAveragePooling2D": "average pooling divides by the pool size and hls4ml's pooling "
-                                     "rounds it with its own types; use a strided QConv2D",
             }.get(cls, "replace it by one of QDense, QDenseBatchnorm, QConv1D, QConv2D, "
                        "QActivation(quantized_relu/quantized_bits), Flatten or a final softmax")
             raise FirmwareError(
