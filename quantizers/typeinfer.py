@@ -451,7 +451,7 @@ _KIND_BY_CLASS = {
     "qbatchnormalization": "batchnorm", "batchnorm1d": "batchnorm", "batchnorm2d": "batchnorm",
     "qaveragepooling2d": "avgpool2d", "avgpool2d": "avgpool2d",
     "qinput": "input", "identity": "passthrough",
-    "flatten": "passthrough", "dropout": "passthrough",
+    "flatten": "flatten", "dropout": "passthrough",
     "maxpool2d": "maxpool", "maxpool1d": "maxpool",
 }
 
@@ -619,7 +619,7 @@ def infer_types(
             _finish(lt)
             result.append(lt)
             continue
-        if kind in ("passthrough", "maxpool"):
+        if kind in ("passthrough", "maxpool", "flatten"):
             lt.operands["output"] = lt.operands["input"]
             if kind == "maxpool":
                 lt.n_ops = lt.n_inputs
@@ -895,11 +895,20 @@ def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy:
         xin = x if x is not None else named_operand(opts.source)
         fake = Multiplier("mul", xin, 1.0, 0.0)
         acc = qtools_accumulator(fake, area, use_bias=False)
+        out = acc
+        if type(module).__name__.startswith("Q"):
+            # QTools: a quantized pooling multiplies the sum by Q(1/area); with no average
+            # quantizer that factor is the default intermediate type (int8)
+            avg = operand_from_quantizer(_get(module, "average_quantizer")) \
+                or named_operand(opts.interm)
+            mult = qtools_multiplier(acc, avg)
+            lt.multiplier = mult
+            out = mult.output
         if opts.for_reference:
-            acc = named_operand(opts.keras_accumulator or opts.interm)
+            acc = out = named_operand(opts.keras_accumulator or opts.interm)
         lt.operands["accumulator"] = acc
         lt.operands["output"] = operand_from_quantizer(q) if (q is not None and not
-                                                              opts.for_reference) else acc
+                                                              opts.for_reference) else out
         return
     if x is None or x.fixed is None:
         lt.operands["accumulator"] = float_operand(32)

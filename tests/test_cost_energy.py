@@ -149,3 +149,24 @@ def test_fewer_bits_never_cost_more(wb, bb, ab, which, mode):
     assert small["energy_pj"] <= big["energy_pj"] + 1e-9
     assert small["size_bits"] <= big["size_bits"]
     assert small["ebops"] <= big["ebops"]
+
+
+def _tiny_cnn():
+    from hqrun.models import build_model, homogeneous_plan
+
+    return build_model({"name": "cnn", "input_shape": [1, 8, 8], "filters": [2],
+                        "dense": [], "n_classes": 3}, homogeneous_plan(6), seed=0)
+
+
+def test_qaveragepooling_and_flatten_follow_qtools():
+    r = estimate(_tiny_cnn())
+    pool = r.row("pool_1")
+    # QTools: the pooled sum (6 + log2(4) bits) times Q(1/area) with no average quantizer ->
+    # the default int8: 8 + 8 = 16 bits; a QAveragePooling2D has op count 0 in QTools
+    assert pool["accumulator_bits"] == 8 and pool["output_bits"] == 16
+    assert pool["energy"]["op_cost"] == 0.0
+    assert r.row("flatten")["energy"]["inputs"] > 0  # QTools re-reads at a Flatten
+    fixed = estimate(_tiny_cnn(), settings=make_config(qtools_quirks=False))
+    assert fixed.row("pool_1")["energy"]["op_cost"] > 0
+    assert fixed.row("flatten")["energy"]["total"] == 0.0
+    assert fixed.row("flatten")["priced"] is False

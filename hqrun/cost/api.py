@@ -76,7 +76,7 @@ def estimate(
     sizes = layer_sizes(priced, cfg.size)
     ref_sizes = layer_sizes(ref_types, cfg.size, reference=True)
     fpga = model_fpga(exact, cfg.fpga)
-    priced_names = {lt.name for lt in priced_layers(priced)}
+    priced_names = {lt.name for lt in priced_layers(priced, cfg.qtools_quirks)}
     rows = []
     for lt, ex in zip(priced, exact):
         if lt.kind == "passthrough":

@@ -127,12 +127,12 @@ def _kind_key(lt: LayerTypes) -> str:
     return lt.kind if lt.kind in INCLUDE_ENERGY else "default"
 
 
-def priced_layers(types: list[LayerTypes]) -> list[LayerTypes]:
+def priced_layers(types: list[LayerTypes], quirks: bool = True) -> list[LayerTypes]:
     """The layers QTools sees: identity inputs, dropout/flatten/identity are not layers there."""
     out = []
     for lt in types:
-        if lt.kind == "passthrough":
-            continue
+        if lt.kind == "passthrough" or (lt.kind == "flatten" and not quirks):
+            continue  # QTools prices a Flatten like a layer: it re-reads its input (quirk 11)
         if lt.kind == "input" and "identity_input" in lt.flags:
             continue  # no input quantizer: Keras's InputLayer, removed by QTools
         out.append(lt)
@@ -149,7 +149,7 @@ def layer_energies(types: list[LayerTypes], cfg: CostConfig, reference: bool = F
     a_mode = cfg.activations_on_memory[idx]
     min_sram = int(cfg.min_sram_size[idx])
     io = bool(cfg.rd_wr_on_io[idx])
-    layers = priced_layers(types)
+    layers = priced_layers(types, cfg.qtools_quirks)
     result: dict[str, LayerEnergy] = {}
     for i, lt in enumerate(layers):
         is_in, is_out = i == 0, i == len(layers) - 1
