@@ -136,3 +136,68 @@ def test_golden_file_covers_the_default_menus():
     for kind, menu in g["default_quantization_config"].items():
         missing = set(menu) - specs
         assert not missing, f"golden file lacks default {kind} specs {sorted(missing)}"
+
+
+# ----------------------------------------------------------------------------------------
+# Whole jet model, layer by layer (tests/golden/qkeras_jet_forward.json, gen_layers.py).
+# This is where the layer-level quirks live: QDense turns alpha-less kernel quantizers into
+# alpha="auto_po2", takes per-output-channel scales on the Keras (in, out) kernel layout and
+# quantizes the bias on its own.  Inputs and weights are on short dyadic grids, so every
+# value is exact in float32 whatever the summation order; only softmax is compared loosely.
+# ----------------------------------------------------------------------------------------
+JET = GOLDEN.parent / "qkeras_jet_forward.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _jet() -> dict:
+    return json.loads(JET.read_text())
+
+
+def _jet_model(case: dict):
+    """Adapter: hqrun's jet model with the QKeras weights loaded (nn.Linear layout)."""
+    hqm = pytest.importorskip("hqrun.models")
+    model = hqm.build_model({"name": "jet_dnn"}, {"name": "oracle", "layers": case["plan"]}, seed=0)
+    with torch.no_grad():
+        for name, w in case["weights"].items():
+            layer = getattr(model, name)
+            kernel = _arr(w["kernel_keras_layout"], w["kernel_shape"])
+            layer.weight.copy_(kernel.t())
+            layer.bias.copy_(torch.tensor(np.asarray(w["bias"], dtype=np.float32)))
+    model.eval()  # QKeras was run in inference mode (stochastic kernels take their eval path)
+    return model
+
+
+@pytest.mark.parametrize("case_name", ["q6", "hetero", "menu"])
+def test_jet_model_matches_qkeras_layer_by_layer(case_name):
+    g = _jet()
+    case = g["cases"][case_name]
+    model = _jet_model(case)
+    x = _arr(g["x"], g["x_shape"]).clone().requires_grad_(True)
+    outs, h = {}, x
+    for name, module in model.named_children():
+        h = module(h)
+        outs[name] = h
+    bad = []
+    for name, row in case["layers"].items():
+        want = _arr(row["output"], row["shape"])
+        got = outs[name].detach()
+        ok = (torch.allclose(got, want, rtol=0, atol=1e-6) if name == "softmax"
+              else torch.equal(got, want))
+        if not ok:
+            bad.append(f"{name}: " + _mismatch_report(want, want, got, limit=3))
+    assert not bad, f"{case_name}: layer outputs differ from QKeras 0.9.0:\n" + "\n".join(bad)
+
+    r = _arr(g["r"], g["r_shape"])
+    (outs["dense_4"] * r).sum().backward()
+    gbad = []
+    if not torch.equal(x.grad, _arr(case["grad_x"], g["x_shape"])):
+        gbad.append("input: " + _mismatch_report(x, _arr(case["grad_x"], g["x_shape"]), x.grad, 3))
+    for name, w in case["weights"].items():
+        layer = getattr(model, name)
+        want_k = _arr(w["grad_kernel"], w["kernel_shape"])
+        if layer.weight.grad is None or not torch.equal(layer.weight.grad.t(), want_k):
+            gbad.append(f"{name}.kernel grad differs")
+        want_b = torch.tensor(np.asarray(w["grad_bias"], dtype=np.float32))
+        if layer.bias.grad is None or not torch.equal(layer.bias.grad, want_b):
+            gbad.append(f"{name}.bias grad differs")
+    assert not gbad, f"{case_name}: gradients differ from QKeras 0.9.0: " + "; ".join(gbad)
