@@ -1,0 +1,217 @@
+"""``hqrun firmware``: a trained run → a verified hls4ml project and report in the run dir.
+
+``hqrun firmware run=<run dir>`` reads what ``hqrun train`` recorded there (``config.yaml`` for the
+model and data, ``plan.yaml``, ``model.pt``/``best.ckpt``, ``scaler.json``), rebuilds the test
+split with the recorded data config and seed, checks that its scaling equals the run's scaler,
+and calls :func:`hqrun.firmware.export` on it; the project and ``report.json``/``report.md`` land
+in ``<run dir>/firmware``. ``hqrun firmware checkpoint=<file> quant=<plan>`` does the same from a
+checkpoint, with the model, data and plan of the current config (a Lightning ``best.ckpt`` carries
+its own model config and plan, which win). The ``firmware`` config group is :class:`FirmwareConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from hqrun.errors import ConfigError, DataError
+
+__all__ = ["FirmwareConfig", "run", "load_trained"]
+
+
+@dataclass
+class FirmwareConfig:
+    """``conf/firmware/*.yaml`` schema (keys must match exactly; see docs/firmware.md)."""
+
+    backend: str = "Vitis"  # Vitis (default) | Vivado
+    part: str = "xcvu9p-flgb2104-2-e"  # Virtex UltraScale+ VU9P, as in the paper
+    clock_period: float = 5.0  # ns
+    reuse_factor: int = 1
+    strategy: str = "Latency"
+    io_type: str = "io_parallel"
+    project_name: str = "hqrun_fw"
+    input_type: str = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"  # used when the plan has no input quantizer
+    max_samples: int = 2000  # test samples C-simulated (whole test split up to this cap)
+    synthesize: str = "auto"  # auto (when vitis-run/vivado_hls is on PATH) | always | never
+    softmax_result: str = "ap_ufixed<16,0,AP_RND,AP_SAT>"
+    softmax_table_size: int = 1024
+    out_dir: Optional[str] = None  # default: <run>/firmware, else <hydra output dir>/firmware
+    estimate: bool = True  # include hqrun.cost's resource/latency estimate in the report
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    try:
+        value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
+    except Exception:  # noqa: BLE001 - omegaconf missing keys
+        return default
+    return default if value is None else value
+
+
+def _plain(obj: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return obj
+
+
+def _load_state(path: Path) -> tuple[dict, dict]:
+    """State dict and (for Lightning checkpoints) the recorded model config/plan."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001
+        raise ConfigError(f"checkpoint {path} could not be read ({err}); pass a model.pt or "
+                          "best.ckpt written by `hqrun train`.") from None
+    record: dict = {}
+    if isinstance(ckpt, dict) and "state_dict" in ckpt:
+        record = (ckpt.get("hyper_parameters") or {}).get("record") or {}
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    elif isinstance(ckpt, dict):
+        state = dict(ckpt)
+    else:
+        raise ConfigError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a state dict.")
+    return state, record
+
+
+def load_trained(model_cfg: dict, plan_src: Any, ckpt: Path):
+    """Build the model from its config and plan and load the trained weights (strict)."""
+    from hqrun.models import build_model, load_plan
+
+    state, record = _load_state(ckpt)
+    model_cfg = record.get("model", model_cfg)
+    plan_src = record.get("plan", plan_src)
+    model = build_model(model_cfg, load_plan(plan_src))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(
+            f"checkpoint {ckpt} does not fit the model {model_cfg.get('name')!r} built with plan "
+            f"{getattr(load_plan(plan_src), 'name', plan_src)!r} (missing: {missing[:4]}, "
+            f"unexpected: {unexpected[:4]}); pass the model=... and quant=... it was trained with."
+        )
+    model.eval()
+    return model, model_cfg
+
+
+def _source(cfg: Any) -> dict[str, Any]:
+    """Where the model, plan, data and scaler come from (a run dir or a checkpoint)."""
+    from omegaconf import OmegaConf
+
+    run_dir = _get(cfg, "run")
+    if run_dir:
+        d = Path(str(run_dir)).expanduser()
+        if not (d / "config.yaml").is_file():
+            raise ConfigError(f"run={run_dir} is not a training run dir (no config.yaml); pass a "
+                              "directory written by `hqrun train`.")
+        ckpt = next((d / n for n in ("model.pt", "best.ckpt") if (d / n).is_file()), None)
+        if ckpt is None:
+            raise ConfigError(f"run={run_dir} holds no model.pt or best.ckpt; train it to the end first.")
+        run_cfg = OmegaConf.to_container(OmegaConf.load(d / "config.yaml"), resolve=True)
+        plan = str(d / "plan.yaml") if (d / "plan.yaml").is_file() else run_cfg.get("quant")
+        return {"run_dir": d, "ckpt": ckpt, "model": run_cfg.get("model") or {}, "plan": plan,
+                "data": run_cfg.get("data"), "seed": int(run_cfg.get("seed", 0) or 0),
+                "scaler": d / "scaler.json" if (d / "scaler.json").is_file() else None}
+    ckpt = _get(cfg, "checkpoint")
+    if not ckpt:
+        raise ConfigError(
+            "hqrun firmware needs a trained model: `hqrun firmware run=<run dir>` (a dir written "
+            "by `hqrun train`) or `hqrun firmware checkpoint=<model.pt|best.ckpt> quant=<plan>`."
+        )
+    path = Path(str(ckpt)).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"checkpoint={ckpt} does not exist; pass the path of a model.pt or best.ckpt.")
+    plan = _get(cfg, "plan") or _plain(_get(cfg, "quant"))
+    scaler = path.parent / "scaler.json"
+    return {"run_dir": None, "ckpt": path, "model": _plain(_get(cfg, "model")) or {}, "plan": plan,
+            "data": _plain(_get(cfg, "data")), "seed": int(_get(cfg, "seed", 0)),
+            "scaler": scaler if scaler.is_file() else None}
+
+
+def _test_split(data_cfg: Any, seed: int, scaler_path: Path | None):
+    import numpy as np
+
+    from hqrun.data import Scaler, load_dataset
+
+    if not data_cfg:
+        raise ConfigError("no data config to take test samples from; pass data=... (the data the "
+                          "model was trained on).")
+    splits = load_dataset(data_cfg, seed)
+    if scaler_path is not None:
+        saved = Scaler.load(scaler_path)
+        same = (saved.kind == splits.scaler.kind and saved.mean.shape == splits.scaler.mean.shape
+                and np.allclose(saved.mean, splits.scaler.mean, rtol=0, atol=1e-9)
+                and np.allclose(saved.scale, splits.scaler.scale, rtol=0, atol=1e-9))
+        if not same:
+            raise DataError(
+                f"the data no longer match the run's scaler {scaler_path}: re-splitting the recorded "
+                "data config gives a different standardisation, so the test samples would not be "
+                "what the model was trained for. Use the data file the run was trained on."
+            )
+    return splits
+
+
+def _estimate(model, input_type, input_shape) -> dict | None:
+    try:
+        from hqrun.cost import estimate
+    except ImportError:
+        return None
+    try:
+        rep = estimate(model, input_type=input_type, input_shape=input_shape, policy="exact")
+        d = rep.to_dict()
+        return {"policy": d.get("policy"), "totals": d.get("totals"), "flags": d.get("flags")}
+    except Exception as err:  # noqa: BLE001 - the estimate is informative, never blocking
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def _output_dir(fw_cfg: Any, run_dir: Path | None) -> Path:
+    explicit = _get(fw_cfg, "out_dir")
+    if explicit:
+        return Path(str(explicit)).expanduser()
+    if run_dir is not None:
+        return run_dir / "firmware"
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir) / "firmware"
+    except (ImportError, ValueError):
+        return Path("runs") / "firmware" / "firmware"
+
+
+def run(cfg: Any) -> dict:
+    """Hydra entry point of ``hqrun firmware``; returns the report dict."""
+    import torch
+
+    from hqrun.firmware import ExportConfig, build_ir, export
+
+    torch.set_num_threads(int(_get(cfg, "threads", 1)))
+    fw_cfg = _plain(_get(cfg, "firmware")) or {}
+    src = _source(cfg)
+    model, model_cfg = load_trained(src["model"], src["plan"], src["ckpt"])
+    splits = _test_split(src["data"], src["seed"], src["scaler"])
+    export_cfg = ExportConfig.from_mapping(fw_cfg)
+    x, y = splits.X_test, splits.y_test
+    shape = tuple(getattr(model, "input_shape", None) or x.shape[1:])
+    estimate = None
+    if _get(fw_cfg, "estimate", True):
+        ir = build_ir(model, shape, export_cfg.parsed_input_type())  # refusals before the estimate
+        estimate = _estimate(model, ir.input_type, shape)
+    out = _output_dir(fw_cfg, src["run_dir"])
+    print(f"hqrun firmware: model {model_cfg.get('name')} from {src['ckpt']}, "
+          f"{min(len(x), export_cfg.max_samples or len(x))} test samples, writing {out}")
+    result = export(model, x, out, export_cfg, labels=y, estimate=estimate,
+                    extra_report={"source": {"run": str(src["run_dir"]) if src["run_dir"] else None,
+                                             "checkpoint": str(src["ckpt"])}})
+    print(f"hqrun firmware: {result.verification.summary()}")
+    acc = result.verification.accuracy
+    if acc:
+        print(f"hqrun firmware: test accuracy model {acc['model']:.4f}, firmware {acc['firmware']:.4f}")
+    syn = result.report["synthesis"]
+    if syn.get("status") != "done":
+        print(f"hqrun firmware: synthesis not run ({syn.get('reason')}); later: {syn.get('command')}")
+    print(f"hqrun firmware: report {result.out_dir / 'report.md'}")
+    return result.report
