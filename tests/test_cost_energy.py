@@ -170,3 +170,12 @@ def test_qaveragepooling_and_flatten_follow_qtools():
     assert fixed.row("pool_1")["energy"]["op_cost"] > 0
     assert fixed.row("flatten")["energy"]["total"] == 0.0
     assert fixed.row("flatten")["priced"] is False
+
+
+def test_faster_clock_means_more_pipeline_stages():
+    slow = estimate(tiny(n_in=16, n_hidden=8), settings=make_config(fpga={"clock_period_ns": 5.0}))
+    fast = estimate(tiny(n_in=16, n_hidden=8), settings=make_config(fpga={"clock_period_ns": 1.5}))
+    assert fast.totals["latency_cycles"] > slow.totals["latency_cycles"]
+    assert fast.totals["latency_ns"] == pytest.approx(fast.totals["latency_cycles"] * 1.5)
+    with pytest.raises(ConfigError, match="clock_period_ns"):
+        make_config(fpga={"clock_period_ns": 0})

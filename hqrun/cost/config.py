@@ -57,7 +57,7 @@ class FpgaConfig:
 
     clock_period_ns: float = 5.0
     dsp_min_width: int = 10  # a constant multiply goes to a DSP when both operands are this wide
-    adder_levels_per_cycle: int = 3  # adder-tree levels that fit in one clock period
+    adder_delay_ns: float = 1.5  # one adder-tree level; floor(clock / this) levels per cycle
     mult_cycles_lut: int = 1
     mult_cycles_dsp: int = 2
     activation_cycles: int = 1
@@ -109,6 +109,8 @@ class CostConfig:
             _bad("sram_model", self.sram_model, " | ".join(SRAM_MODELS))
         if self.fpga.clock_period_ns <= 0:
             _bad("fpga.clock_period_ns", self.fpga.clock_period_ns, "a positive number")
+        if self.fpga.adder_delay_ns <= 0:
+            _bad("fpga.adder_delay_ns", self.fpga.adder_delay_ns, "a positive number")
         return self
 
     def to_dict(self) -> dict:

@@ -13,10 +13,10 @@ is its own piece of hardware with the weight as a constant. Rules (all per layer
 * **Adder tree.** An output summing ``n`` non-zero terms (products plus a non-zero bias) needs
   ``n - 1`` adders of the accumulator width, one LUT per bit (carry chain).
 * **Flip-flops.** Registers after the multipliers (every product's width), after every
-  ``adder_levels_per_cycle`` levels of the adder tree (partial sums at accumulator width) and at
-  the layer output.
+  ``floor(clock_period_ns / adder_delay_ns)`` levels of the adder tree (partial sums at the
+  accumulator width) and at the layer output.
 * **Latency** (cycles): multiplier stage (``mult_cycles_lut`` / ``mult_cycles_dsp``, 0 when all
-  weights are shifts) + ``ceil(tree depth / adder_levels_per_cycle)`` + 1 output register;
+  weights are shifts) + ``ceil(tree depth / levels per cycle)`` + 1 output register;
   activations ``activation_cycles``, softmax ``softmax_cycles``. Convolutions are costed as one
   kernel instance reused over the output positions (streaming), latency x positions.
 
@@ -63,6 +63,11 @@ def _weight_codes(kernel: np.ndarray, frac: int) -> np.ndarray:
     return np.round(kernel * (2.0**frac)).astype(np.int64)
 
 
+def _levels(cfg: FpgaConfig) -> int:
+    """Adder-tree levels that fit in one clock period (at least one)."""
+    return max(1, int(cfg.clock_period_ns // cfg.adder_delay_ns))
+
+
 def layer_fpga(lt: LayerTypes, cfg: FpgaConfig) -> LayerFpga:
     """Resources and latency of one typed layer (exact policy types expected)."""
     r = LayerFpga()
@@ -84,7 +89,7 @@ def layer_fpga(lt: LayerTypes, cfg: FpgaConfig) -> LayerFpga:
         ch = lt.output_shape[0] if lt.output_shape else 1
         r.lut = ch * max(lt.fan_in - 1, 0) * width
         depth = math.ceil(math.log2(max(lt.fan_in, 1)))
-        r.latency_cycles = math.ceil(depth / cfg.adder_levels_per_cycle) + 1
+        r.latency_cycles = math.ceil(depth / _levels(cfg)) + 1
         return r
     if lt.kind not in MAC_KINDS:
         return r
@@ -114,11 +119,11 @@ def layer_fpga(lt: LayerTypes, cfg: FpgaConfig) -> LayerFpga:
     r.lut += int(np.maximum(terms - 1, 0).sum()) * acc_w
     max_terms = int(terms.max()) if terms.size else 0
     depth = math.ceil(math.log2(max_terms)) if max_terms > 1 else 0
-    stages = math.ceil(depth / cfg.adder_levels_per_cycle) if depth else 0
+    stages = math.ceil(depth / _levels(cfg)) if depth else 0
     # registers: products, partial sums at each pipeline cut, outputs
     r.ff = int(nonzero.sum()) * prod_w if r.n_mult else 0
     for s in range(1, stages):
-        level = s * cfg.adder_levels_per_cycle
+        level = s * _levels(cfg)
         r.ff += int(np.ceil(terms / 2**level).sum()) * acc_w
     n_out_ch = k2.shape[0]
     r.ff += n_out_ch * acc_w

@@ -65,6 +65,11 @@ class CostReport:
             f"{t['latency_cycles']} cycles = {t['latency_ns']:.1f} ns at "
             f"{t['clock_period_ns']} ns (estimate, not synthesis)"
         )
+        for note in self.flags:
+            lines.append(f"note: {note}")
+        flagged = [f"{r['name']}: {', '.join(r['flags'])}" for r in self.rows if r.get("flags")]
+        if flagged:
+            lines.append("flags: " + "; ".join(flagged))
         return "\n".join(lines)
 
     def __str__(self) -> str:
