@@ -41,9 +41,16 @@ def report_error(err: BaseException) -> None:
     print(f"hqrun: error: {err}", file=sys.stderr)
 
 
+#: Hydra flags whose next argument is their value, not a command word.
+_HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name",
+                      "-cn", "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
+
+
 def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
-    """Take the first bare command word out of argv (flags and overrides stay)."""
+    """Take the first bare command word out of argv (flags, their values and overrides stay)."""
     for i, arg in enumerate(argv):
+        if i > 0 and argv[i - 1] in _HYDRA_VALUE_FLAGS and arg not in HYDRA_COMMANDS:
+            continue
         if arg in HYDRA_COMMANDS or arg in PLAIN_COMMANDS:
             return arg, argv[:i] + argv[i + 1 :]
         if not arg.startswith("-") and "=" not in arg:

@@ -22,6 +22,7 @@ GROUP_SCHEMAS: dict[str, str] = {
     "cost": "hqrun.cost.config:CostConfig",
     "search": "hqrun.search.config:SearchConfig",
     "firmware": "hqrun.firmware_command:FirmwareConfig",
+    "study": "hqrun.study.config:StudyConfig",
 }
 
 

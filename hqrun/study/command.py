@@ -1,0 +1,84 @@
+"""``hqrun study`` (what ``hqrun experiment=jet_tagging`` runs): the paper's comparison.
+
+Float baseline (BF) → homogeneous baselines (Q6) → one AutoQ search per goal (energy → QE,
+bits → QB) → retrain each winner → price every model → firmware + bit-exact check for every
+model → ``report.md``. Every step writes into the study directory and is skipped when its output
+is complete, so rerunning the same command on an interrupted study continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+from omegaconf import DictConfig, OmegaConf
+
+from hqrun.errors import HqrunError
+from hqrun.study.steps import GOAL_LABELS, baseline_label, firmware_step, search_step, train_step
+
+
+def study_dir(cfg: DictConfig) -> Path:
+    from hqrun.train.command import run_dir_from_hydra
+
+    return Path(cfg.get("out_dir") or run_dir_from_hydra())
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run (or resume) the study; return the report's summary."""
+    from hqrun.models import load_plan
+    from hqrun.study.report import write_report
+
+    scfg = cfg.study
+    root = study_dir(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "study_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    models: list[tuple[str, Path]] = []
+
+    for name in scfg.baselines:
+        label = baseline_label(str(name))
+        print(f"[study] {label}: training plan {name}")
+        train_step(cfg, root / label, load_plan(str(name)).to_dict(), None)
+        models.append((label, root / label))
+    float_weights = root / "BF" / "model.pt"
+    init = float_weights if scfg.init_from_float and float_weights.exists() else None
+
+    searches: dict[str, Path] = {}
+    for goal in scfg.goals:
+        label = GOAL_LABELS.get(str(goal), f"Q{str(goal)[0].upper()}")
+        searches[str(goal)] = root / f"search_{goal}"
+        print(f"[study] {label}: AutoQ search for {goal}")
+        winner = search_step(cfg, searches[str(goal)], str(goal))
+        print(f"[study] {label}: retraining the winner {winner}")
+        train_step(cfg, root / label, load_plan(str(winner)).to_dict(), init)
+        models.append((label, root / label))
+
+    if scfg.firmware:
+        for label, directory in models:
+            print(f"[study] {label}: firmware and bit-exact check")
+            try:
+                firmware_step(cfg, directory)
+                (directory / "firmware_error.json").unlink(missing_ok=True)
+            except HqrunError as err:  # recorded in the report; the other models go on
+                print(f"[study] {label}: firmware refused or failed: {err}")
+                (directory / "firmware_error.json").write_text(json.dumps({"error": str(err)}))
+
+    class_names = _class_names(models)
+    command = "hqrun " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = write_report(root, models, searches, class_names, int(scfg.pareto_points), command)
+    print(f"[study] report: {report}")
+    return json.loads((root / "report.json").read_text())
+
+
+def _class_names(models: list[tuple[str, Path]]) -> list[str]:
+    for _, directory in models:
+        metrics = directory / "metrics.json"
+        if metrics.exists():
+            auc = json.loads(metrics.read_text()).get("test", {}).get("roc_auc", {})
+            if auc:
+                return list(auc)
+    return []
+
+

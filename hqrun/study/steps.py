@@ -1,0 +1,70 @@
+"""The steps of a study, each resumable: a step whose output is complete is skipped.
+
+Every model of the study (BF, Q6, QE, QB) is a plain ``hqrun train`` run directory inside the
+study directory, so ``hqrun firmware run=...`` and ``hqrun cost run=...`` work on each of them
+afterwards, exactly as on any training run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+#: Row labels the paper uses: BF (float), Q6 (homogeneous 6-bit), QE (energy), QB (bits).
+GOAL_LABELS = {"energy": "QE", "bits": "QB", "ebops": "QF"}
+
+
+def baseline_label(plan_name: str) -> str:
+    return "BF" if plan_name == "float" else plan_name.upper()
+
+
+def _derive(cfg: DictConfig, **updates: Any) -> DictConfig:
+    """A copy of the study config with some keys replaced (dotted keys allowed)."""
+    new = copy.deepcopy(cfg)
+    with open_dict(new):
+        for key, value in updates.items():
+            OmegaConf.update(new, key, value, merge=False, force_add=True)
+    return new
+
+
+def train_step(cfg: DictConfig, out_dir: Path, plan: dict, init_from: Path | None) -> dict:
+    """Train one model into ``out_dir`` unless a finished run is already there."""
+    metrics_path = out_dir / "metrics.json"
+    if metrics_path.exists() and (out_dir / "model.pt").exists():
+        print(f"[study] {out_dir.name}: already trained, skipped")
+        return json.loads(metrics_path.read_text())
+    from hqrun.train.command import run as train
+
+    job = _derive(cfg, command="train", out_dir=str(out_dir), plan=None, quant=plan,
+                  init_from=str(init_from) if init_from else None)
+    return train(job)
+
+
+def search_step(cfg: DictConfig, out_dir: Path, goal: str) -> Path:
+    """Run (or resume) the AutoQ search for one goal; return its winner plan file."""
+    winner = out_dir / "winner.yaml"
+    if (out_dir / "search_summary.json").exists() and winner.exists():
+        print(f"[study] search {goal}: already finished, skipped")
+        return winner
+    from hqrun.search.command import run as search
+
+    job = _derive(cfg, command="search", **{"search.run_dir": str(out_dir),
+                                            "search.goal.type": goal, "search.retrain": "none"})
+    search(job)
+    return winner
+
+
+def firmware_step(cfg: DictConfig, model_dir: Path) -> dict:
+    """Build and verify the firmware of a trained model (skipped when its report exists)."""
+    report = model_dir / "firmware" / "report.json"
+    if report.exists():
+        print(f"[study] {model_dir.name}: firmware already verified, skipped")
+        return json.loads(report.read_text())
+    from hqrun.firmware_command import run as firmware
+
+    job = _derive(cfg, command="firmware", run=str(model_dir), checkpoint=None)
+    return firmware(job)
