@@ -259,8 +259,10 @@ class _EpochReporter:
         import pytorch_lightning as pl
 
         class Reporter(pl.Callback):
-            def on_validation_epoch_end(self, trainer, module) -> None:
-                if not trainer.sanity_checking and module.history:
+            # on_train_epoch_end runs after this epoch's validation (and after the module's
+            # own validation hook, which callbacks' validation hooks would precede).
+            def on_train_epoch_end(self, trainer, module) -> None:
+                if module.history and module.history[-1]["epoch"] == trainer.current_epoch:
                     fn(dict(module.history[-1]))
 
         return Reporter()
