@@ -203,22 +203,23 @@ def _log2_exact(x: Fraction) -> int | None:
     return n.bit_length() - d.bit_length()
 
 
-def fit_type(lo: Fraction | float, hi: Fraction | float, frac_bits: int):
+def fit_type(lo: Fraction | float, hi: Fraction | float, frac_bits: int,
+             signed: bool | None = None, min_width: int = 1):
     """Narrowest FixedPointType with ``frac_bits`` fractional bits holding ``[lo, hi]``.
 
-    The type is signed when ``lo < 0``. Integer bits may come out zero or negative (ap_fixed
-    allows it); the width is at least one bit.
+    The type is signed when ``lo < 0`` (or when ``signed=True`` is forced). Integer bits may
+    come out zero or negative (ap_fixed allows it); the width is at least ``min_width``.
     """
     lo, hi = Fraction(lo), Fraction(hi)
     scale = Fraction(2) ** frac_bits
     nlo, nhi = math.floor(lo * scale), math.ceil(hi * scale)
-    signed = nlo < 0
+    signed = (nlo < 0) if signed is None else (bool(signed) or nlo < 0)
     if signed:
         # need -2^(W-1) <= nlo and nhi <= 2^(W-1)-1
         need = max((-nlo - 1).bit_length(), max(nhi, 0).bit_length()) + 1
     else:
         need = max(nhi.bit_length(), 1)
-    width = max(need, 1)
+    width = max(need, 1, int(min_width))
     return _fpt(width, width - frac_bits, signed)
 
 
@@ -801,11 +802,13 @@ def _exact_mac_types(kernel: np.ndarray, bias: np.ndarray | None, wt, bt, xt):
         up = up + np.array([max(int(v), 0) for v in bc], dtype=object)
         lo = lo + np.array([min(int(v), 0) for v in bc], dtype=object)
     scale = Fraction(1, 2**facc)
+    # signed and >= 2 bits, as hls4ml's accum_t: at most one bit more than an unsigned type
+    # would need when every partial sum is >= 0, and the firmware's own check accepts it
     acc_t = fit_type(Fraction(int(min(lo.min(), 0))) * scale, Fraction(int(max(up.max(), 0))) * scale,
-                     facc)
+                     facc, signed=True, min_width=2)
     pscale = Fraction(1, 2**fp)
     prod_t = fit_type(Fraction(int(min(pmin.min(), 0))) * pscale,
-                      Fraction(int(max(pmax.max(), 0))) * pscale, fp)
+                      Fraction(int(max(pmax.max(), 0))) * pscale, fp, signed=True, min_width=2)
     return prod_t, acc_t
 
 
