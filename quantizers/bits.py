@@ -109,11 +109,19 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
     # ---------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fast:
-            if x.requires_grad and torch.is_grad_enabled():
-                return _FastBits.apply(x, self._c, self._lo, self._hi, self._inv, self.training)
-            with torch.no_grad():
-                return _FastBits.forward(None, x, self._c, self._lo, self._hi, self._inv,
-                                         self.training)
+            if not (x.requires_grad and torch.is_grad_enabled()):
+                with torch.no_grad():
+                    return _FastBits.forward(None, x, self._c, self._lo, self._hi, self._inv,
+                                             self.training)
+            if self.training:
+                # x - (x - xq) == x + (xq - x) bit for bit (round-to-nearest is symmetric):
+                # QKeras's value with its float32 residue, gradient exactly 1, one autograd node.
+                # sub(..., alpha=inv) multiplies by a power of two (exact) and subtracts in one op.
+                with torch.no_grad():
+                    r = torch.mul(x, self._c).round_().clamp_(self._lo, self._hi)
+                    s = torch.sub(x, r, alpha=self._inv)
+                return x - s
+            return _FastBits.apply(x, self._c, self._lo, self._hi, self._inv, False)
         if isinstance(self.alpha, str):
             return self._forward_auto(x)
         return self._forward_general(x)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,22 +24,16 @@ from .ste import hard_sigmoid, qkeras_output, round_through
 __all__ = ["quantized_relu"]
 
 
-class _FastRelu(torch.autograd.Function):
-    """Deterministic quantized_relu (slope 0) with the clipped ReLU gradient."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, c: float, hi: float, inv: float,
-                bound: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.bound = bound
-        y = torch.mul(x, c)
-        return y.round_().clamp_(0.0, hi).mul_(inv)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        mask = (x > 0) & (x <= ctx.bound)
-        return grad * mask, None, None, None, None
+def _next_up(value: float, dtype: torch.dtype) -> float:
+    """Smallest number of ``dtype`` above ``value`` (as a Python float)."""
+    if dtype == torch.float64:
+        return float(np.nextafter(np.float64(value), np.inf))
+    if dtype == torch.float16:
+        return float(np.nextafter(np.float16(value), np.float16(np.inf)))
+    if dtype == torch.bfloat16:  # no numpy type: step by one bfloat16 ulp
+        t = torch.tensor(value, dtype=torch.bfloat16)
+        return float(torch.nextafter(t, torch.tensor(float("inf"), dtype=torch.bfloat16)))
+    return float(np.nextafter(np.float32(value), np.float32(np.inf)))
 
 
 class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
@@ -93,6 +88,9 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
         self._bound = self._m_i - self._m_f
         self._c = self._m / self._m_i
         self._inv = self._m_i / self._m
+        # hardtanh's gradient is 1 on the open interval (0, upper); with upper the next float32
+        # above the bound that is exactly QKeras's 0 < x <= bound (TF's ReLU gives 0 at x == 0).
+        self._upper = {torch.float32: _next_up(self._bound, torch.float32)}
         self._fast = (
             self.negative_slope == 0
             and not self.use_sigmoid
@@ -105,7 +103,19 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fast:
             if x.requires_grad and torch.is_grad_enabled():
-                return _FastRelu.apply(x, self._c, self._m - 1.0, self._inv, self._bound)
+                upper = self._upper.get(x.dtype)
+                if upper is None:
+                    upper = self._upper[x.dtype] = _next_up(self._bound, x.dtype)
+                # h = clip(x, 0, upper) carries the clipped straight-through gradient; h*c never
+                # exceeds the top code after rounding, so no clamp is needed; h + (xq - h) == xq
+                # exactly (both lie within a factor 2 of each other or xq == 0).
+                h = F.hardtanh(x, 0.0, upper)
+                with torch.no_grad():
+                    r = torch.mul(h, self._c).round_()
+                    if self.bits > 20:  # upper * c may round past the top code
+                        r.clamp_(0.0, self._m - 1.0)
+                    s = torch.sub(h, r, alpha=self._inv)
+                return h - s
             with torch.no_grad():
                 return torch.mul(x, self._c).round_().clamp_(0.0, self._m - 1.0).mul_(self._inv)
         return self._forward_general(x)
