@@ -18,6 +18,7 @@ from hqrun.quantizers.layers_core import (
     QLayer,
     apply_output_activation,
     as_tuple,
+    is_elementwise,
     conv_padding,
     keras_init_,
     pad_same,
@@ -69,7 +70,11 @@ class _QConvBase(QLayer):
     def quantized_kernel(self) -> torch.Tensor:
         """The kernel used in the forward pass, PyTorch layout."""
         q = self.kernel_quantizer
-        return self.weight if q is None else self._from_keras(q(self._to_keras(self.weight)))
+        if q is None:
+            return self.weight
+        if is_elementwise(q):
+            return q(self.weight)
+        return self._from_keras(q(self._to_keras(self.weight)))
 
     def quantized_bias(self) -> torch.Tensor | None:
         if self.bias is None:

@@ -63,6 +63,24 @@ def resolve_kernel_quantizer(spec: Any) -> nn.Module | None:
     return fn() if callable(fn) else q
 
 
+#: Quantizers that act element by element unless their alpha is a string ("auto"/"auto_po2").
+_ELEMENTWISE = {"quantized_bits", "quantized_relu", "quantized_po2", "quantized_relu_po2",
+                "quantized_tanh", "quantized_sigmoid", "linear"}
+
+
+def is_elementwise(q: nn.Module | None) -> bool:
+    """True when ``q``'s output for one element depends on that element only.
+
+    Then the kernel layout does not matter and the layers skip the transposes into Keras
+    layout (a measurable share of a QAT step on the small jet model).
+    """
+    if q is None:
+        return True
+    if isinstance(getattr(q, "alpha", None), str) or getattr(q, "scale_axis", None) is not None:
+        return False
+    return getattr(q, "name", type(q).__name__) in _ELEMENTWISE
+
+
 def resolve_activation(spec: Any) -> nn.Module | None:
     """Like :func:`resolve_quantizer` but also accepting Keras's float activation names."""
     if isinstance(spec, str) and spec.strip().lower() in FLOAT_ACTIVATIONS:

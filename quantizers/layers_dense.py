@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from hqrun.quantizers.layers_core import (
     QLayer,
     apply_output_activation,
+    is_elementwise,
     keras_init_,
     resolve_activation,
     resolve_kernel_quantizer,
@@ -72,7 +73,9 @@ class QDense(QLayer):
     def quantized_kernel(self) -> torch.Tensor:
         """The kernel as used in the forward pass, PyTorch layout ``(units, in_features)``."""
         q = self.kernel_quantizer
-        return self.weight if q is None else q(self.weight.t()).t()
+        if q is None:
+            return self.weight
+        return q(self.weight) if is_elementwise(q) else q(self.weight.t()).t()
 
     def quantized_bias(self) -> torch.Tensor | None:
         """The bias as used in the forward pass (None without bias)."""

@@ -23,6 +23,7 @@ from hqrun.errors import ConfigError
 from hqrun.quantizers.layers_core import (
     QLayer,
     apply_output_activation,
+    is_elementwise,
     keras_init_,
     resolve_activation,
     resolve_kernel_quantizer,
@@ -190,7 +191,9 @@ class QDenseBatchnorm(QLayer):
 
     def _qk(self, w: torch.Tensor) -> torch.Tensor:
         q = self.kernel_quantizer
-        return w if q is None else q(w.t()).t()
+        if q is None:
+            return w
+        return q(w) if is_elementwise(q) else q(w.t()).t()
 
     def _qb(self, b: torch.Tensor) -> torch.Tensor:
         q = self.bias_quantizer
