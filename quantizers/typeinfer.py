@@ -578,7 +578,17 @@ def infer_types(
             f"unknown accumulator policy {policy!r}; use 'exact' (sized from the actual weights, "
             "what the firmware builds) or 'qtools' (QTools's width-only rule)."
         )
-    opts = qtools or QToolsOptions()
+    modes = {m: m.training for m in model.modules()}
+    model.eval()  # inference values: BN moving stats, stochastic quantizers deterministic
+    try:
+        return _infer(model, input_type, policy, input_shape, qtools or QToolsOptions())
+    finally:
+        for m, t in modes.items():
+            m.train(t)
+
+
+def _infer(model: nn.Module, input_type: Any, policy: str, input_shape: Sequence[int] | None,
+           opts: QToolsOptions) -> list[LayerTypes]:
     children = list(model.named_children())
     kinds = [(_kind(m, n), n, m) for n, m in children]  # fail fast on unknown layers
     shape = tuple(input_shape) if input_shape is not None else _guess_input_shape(model)
@@ -697,6 +707,9 @@ def _mac_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str
     lt.n_ops = per_out * n_out_ch * out_positions
     kq, bq = _get(module, "kernel_quantizer"), _get(module, "bias_quantizer")
     act_q, act_name = _activation_info(module)
+    for slot, q in (("kernel", kq), ("bias", bq), ("activation", act_q)):
+        if q is not None and getattr(q, "is_stochastic", False):
+            lt.flags.append(f"stochastic_{slot}")
 
     if policy == "qtools":
         keras_like = opts.for_reference or _is_keras_like(module)
