@@ -133,8 +133,7 @@ def plot_rows(rows: list[dict[str, Any]], path: Path) -> Optional[Path]:
     ax.set_ylabel(y_key)
     ax.set_title(f"{len(ok)} of {len(rows)} jobs finished")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
