@@ -621,6 +621,8 @@ def _infer(model: nn.Module, input_type: Any, policy: str, input_shape: Sequence
         lt.operands["input"] = cur if cur is not None else float_operand(32)
         if kind == "input":
             q = getattr(module, "activation", None)
+            if policy == "qtools" and opts.for_reference:
+                q = None  # the reference is the float model: no input quantizer layer
             op = operand_from_quantizer(q) if q is not None and not isinstance(q, str) else None
             if op is not None:
                 cur = op

@@ -179,3 +179,17 @@ def test_faster_clock_means_more_pipeline_stages():
     assert fast.totals["latency_ns"] == pytest.approx(fast.totals["latency_cycles"] * 1.5)
     with pytest.raises(ConfigError, match="clock_period_ns"):
         make_config(fpga={"clock_period_ns": 0})
+
+
+def test_input_quantizer_is_an_activation_layer_for_qtools():
+    m = tiny()
+    m.input = QInput("quantized_bits(6,0,alpha=1)")
+    r = estimate(m)
+    row = r.row("input")
+    assert row["priced"] and row["output_bits"] == 6
+    assert row["energy"]["total"] == row["energy"]["outputs"] > 0
+    assert r.row("dense_1")["input_bits"] == 6
+    # the reference is the float model: no input quantizer layer there
+    assert r.row("input")["reference_energy"]["total"] == 0.0
+    assert r.totals["reference_energy"] == estimate(tiny()).totals["reference_energy"]
+    assert r.row("input")["size"]["activations"] == 16 * 8 + 16 * 6

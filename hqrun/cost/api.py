@@ -57,6 +57,8 @@ def estimate(
     """
     cfg = make_config(settings)
     pol = policy or cfg.policy
+    if isinstance(input_type, str):
+        input_type = named_operand(input_type).fixed
     shape = input_shape if input_shape is not None else cfg.input_shape
     opts = qtools_options(cfg)
     types = infer_types(model, input_type, "qtools", input_shape=shape, qtools=opts)
