@@ -104,10 +104,17 @@ def build_key() -> str:
 def build(force: bool = False) -> Path:
     """Compile the shim into the cache (once per key) and return the library path."""
     include, lib = fastjet_paths()
-    target = cache_dir() / build_key() / LIB_NAME
+    key = build_key()
+    target = cache_dir() / key / LIB_NAME
     if target.is_file() and not force:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home (CI, containers): fall back to the temp dir
+        target = Path(tempfile.gettempdir()) / f"hqrun-shim-{os.getuid()}" / key / LIB_NAME
+        if target.is_file() and not force:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     cmd = [
