@@ -676,15 +676,6 @@ def _finish(lt: LayerTypes) -> None:
                 lt.flags.append(flag)
 
 
-def _ensure_fixed(op: Operand | None) -> Operand | None:
-    """An operand with a FixedPointType when its QTools description pins one down."""
-    if op is None or op.fixed is not None:
-        return op
-    if op.kind == "fixed":
-        return _with_fixed(op)
-    return op
-
-
 def _is_keras_like(module: nn.Module) -> bool:
     """A layer with no quantizer at all: QTools treats it as a plain Keras layer."""
     return all(_get(module, n) is None for n in ("kernel_quantizer", "bias_quantizer")) and \

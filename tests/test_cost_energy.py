@@ -193,3 +193,13 @@ def test_input_quantizer_is_an_activation_layer_for_qtools():
     assert r.row("input")["reference_energy"]["total"] == 0.0
     assert r.totals["reference_energy"] == estimate(tiny()).totals["reference_energy"]
     assert r.row("input")["size"]["activations"] == 16 * 8 + 16 * 6
+
+
+def test_batchnorm_bits_follow_autoqkeras():
+    from hqrun.models import build_model, homogeneous_plan
+
+    m = build_model({"name": "jet_dnn", "batchnorm": True}, homogeneous_plan(6), seed=0)
+    r = estimate(m)
+    assert r.row("bn_1")["size"]["parameters"] == 64 * (6 + 5)  # QBatchNormalization: 6 + 5
+    assert r.row("bn_1")["reference_size"]["parameters"] == 64 * (8 + 8)
+    assert r.row("bn_1")["energy"]["total"] == r.row("bn_1")["energy"]["parameters"]

@@ -80,13 +80,11 @@ def layer_sizes(types: list[LayerTypes], cfg: SizeConfig, reference: bool = Fals
         elif lt.kind == "batchnorm":
             n = lt.n_channels
             quantized = not reference and type(m).__name__.startswith("Q")
-            scale = bool(getattr(m, "scale", True))
-            center = bool(getattr(m, "center", True))
-            # AutoQKeras counts weights[-1] (moving variance: always there) as "scale"
+            # AutoQKeras counts weights[-1] (the moving variance, always there) as "scale",
+            # whether or not the layer has a gamma
             p = (6 if quantized else cfg.ref_bits) * n
-            if center:
+            if bool(getattr(m, "center", True)):
                 p += (5 if quantized else cfg.ref_bits) * n
-            del scale
         elif lt.kind == "activation":
             a = _act_bits(m, cfg, reference) * lt.n_outputs
         p, a = int(p), int(a)
