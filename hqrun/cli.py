@@ -63,6 +63,25 @@ def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
     return None, argv
 
 
+def _flags_first(argv: list[str]) -> list[str]:
+    """Hydra's parser wants overrides in one run; users interleave them with flags freely."""
+    flags: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-"):
+            flags.append(arg)
+            takes_value = arg in _HYDRA_VALUE_FLAGS and i + 1 < len(argv) and "=" not in argv[i + 1]
+            if takes_value and not argv[i + 1].startswith("-"):
+                flags.append(argv[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return flags + overrides
+
+
 def run_config_command(cfg) -> object:
     """Hydra task function: validate the composed config, then dispatch on ``cfg.command``.
 
@@ -152,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     task = hydra.main(config_path="pkg://hqrun.conf", config_name="config", version_base="1.3")(
         run_config_command
     )
-    sys.argv = [sys.argv[0] if sys.argv else "hqrun"] + rest
+    sys.argv = [sys.argv[0] if sys.argv else "hqrun"] + _flags_first(rest)
     task()
     from hqrun.sweep import callback
 
