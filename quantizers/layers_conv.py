@@ -154,6 +154,8 @@ class QDepthwiseConv2D(_QConvBase):
     QKeras calls the kernel quantizer ``depthwise_quantizer``; it is accepted as an alias of
     ``kernel_quantizer`` and the plan slot is ``kernel``. ``weight`` is
     ``(C * depth_multiplier, 1, kh, kw)``, output channel ``c * depth_multiplier + m``.
+    QKeras quirk kept: per-channel quantizers (``alpha="auto"``) see the Keras kernel
+    ``(kh, kw, C, M)`` and so scale per multiplier index ``m``, shared across input channels.
     """
 
     def __init__(self, in_channels: int, kernel_size: int | tuple[int, int],
