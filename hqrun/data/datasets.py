@@ -118,8 +118,28 @@ def read_raw(cfg: Any) -> RawData:
     raise ConfigError(f"data.source={source!r} is not a data source; use one of {', '.join(SOURCES)}.")
 
 
+def check_data_config(cfg: Any) -> None:
+    """Refuse invalid choices before any file is read (types are checked by the schema)."""
+    from hqrun.data.readers import FORMATS
+
+    choices = {"source": SOURCES, "nan_policy": ("reject", "drop"), "extra_columns": ("error", "ignore"),
+               "format": ("auto", *FORMATS)}
+    for key, allowed in choices.items():
+        value = _get(cfg, key, allowed[0])
+        if value not in allowed:
+            raise ConfigError(f"data.{key}={value!r} is not valid; use one of {', '.join(allowed)}.")
+    for key in ("test_fraction", "val_fraction"):
+        value = float(_get(cfg, key, 0.2))
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"data.{key}={value} must lie strictly between 0 and 1.")
+    max_samples = _get(cfg, "max_samples")
+    if max_samples is not None and int(max_samples) < 10:
+        raise ConfigError(f"data.max_samples={max_samples} is too small to split; use at least 10 (or null for all).")
+
+
 def load_dataset(cfg: DataConfig | Any, seed: int = 0) -> Splits:
     """Read, clean, split (stratified, seeded) and scale (fitted on train only) a data set."""
+    check_data_config(cfg)
     raw = read_raw(cfg)
     policy = _get(cfg, "nan_policy", "reject")
     X, y, dropped = handle_non_finite(raw.X, raw.y, raw.feature_names, raw.source, policy)

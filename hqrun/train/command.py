@@ -81,9 +81,12 @@ def run(cfg: Any) -> dict:
     from omegaconf import OmegaConf
 
     from hqrun.data import load_dataset
+    from hqrun.data.datasets import check_data_config
     from hqrun.train.plots import plot_roc
-    from hqrun.train.runner import fit_and_evaluate
+    from hqrun.train.runner import check_trainer_config, fit_and_evaluate
 
+    check_data_config(cfg.data)  # every value checked before any file is read
+    check_trainer_config(cfg.trainer)
     threads = int(cfg.get("threads", 1) or 1)
     torch.set_num_threads(threads)
     seed = int(cfg.get("seed", 0))

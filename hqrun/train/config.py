@@ -13,7 +13,7 @@ from dataclasses import dataclass
 class TrainerConfig:
     """Optimiser, schedule, stopping and logging of one training run."""
 
-    max_epochs: int = 30
+    max_epochs: int = 100
     batch_size: int = 1024
     eval_batch_size: int = 16384  # validation/test forward passes (memory, not results)
     lr: float = 1e-3  # Adam learning rate
@@ -23,7 +23,7 @@ class TrainerConfig:
     plateau_patience: int = 3
     min_lr: float = 1e-5
     early_stopping: bool = True
-    patience: int = 8  # epochs without val_loss improvement before stopping
+    patience: int = 10  # epochs without val_loss improvement before stopping
     min_delta: float = 0.0
     monitor: str = "val_loss"  # val_loss | val_acc
     checkpoint: bool = True  # write best.ckpt (Lightning) in the run dir

@@ -47,6 +47,25 @@ def _get(cfg: Any, key: str, default=None):
     return getattr(cfg, key, default)
 
 
+def check_trainer_config(trainer_cfg: Any) -> None:
+    """Refuse invalid choices up front (the dataclass schema checks types, this checks values)."""
+    scheduler = str(_get(trainer_cfg, "scheduler", "plateau"))
+    monitor = str(_get(trainer_cfg, "monitor", "val_loss"))
+    if scheduler not in SCHEDULERS:
+        raise ConfigError(f"trainer.scheduler={scheduler!r} is not valid; use one of {', '.join(SCHEDULERS)}.")
+    if monitor not in MONITORS:
+        raise ConfigError(f"trainer.monitor={monitor!r} is not valid; use one of {', '.join(MONITORS)}.")
+    for key, minimum in (("max_epochs", 1), ("batch_size", 1), ("eval_batch_size", 1), ("patience", 0)):
+        value = int(_get(trainer_cfg, key, minimum))
+        if value < minimum:
+            raise ConfigError(f"trainer.{key}={value} must be at least {minimum}.")
+    if not float(_get(trainer_cfg, "lr", 1e-3)) > 0:
+        raise ConfigError(f"trainer.lr={_get(trainer_cfg, 'lr')} must be positive.")
+    accelerator = str(_get(trainer_cfg, "accelerator", "cpu"))
+    if accelerator not in ("cpu", "gpu", "cuda", "mps", "auto"):
+        raise ConfigError(f"trainer.accelerator={accelerator!r} is not valid; use cpu (default), gpu or auto.")
+
+
 def show_progress(setting: Any = "auto") -> bool:
     """Progress bar only for a person watching: stdout is a TTY and not under CI."""
     text = str(setting).lower()
@@ -153,15 +172,10 @@ def fit_and_evaluate(
     from hqrun.train.metrics import classification_metrics
     from hqrun.train.module import ClassifierModule
 
+    check_trainer_config(trainer_cfg)
     scheduler = str(_get(trainer_cfg, "scheduler", "plateau"))
     monitor = str(_get(trainer_cfg, "monitor", "val_loss"))
-    if scheduler not in SCHEDULERS:
-        raise ConfigError(f"trainer.scheduler={scheduler!r} is not valid; use one of {', '.join(SCHEDULERS)}.")
-    if monitor not in MONITORS:
-        raise ConfigError(f"trainer.monitor={monitor!r} is not valid; use one of {', '.join(MONITORS)}.")
     max_epochs = int(_get(trainer_cfg, "max_epochs", 30))
-    if max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs={max_epochs} must be at least 1.")
     if threads:
         torch.set_num_threads(int(threads))
     quiet_lightning()
