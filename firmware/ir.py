@@ -32,6 +32,9 @@ DEFAULT_INPUT_TYPE = FixedPointType(16, 6, True, "RND_CONV", "SAT")
 #: Widest accumulator accepted: its values must survive the float64 trace of the C simulation.
 MAX_ACCUM_WIDTH = 53
 
+#: Declared weight types wider than this are replaced by the tightest type of the actual values.
+MAX_PARAM_WIDTH = 32
+
 
 @dataclass
 class IRLayer:
@@ -144,6 +147,9 @@ def to_codes(values: Any, t: FixedPointType, what: str) -> np.ndarray:
     v = values.detach().to(torch.float64).cpu().numpy() if isinstance(values, torch.Tensor) \
         else np.asarray(values, dtype=np.float64)
     scaled = np.ldexp(v, t.fractional)
+    if scaled.size and np.max(np.abs(scaled)) >= 2.0**62:
+        raise FirmwareError(f"{what} needs more than 62 bits in type {t.hls_name}; use a narrower "
+                            "quantizer.")
     if not np.all(np.isfinite(scaled)) or not np.all(scaled == np.round(scaled)):
         raise FirmwareError(
             f"{what} has values that are not on the grid of its type {t.hls_name}, so no firmware "
@@ -183,6 +189,11 @@ def _param_type(layer_name: str, slot: str, q: Any, values: torch.Tensor) -> Fix
             "not powers of two), so the firmware cannot reproduce it exactly. Use alpha=1 or "
             "alpha=\"auto_po2\" in the plan for this layer and retrain."
         )
+    if t.width > MAX_PARAM_WIDTH:
+        # e.g. quantized_po2(4): its declared grid spans 2^-64..1, the trained values far less.
+        tight = exact_type_of_values(values.detach().to(torch.float64).cpu().numpy())
+        if tight is not None:
+            return tight
     return t
 
 
@@ -235,8 +246,13 @@ def _fits(inner: FixedPointType, outer: FixedPointType) -> bool:
 
 
 def _check_accum(layer: IRLayer, exact: FixedPointType, given: FixedPointType | None) -> FixedPointType:
-    """Prefer the shared type inference's accumulator; refuse if it could overflow or round."""
-    if given is None:
+    """Prefer the shared type inference's accumulator when it is exact and not over-wide.
+
+    The IR's own sizing (from the weight codes actually exported) is the fallback, and the
+    source is recorded in ``attrs['accum_source']`` so the report says which one was built.
+    """
+    layer.attrs["accum_source"] = "ir"
+    if given is None or given.width > MAX_ACCUM_WIDTH:
         return exact
     if not _fits(exact, given):
         raise FirmwareError(
@@ -244,6 +260,7 @@ def _check_accum(layer: IRLayer, exact: FixedPointType, given: FixedPointType | 
             f"which cannot hold every sum of this layer exactly (needs {exact.hls_name}). "
             "Use the type inference's policy='exact' for firmware."
         )
+    layer.attrs["accum_source"] = "typeinfer"
     # Same value set, but keep HLS's cheap default modes: no rounding/overflow ever happens.
     return FixedPointType(given.width, given.integer, given.signed, "TRN", "WRAP")
 
@@ -434,7 +451,7 @@ def _conv(name: str, layer: nn.Module, prev: IRLayer, nd: int, inferred: Any) ->
     spatial = tuple((s - k) // st + 1 for s, k, st in zip(shape[1:], kernel, attrs["stride"]))
     ir.in_shape = shape
     ir.out_shape = (ir.weight.shape[0],) + spatial
-    ir.attrs = {"stride": list(attrs["stride"]), "kernel": list(kernel)}
+    ir.attrs.update({"stride": list(attrs["stride"]), "kernel": list(kernel)})
     out.append(ir)
     return out
 
