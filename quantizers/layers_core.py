@@ -234,8 +234,7 @@ class QLayer(nn.Module):
         return {slot: spec_of(self.quantizer(slot)) for slot in self.slots()}
 
     def extra_repr(self) -> str:
-        parts = [f"{s}={v}" for s, v in self.quantizer_specs().items() if v is not None]
-        return ", ".join(parts)
+        return ""  # the quantizers print themselves as child modules
 
 
 def apply_output_activation(layer: nn.Module, y: torch.Tensor) -> torch.Tensor:

@@ -89,6 +89,4 @@ class QDense(QLayer):
         return apply_output_activation(self, y)
 
     def extra_repr(self) -> str:
-        base = f"in_features={self.in_features}, units={self.units}, use_bias={self.use_bias}"
-        rest = super().extra_repr()
-        return f"{base}, {rest}" if rest else base
+        return f"in_features={self.in_features}, units={self.units}, use_bias={self.use_bias}"
