@@ -106,3 +106,23 @@ def test_bad_spec_names_the_slot() -> None:
     plan = Plan.from_dict({"name": "x", "layers": {"dense_2": {"kernel": "quantized_bitz(4,0)"}}})
     with pytest.raises(PlanError, match="layers.dense_2.kernel"):
         build_model({"name": "jet_dnn"}, plan)
+
+
+def test_docs_example_plan_builds() -> None:
+    """The plan shown in docs/models.md is valid for jet_dnn."""
+    text = (CONF.parent / "docs" / "models.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    model = build_model({"name": "jet_dnn"}, Plan.from_yaml(block))
+    assert str(model.input.activation) == "quantized_bits(8,3,alpha=1)"
+    assert str(model.relu_1.activation) == "quantized_relu(3,1)"
+    assert model.dense_4.bias_quantizer is None
+
+
+def test_hydra_composes_quant_group_with_overrides() -> None:
+    hydra = pytest.importorskip("hydra")
+    with hydra.initialize_config_module("hqrun.conf", version_base="1.3"):
+        cfg = hydra.compose("config", overrides=[
+            "quant=q4", '+quant.layers.dense_1.kernel="quantized_bits(3,0,alpha=1)"'])
+    model = build_model(cfg.model, cfg.quant)
+    assert str(model.dense_1.kernel_quantizer) == "quantized_bits(3,0,alpha=1)"
+    assert str(model.dense_2.kernel_quantizer) == "quantized_bits(4,0,alpha=1)"
