@@ -171,6 +171,34 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
         return qkeras_output(xr, xq, training, self.qnoise_factor, bool(self.use_ste))
 
     # ------------------------------------------------------------- reporting
+    def channel_lsb(self) -> torch.Tensor | None:
+        """Per-channel output step of the last forward with alpha="auto"/"auto_po2".
+
+        Outputs are ``z * channel_lsb()`` with integer ``|z| <= 2**(bits-1) - 1``. (``self.scale``
+        keeps QKeras's meaning, ``step * 2**(bits - keep_negative) / 2**integer``, for code that
+        ports QKeras's ``get_weight_scale``.) None before the first forward or for fixed alphas.
+        """
+        if not isinstance(self.alpha, str) or not torch.is_tensor(self.scale):
+            return None
+        return self.scale * (self._m_i / self._m)
+
+    def channel_fixed_point_types(self) -> list[FixedPointType] | None:
+        """One exact type per channel for alpha="auto_po2" (power-of-two steps), else None.
+
+        Channel c holds ``ap_fixed<bits, log2(step_c) + bits, RND_CONV, SAT_SYM>`` values; the
+        firmware can store codes with a per-channel shift. Needs one forward first.
+        """
+        step = self.channel_lsb()
+        if step is None or self.alpha != "auto_po2":
+            return None
+        types = []
+        for s in step.reshape(-1).tolist():
+            e = po2_exponent(s)
+            if e is None:  # a zero channel: 2**round(log2(eps)) is still a power of two
+                return None
+            types.append(FixedPointType(self.bits, e + self.bits, True, "RND_CONV", "SAT_SYM"))
+        return types
+
     def fixed_point_type(self) -> FixedPointType | None:
         if isinstance(self.alpha, str):
             return None
