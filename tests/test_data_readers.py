@@ -364,3 +364,16 @@ def test_sample_source_reads_given_path(tmp_path):
 def test_unknown_source():
     with pytest.raises(ConfigError, match="data.source"):
         read_raw(DataConfig(source="ftp"))
+
+
+def test_npy_renamed_to_npz_and_bad_choices(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    (tmp_path / "x.npy").rename(tmp_path / "x.npz")
+    with pytest.raises(DataError, match="not an npz archive"):
+        read(tmp_path / "x.npz")
+    X, y = make_jets()
+    path = write_npz(tmp_path / "j.npz", X, y)
+    for key, value in (("nan_policy", "keep"), ("format", "xlsx"), ("extra_columns", "warn"),
+                       ("val_fraction", 1.0)):
+        with pytest.raises(ConfigError, match=f"data.{key}"):
+            load_dataset(DataConfig(source="file", path=str(path), **{key: value}), 0)

@@ -93,7 +93,13 @@ def read_file(
 def read_npz(path: Path, features: Sequence[str], classes: Sequence[str]) -> RawData:
     """The shared ``.npz`` layout: ``X``, ``y``, ``feature_names``, ``class_names``."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(
+                f"{path}: this is a single .npy array, not an npz archive; hqrun's npz layout is "
+                "X (N, F) float, y (N,) int, feature_names, class_names (np.savez)."
+            )
+        with loaded as archive:
             missing = [k for k in ("X", "y") if k not in archive.files]
             if missing:
                 raise DataError(
