@@ -80,3 +80,16 @@ def test_user_errors_exit_cleanly(tmp_path, jets_file, capsys):
         train(tmp_path / "z", f"data.path={jets_file}", "trainer.scheduler=step")
     assert exit_info.value.code == 2
     assert "trainer.scheduler" in capsys.readouterr().err
+
+
+def test_checkpoint_starts_quantized_training_from_float_weights(tmp_path, jets_file):
+    train(tmp_path / "float", f"data.path={jets_file}", "quant=float")
+    train(tmp_path / "q6", f"data.path={jets_file}", "quant=q6", f"checkpoint={tmp_path / 'float'}",
+          "trainer.max_epochs=1")
+    floats = json.loads((tmp_path / "float" / "metrics.json").read_text())
+    started = json.loads((tmp_path / "q6" / "metrics.json").read_text())
+    # one QAT epoch from trained float weights beats a fresh start's first epoch by far
+    assert started["history"][0]["val_loss"] < floats["history"][0]["val_loss"]
+    with pytest.raises(SystemExit) as exit_info:
+        train(tmp_path / "bad", f"data.path={jets_file}", f"checkpoint={tmp_path / 'nowhere'}")
+    assert exit_info.value.code == 2

@@ -45,6 +45,27 @@ def resolve_plan(cfg: Any):
     return load_plan(cfg.get("quant"))
 
 
+def initial_weights(checkpoint: Any) -> Path | None:
+    """``checkpoint=`` as starting weights: a ``model.pt``/``best.ckpt`` file or a train run dir.
+
+    This is how quantization-aware training starts from a trained float model:
+    ``hqrun train quant=q6 checkpoint=runs/train/<float run>``.
+    """
+    if not checkpoint:
+        return None
+    path = Path(str(checkpoint)).expanduser()
+    if path.is_dir():
+        for name in ("model.pt", "best.ckpt"):
+            if (path / name).is_file():
+                return path / name
+        raise ConfigError(f"checkpoint={checkpoint!r}: the directory holds no model.pt or best.ckpt "
+                          "(pass a run directory written by `hqrun train`, or the file itself).")
+    if not path.is_file():
+        raise ConfigError(f"checkpoint={checkpoint!r}: no such file or directory; pass a model.pt, "
+                          "a best.ckpt or the run directory that holds them.")
+    return path
+
+
 def fit_model_to_data(model_cfg: dict, splits: Any) -> tuple[dict, list[str]]:
     """Set the model's input size and class count from the data; list what changed.
 
@@ -87,6 +108,7 @@ def run(cfg: Any) -> dict:
 
     check_data_config(cfg.data)  # every value checked before any file is read
     check_trainer_config(cfg.trainer)
+    initial_weights(cfg.get("checkpoint"))  # a wrong path fails now, not after loading data
     threads = int(cfg.get("threads", 1) or 1)
     torch.set_num_threads(threads)
     seed = int(cfg.get("seed", 0))
@@ -108,10 +130,11 @@ def run(cfg: Any) -> dict:
     plan.to_yaml(run_dir / "plan.yaml")
     splits.scaler.save(run_dir / "scaler.json")
 
+    initial_state = initial_weights(cfg.get("checkpoint"))
     record = {"model": model_cfg, "plan": plan.to_dict(), "class_names": list(splits.class_names),
               "feature_names": list(splits.feature_names)[:64], "data": str(cfg.data.get("name"))}
     result = fit_and_evaluate(splits, cfg.trainer, model_cfg=model_cfg, plan=plan, seed=seed,
-                              run_dir=run_dir, threads=threads, record=record)
+                              run_dir=run_dir, threads=threads, record=record, initial_state=initial_state)
     torch.save(result.model.state_dict(), run_dir / "model.pt")
     if cfg.trainer.get("roc_plot", True) and result.test_probs is not None:
         plot_roc(result.test_probs, splits.y_test, splits.class_names, run_dir / "roc.png",
