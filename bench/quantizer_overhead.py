@@ -4,8 +4,8 @@
     python bench/quantizer_overhead.py --samples 200000 --repeats 2 --plan q4
 
 Both models are ``hqrun.models.build_model({"name": "jet_dnn"}, plan)`` (16 -> 64 -> 32 -> 32 -> 5),
-trained with Adam on the same in-memory random data, batched by contiguous slices, one torch
-thread. Epochs of the two models are interleaved (float, QAT, float, QAT, ...) so that load from
+trained with Adam (plus QKeras's weight-clip constraints, ``attach_weight_constraints``) on the
+same in-memory random data, batched by contiguous slices, one torch thread. Epochs of the two models are interleaved (float, QAT, float, QAT, ...) so that load from
 other processes on a shared machine hits both alike; the best epoch of each is reported (the
 least disturbed one) together with the median. A plain ``torch.nn.Sequential`` epoch is timed too,
 as a reference for what the layer classes themselves cost.
@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from hqrun.models import build_model  # noqa: E402
+from hqrun.models import attach_weight_constraints, build_model  # noqa: E402
 
 
 def plain_jet() -> torch.nn.Module:
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         torch.manual_seed(0)
         models["plain_torch"] = plain_jet()
     opts = {k: torch.optim.Adam(m.parameters(), lr=args.lr) for k, m in models.items()}
+    for k in ("float", "qat"):  # QKeras's Clip constraints, as QAT with hqrun's trainer runs
+        attach_weight_constraints(models[k], opts[k])
     warm = min(args.samples, 20 * args.batch)
     for k, m in models.items():  # warm-up: allocator, autograd graph caches
         epoch(m, opts[k], x[:warm], y[:warm], args.batch)

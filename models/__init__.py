@@ -5,6 +5,7 @@
 """
 
 from hqrun.models.builders import BUILDERS, build_model, cnn, jet_dnn, mlp
+from hqrun.models.constraints import attach_weight_constraints, constrain_weights_
 from hqrun.models.plan import (
     Plan,
     apply_plan,
@@ -21,9 +22,11 @@ __all__ = [
     "Plan",
     "QSequential",
     "activation_layers",
+    "attach_weight_constraints",
     "apply_plan",
     "build_model",
     "cnn",
+    "constrain_weights_",
     "float_plan",
     "homogeneous_plan",
     "jet_dnn",

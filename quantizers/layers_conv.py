@@ -32,6 +32,7 @@ class _QConvBase(QLayer):
     """Shared weight handling of the convolutions; subclasses define layout and the op."""
 
     plan_slots = {"kernel": "kernel_quantizer", "bias": "bias_quantizer", "activation": "activation"}
+    constrained_params = {"kernel": "weight", "bias": "bias"}
     n_spatial = 2
 
     def _setup(self, weight_shape: tuple[int, ...], keras_shape: tuple[int, ...], n_out: int,

@@ -207,6 +207,8 @@ class QLayer(nn.Module):
     plan_slots: dict[str, str] = {}
     #: Slots whose quantizer gets QKeras's kernel treatment (see resolve_kernel_quantizer).
     kernel_like_slots: tuple[str, ...] = ("kernel",)
+    #: Slot -> parameter that QKeras clips after every optimizer step when the slot is quantized.
+    constrained_params: dict[str, str] = {}
     float_function: str | None = None
 
     def slots(self) -> tuple[str, ...]:
@@ -228,6 +230,26 @@ class QLayer(nn.Module):
         else:
             resolver = resolve_quantizer
         setattr(self, self.plan_slots[slot], resolver(spec))
+
+    def constrain_(self) -> None:
+        """QKeras's default ``Clip`` constraint, in place: a parameter whose slot has a quantizer
+        is clipped to ``[-m, m]`` with ``m = max(1, quantizer.max())``.
+
+        Keras applies it after every optimizer update; it keeps float shadow weights from
+        drifting far outside the quantizer's range, where their gradient would be useless. Call it
+        through ``hqrun.models.attach_weight_constraints(model, optimizer)``.
+        """
+        slots = self.slots()
+        with torch.no_grad():
+            for slot, pname in self.constrained_params.items():
+                if slot not in slots:
+                    continue
+                q, p = self.quantizer(slot), getattr(self, pname, None)
+                if q is None or p is None:
+                    continue
+                top = q.max() if callable(getattr(q, "max", None)) else None
+                m = max(1.0, float(top)) if top is not None else 1.0
+                p.clamp_(-m, m)
 
     def quantizer_specs(self) -> dict[str, str | None]:
         """Slot -> spec string of what is in it (None = float), e.g. for writing a plan back."""

@@ -34,6 +34,7 @@ class QDense(QLayer):
     """
 
     plan_slots = {"kernel": "kernel_quantizer", "bias": "bias_quantizer", "activation": "activation"}
+    constrained_params = {"kernel": "weight", "bias": "bias"}
 
     def __init__(
         self,

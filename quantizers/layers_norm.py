@@ -51,6 +51,7 @@ class QBatchNormalization(QLayer):
                   "mean": "mean_quantizer", "variance": "variance_quantizer"}
     # QKeras calls _set_trainable_parameter() on these two (see resolve_kernel_quantizer).
     kernel_like_slots = ("gamma", "variance")
+    constrained_params = {"gamma": "gamma", "beta": "beta"}
 
     def __init__(
         self,
@@ -131,6 +132,7 @@ class QDenseBatchnorm(QLayer):
     """
 
     plan_slots = {"kernel": "kernel_quantizer", "bias": "bias_quantizer", "activation": "activation"}
+    constrained_params = {"kernel": "weight", "bias": "bias"}
 
     def __init__(
         self,

@@ -225,3 +225,20 @@ def test_slots_and_set_quantizer() -> None:
     inp = QInput("quantized_bits(8,3,alpha=1)")
     assert inp.quantizer_specs() == {"activation": "quantized_bits(8,3,alpha=1)"}
     assert torch.equal(QInput()(torch.ones(2)), torch.ones(2))
+
+
+def test_qkeras_clip_constraint_after_optimizer_step() -> None:
+    from hqrun.models import attach_weight_constraints, build_model
+
+    model = build_model({"name": "jet_dnn", "hidden": [8]},
+                        {"name": "p", "default": {"kernel": "quantized_bits(4,0,alpha=1)"},
+                         "layers": {"dense_2": {"kernel": "quantized_bits(6,2,alpha=1)"}}})
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(7.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    attach_weight_constraints(model, opt)
+    opt.step()
+    assert model.dense_1.weight.max() == 1.0   # max(1, 2**0)
+    assert model.dense_2.weight.max() == 4.0   # max(1, 2**2)
+    assert model.dense_1.bias.max() == 7.0     # float bias: unconstrained
