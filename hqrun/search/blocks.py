@@ -27,7 +27,8 @@ class Block:
 
 def schedule_blocks(patterns: Sequence[str], layer_names: Sequence[str],
                     layer_costs: Mapping[str, float], reference_cost: float,
-                    max_trials: int, schedule: str = "sequential") -> list[Block]:
+                    max_trials: int, schedule: str = "sequential",
+                    min_trials: int = 10) -> list[Block]:
     """Group layers into blocks (``re.match``, as AutoQKeras) and order them.
 
     ``reference_cost`` is the stressed reference (AutoQKeras divides by its ``reference_size``,
@@ -44,22 +45,23 @@ def schedule_blocks(patterns: Sequence[str], layer_names: Sequence[str],
         try:
             pat = re.compile(rx)
         except re.error as err:
-            raise SearchError(f"search.blocks.patterns[{i}]={rx!r} is not a valid regular "
+            raise SearchError(f"search.blocks.patterns[{i}]='{rx}' is not a valid regular "
                               f"expression ({err}).") from None
         members = tuple(n for n in layer_names if pat.match(n))
         if not members:
-            raise SearchError(f"search.blocks.patterns[{i}]={rx!r} matches no searched layer. "
+            raise SearchError(f"search.blocks.patterns[{i}]='{rx}' matches no searched layer. "
                               f"Searched layers: {', '.join(layer_names)}.")
         cost = float(sum(layer_costs.get(n, 0.0) for n in members))
-        trials = block_trials(max_trials, cost, reference_cost)
+        trials = block_trials(max_trials, cost, reference_cost, min_trials)
         blocks.append(Block(i, rx, members, cost, trials))
     if schedule == "cost":
         blocks.sort(key=lambda b: -b.cost)   # stable: ties keep the user's order
     return blocks
 
 
-def block_trials(max_trials: int, block_cost: float, reference_cost: float) -> int:
-    """AutoQKeras: ``int(max(10, max_trials * cost / reference))``."""
+def block_trials(max_trials: int, block_cost: float, reference_cost: float,
+                 min_trials: int = 10) -> int:
+    """AutoQKeras: ``int(max(10, max_trials * cost / reference))`` (10 = ``min_trials``)."""
     if reference_cost <= 0:
-        return 10
-    return int(max(10, float(max_trials) * block_cost / reference_cost))
+        return int(min_trials)
+    return int(max(min_trials, float(max_trials) * block_cost / reference_cost))

@@ -53,6 +53,7 @@ class BlocksConfig:
     patterns: List[str] = field(default_factory=list)   # one regex per block
     schedule: str = "sequential"                         # sequential | cost
     search: str = "random"                               # per-block algorithm: random | bayesian
+    min_trials: int = 10                                 # AutoQKeras's floor of trials per block
 
 
 @dataclass

@@ -180,13 +180,38 @@ class TrialContext:
     data: TrialData
     reference_state: dict | None
     settings: TrialSettings
+    retries: int = 0
 
 
 def _trainable(config: dict, ctx: TrialContext) -> None:
+    """Ray function trainable: run the trial, retrying Python errors inside the same actor.
+
+    An exception raised out of a trainable makes Ray tear the actor down and start a new
+    process (seconds of imports); a failure is instead reported as a final result with
+    ``failed: 1`` and NaN metrics, so the worker is reused and the journal records why.
+    A trial that already reported epochs is not retried (the scheduler has seen them).
+    Crashes of the process itself still go through Ray's FailureConfig (``search.retries``).
+    """
     from ray import tune
 
-    run_trial(config, ctx.space, ctx.backend, ctx.data, ctx.reference_state, ctx.settings,
-              tune.report)
+    for attempt in range(ctx.retries + 1):
+        reported: list[dict] = []
+
+        def report(metrics: dict) -> None:
+            reported.append(metrics)
+            tune.report(metrics)
+
+        try:
+            run_trial(config, ctx.space, ctx.backend, ctx.data, ctx.reference_state,
+                      ctx.settings, report)
+            return
+        except Exception as err:  # noqa: BLE001 - any trial error is recorded, not fatal
+            if reported or attempt == ctx.retries:
+                nan = float("nan")
+                tune.report({"failed": 1, "error": f"{type(err).__name__}: {err}"[:500],
+                             "accuracy": nan, "cost": nan, "score": nan,
+                             "epoch": len(reported), "attempts": attempt + 1})
+                return
 
 
 def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, epochs: int,
@@ -199,14 +224,16 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
         def _record(self, trial, status: str, error: str | None = None) -> None:
             res = dict(trial.last_result or {})
             config = {k: trial.config[k] for k in space.keys if k in trial.config}
-            if status == "ok" and int(res.get("epoch", 0)) < epochs:
+            if res.get("failed"):
+                status, error = "failed", res.get("error")
+            elif status == "ok" and int(res.get("epoch", 0)) < epochs:
                 status = "stopped"
             rec = {
                 "event": "trial", "trial_id": f"{session}-{trial.trial_id}", "block": block,
                 "status": status, "config": config, "plan": space.plan(config),
                 "widths": space.widths(config),
-                "accuracy": res.get("accuracy"), "cost": res.get("cost"),
-                "score": res.get("score"), "epochs": res.get("epoch", 0),
+                "accuracy": _num(res.get("accuracy")), "cost": _num(res.get("cost")),
+                "score": _num(res.get("score")), "epochs": res.get("epoch", 0),
                 "time": res.get("trial_time"), "error": error,
                 "costs": {k[5:]: v for k, v in res.items() if k.startswith("cost_")},
                 "finished_at": time.time(),
@@ -218,14 +245,27 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
             self._record(trial, "ok")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            err = None
+            err = "trial raised (see Ray's error file)"
             try:
-                err = str(trial.get_error()).strip().splitlines()[-1][:500]
+                err = _error_line(str(trial.get_error())) or err
             except Exception:  # noqa: BLE001
-                err = "trial raised (see Ray's error file)"
+                pass
             self._record(trial, "failed", err)
 
     return JournalCallback()
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _error_line(text: str) -> str | None:
+    """The last ``SomeError: message`` line of a traceback text (what a user needs to read)."""
+    import re
+
+    hits = [ln.strip() for ln in text.splitlines()
+            if re.match(r"^\s*[\w.]*(Error|Exception|Failed|Interrupt)\b.*:", ln)]
+    return hits[-1][:500] if hits else None
 
 
 def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, block: int | None,
@@ -357,7 +397,8 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
         progress.done = len(done)
         remaining = max_trials - len(done)
         if remaining > 0:
-            ctx = TrialContext(space, backend, data, reference.state, settings)
+            ctx = TrialContext(space, backend, data, reference.state, settings,
+                               int(_get(cfg, "retries", 0)))
             _run_tuner(ctx, cfg, journal, run_dir, None, remaining, searcher, done,
                        "asha" if algo == "asha" else None, progress, seed + len(done))
         progress.close()
@@ -376,7 +417,8 @@ def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
     layer_costs = {name: cost_of(c, goal) if goal in c else float(c.get("total", 0.0))
                    for name, c in reference.layer_costs.items()}
     blocks = schedule_blocks(list(_get(bcfg, "patterns")), searched, layer_costs, ref_cost,
-                             int(_get(cfg, "max_trials")), _get(bcfg, "schedule", "sequential"))
+                             int(_get(cfg, "max_trials")), _get(bcfg, "schedule", "sequential"),
+                             int(_get(bcfg, "min_trials", 10)))
     write_schedule(run_dir, blocks)
     done_blocks = journal.blocks_done()
     frozen: dict = {}
@@ -398,7 +440,8 @@ def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
                   f"cost {blk.cost:.4g} of {ref_cost:.4g}, {blk.trials} trials")
         remaining = blk.trials - len(done)
         if remaining > 0:
-            ctx = TrialContext(sub, backend, data, reference.state, settings)
+            ctx = TrialContext(sub, backend, data, reference.state, settings,
+                               int(_get(cfg, "retries", 0)))
             _run_tuner(ctx, cfg, journal, run_dir, blk.index, remaining,
                        _get(bcfg, "search", "random"), done, None, progress, seed + len(done))
         progress.close()

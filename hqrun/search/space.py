@@ -325,7 +325,7 @@ def _searched_layers(cfg: Mapping, layers: Sequence[LayerInfo]) -> list[LayerInf
         hit = [l for l in candidates if pat.match(l.name)]
         if not hit:
             raise SearchError(
-                f"search.space.layers: the regex {rx!r} matches no searchable layer. The model's "
+                f"search.space.layers: the regex '{rx}' matches no searchable layer. The model's "
                 f"searchable layers are: {', '.join(l.name for l in candidates)}.")
         chosen.extend(l for l in hit if l not in chosen)
     return [l for l in candidates if l in chosen]
@@ -335,7 +335,7 @@ def _compile(rx: str, where: str) -> re.Pattern:
     try:
         return re.compile(str(rx))
     except re.error as err:
-        raise SearchError(f"{where}: {rx!r} is not a valid regular expression ({err}).") from None
+        raise SearchError(f"{where}: '{rx}' is not a valid regular expression ({err}).") from None
 
 
 def _limit_patterns(limits: Mapping, searched: Sequence[LayerInfo]) -> dict[str, re.Pattern]:
@@ -347,7 +347,7 @@ def _limit_patterns(limits: Mapping, searched: Sequence[LayerInfo]) -> dict[str,
         pat = _compile(key, f"search.space.limits key {key!r}")
         if not any(pat.match(l.name) for l in searched):
             raise SearchError(
-                f"search.space.limits: the regex {key!r} matches no searched layer (a layer "
+                f"search.space.limits: the regex '{key}' matches no searched layer (a layer "
                 f"class must be one of {', '.join(LAYER_CLASSES)}). Searched layers: "
                 f"{', '.join(l.name for l in searched)}.")
         patterns[key] = pat

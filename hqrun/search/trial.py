@@ -78,7 +78,43 @@ class TrialSettings:
     seed: int = 0
 
 
-def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Split, batch_size: int,
+class LeanAdam:
+    """Adam (Kingma & Ba, torch's defaults) in a few tensor ops.
+
+    ``torch.optim.Adam``'s constructor imports ``torch._dynamo`` on first use, which takes
+    3-8 s in every fresh Ray worker: more than a whole trial of the jet model. Same update rule
+    as torch's Adam with default arguments (no weight decay, no amsgrad).
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, (self.b1, self.b2), self.eps = lr, betas, eps
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        c1 = 1 - self.b1 ** self.t
+        c2 = 1 - self.b2 ** self.t
+        step = self.lr / c1
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            denom = (v / c2).sqrt_().add_(self.eps)
+            p.addcdiv_(m, denom, value=-step)
+
+
+def train_epoch(model: nn.Module, opt: "LeanAdam | torch.optim.Optimizer", data: Split, batch_size: int,
                 gen: torch.Generator) -> float:
     """One epoch of minibatch training; returns the mean loss (NaN propagates)."""
     model.train()
@@ -114,7 +150,7 @@ def train_model(model: nn.Module, data: TrialData, epochs: int, batch_size: int,
                 on_epoch: Callable[[int, float, float], None] | None = None) -> float:
     """Train ``epochs`` epochs; call ``on_epoch(epoch, loss, val_acc)``; return last val acc."""
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    opt = LeanAdam(model.parameters(), lr=learning_rate)
     acc = float("nan")
     for epoch in range(1, epochs + 1):
         loss = train_epoch(model, opt, data.train, batch_size, gen)
