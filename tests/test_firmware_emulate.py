@@ -1,0 +1,227 @@
+"""Firmware without a compiler: integer emulation vs PyTorch, fixed-point casts, refusals.
+
+These run in a few seconds; the C-simulation tests (test_firmware_csim.py) build on the same
+models, so a mismatch there is either hls4ml or the writer, never the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import OrderedDict
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import firmware_cases as fc
+from hqrun.errors import FirmwareError
+from hqrun.firmware import build_ir, emulate, quantize_samples
+from hqrun.firmware.emulate import requantize
+from hqrun.firmware.verify import torch_reference
+from hqrun.models import QSequential, build_model
+from hqrun.quantizers.fixedpoint import FixedPointType
+from hqrun.quantizers.layers import (
+    QActivation,
+    QAveragePooling2D,
+    QConv2D,
+    QDense,
+    QDepthwiseConv2D,
+    QInput,
+)
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _emulation_matches_torch(model: QSequential, n: int = 300, seed: int = 0) -> None:
+    ir = build_ir(model, model.input_shape)
+    x = quantize_samples(fc.samples(model, n, seed), ir.input_type)
+    emu = emulate(ir, x)
+    last = ir.last_quantized()
+    values = emu.values(last.name).reshape(n, -1)
+    logits = torch_reference(model, x).reshape(n, -1)
+    assert np.array_equal(values, logits), f"emulation != torch at {last.name}"
+    # every fixed-point layer output lies on its type's grid and in range
+    for layer in ir.layers:
+        if layer.name in emu.codes:
+            codes = emu.codes[layer.name]
+            assert codes.min() >= layer.out_type.min_code and codes.max() <= layer.out_type.max_code
+
+
+@pytest.mark.parametrize("case", sorted(fc.NAMED))
+def test_emulation_equals_pytorch_named(case):
+    _emulation_matches_torch(fc.NAMED[case]())
+
+
+def test_emulation_equals_pytorch_fuzz():
+    for seed in range(24):
+        _emulation_matches_torch(fc.random_model(seed), n=200, seed=seed)
+
+
+_types = st.builds(
+    FixedPointType,
+    width=st.integers(2, 16),
+    integer=st.integers(-3, 12),
+    signed=st.booleans(),
+    rounding=st.sampled_from(["RND_CONV", "RND", "TRN"]),
+    overflow=st.sampled_from(["SAT", "SAT_SYM", "WRAP"]),
+)
+
+
+@settings(deadline=None, max_examples=200)
+@given(t=_types, frac=st.integers(-2, 14),
+       codes=st.lists(st.integers(-(2**20), 2**20), min_size=1, max_size=20))
+def test_requantize_is_an_ap_fixed_cast(t, frac, codes):
+    """Integer cast == FixedPointType.quantize on the exact values (both follow ap_fixed)."""
+    n = np.asarray(codes, dtype=np.int64)
+    got = requantize(n, frac, t)
+    values = torch.tensor(np.ldexp(n.astype(np.float64), -frac), dtype=torch.float64)
+    want = t.to_int(values).numpy()
+    assert np.array_equal(got, want)
+
+
+def test_accumulators_hold_extreme_inputs():
+    """Inputs pinned at the input type's extremes never saturate an accumulator."""
+    model = fc.jet_hetero()
+    ir = build_ir(model, model.input_shape)
+    t = ir.input_type
+    rng = np.random.default_rng(0)
+    x = np.where(rng.random((400, 16)) < 0.5, t.min_value, t.max_value)
+    emu = emulate(ir, x)
+    for layer in ir.layers:
+        if layer.op == "dense":
+            codes = emu.codes[layer.name]
+            assert layer.out_type == layer.accum_type
+            assert codes.min() >= layer.accum_type.min_code and codes.max() <= layer.accum_type.max_code
+
+
+# --------------------------------------------------------------------------------- refusals
+def _jet(plan_layers: dict, default: dict | None = None) -> QSequential:
+    plan = {"name": "t", "input": None, "default": default or fc.Q6["default"], "layers": plan_layers}
+    return build_model({"name": "jet_dnn", "hidden": [8, 8, 8]}, plan, seed=0).eval()
+
+
+@pytest.mark.parametrize("plan_layers, culprit, hint", [
+    ({"dense_2": {"kernel": "quantized_bits(4,0,alpha=\"auto\")"}}, "dense_2", "auto_po2"),
+    ({"dense_1": {"kernel": "stochastic_ternary()"}}, "dense_1", "stochastic"),
+    ({"relu_2": {"activation": "quantized_tanh(4)"}}, "relu_2", "quantized_relu"),
+    ({"relu_1": {"activation": "quantized_relu_po2(4)"}}, "relu_1", "quantized_relu"),
+])
+def test_refusals_name_layer_and_fix(plan_layers, culprit, hint):
+    with pytest.raises(FirmwareError) as err:
+        build_ir(_jet(plan_layers), (16,))
+    assert culprit in str(err.value) and hint in str(err.value)
+
+
+def test_float_kernel_is_refused():
+    model = build_model({"name": "jet_dnn", "hidden": [8]}, None, seed=0)
+    with pytest.raises(FirmwareError, match="dense_1.*kernel"):
+        build_ir(model, (16,))
+
+
+def test_unsupported_layers_are_refused():
+    k = "quantized_bits(4,0,alpha=1)"
+    depthwise = QSequential(OrderedDict(input=QInput("quantized_bits(8,2,alpha=1)"),
+                                        dw_1=QDepthwiseConv2D(2, 3, depthwise_quantizer=k)),
+                            input_shape=(2, 6, 6))
+    with pytest.raises(FirmwareError, match="dw_1.*depthwise"):
+        build_ir(depthwise, (2, 6, 6))
+    pool3 = QSequential(OrderedDict(input=QInput("quantized_bits(8,2,alpha=1)"),
+                                    conv_1=QConv2D(1, 2, 2, kernel_quantizer=k, bias_quantizer=k),
+                                    pool_1=QAveragePooling2D(3)), input_shape=(1, 7, 7))
+    with pytest.raises(FirmwareError, match="pool_1.*power of two"):
+        build_ir(pool3, (1, 7, 7))
+
+
+def test_unfolded_batchnorm_is_refused_with_fix():
+    model = build_model({"name": "mlp", "n_inputs": 16, "hidden": [8], "batchnorm": True},
+                        fc.Q6, seed=0)
+    fc._randomise(model, torch.Generator().manual_seed(0))
+    with pytest.raises(FirmwareError, match="bn_1.*QDenseBatchnorm"):
+        build_ir(model, (16,))
+
+
+def test_refusal_writes_nothing(tmp_path):
+    from hqrun.firmware import export
+
+    model = _jet({"dense_2": {"kernel": "quantized_bits(4,0,alpha=\"auto\")"}})
+    out = tmp_path / "fw"
+    with pytest.raises(FirmwareError):
+        export(model, np.zeros((4, 16)), out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_verification_is_marked_failed(tmp_path, monkeypatch):
+    """A C-sim that disagrees must not leave a project that looks good (no compile needed)."""
+    import hqrun.firmware.api as api
+    from hqrun.firmware.csim import CSimResult
+
+    def fake_csim(hls_model, ir, x):
+        emu = emulate(ir, x)
+        codes = {k: v.copy() for k, v in emu.codes.items() if k != ir.layers[0].name}
+        codes["relu_2"][3, 1] += 1  # a one-LSB disagreement inside the network
+        codes["dense_3"][3, 0] += 1
+        codes["relu_3"][3, 0] += 1
+        codes["dense_4"][3, 0] += 1
+        out = np.ldexp(codes["dense_4"].astype(np.float64), -ir.layers[-2].out_type.fractional)
+        return [CSimResult(codes, {}, out, 0.0)]
+
+    monkeypatch.setattr(api, "run_csim", fake_csim)
+    model = fc.jet_q6()
+    out = tmp_path / "fw"
+    with pytest.raises(FirmwareError, match="relu_2"):
+        api.export(model, fc.samples(model, 10, 0), out, {"synthesize": "never"})
+    assert not out.exists()
+    report = json.loads((tmp_path / "fw.FAILED" / "report.json").read_text())
+    assert report["status"] == "FAILED"
+    v = report["verification"]
+    assert v["first_mismatch_sample"] == 3 and v["first_divergent_layer"] == "relu_2"
+    assert not any(p.name.startswith(".fw.tmp") for p in tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------- config/imports
+def test_firmware_config_matches_yaml():
+    from omegaconf import OmegaConf
+
+    from hqrun.firmware import ExportConfig
+    from hqrun.firmware_command import FirmwareConfig
+
+    yaml_keys = set(OmegaConf.load(REPO / "conf" / "firmware" / "default.yaml").keys())
+    assert yaml_keys == {f.name for f in fields(FirmwareConfig)}
+    merged = OmegaConf.merge(OmegaConf.structured(FirmwareConfig),
+                             OmegaConf.load(REPO / "conf" / "firmware" / "default.yaml"))
+    assert merged.part == "xcvu9p-flgb2104-2-e" and merged.backend == "Vitis"
+    # every export knob is settable from the config group
+    assert {f.name for f in fields(ExportConfig)} <= yaml_keys
+
+
+def test_import_is_light_and_hls4ml_imports_from_repo_root():
+    code = (
+        "import sys; import hqrun.firmware as f; "
+        "heavy = [m for m in ('hls4ml', 'hydra', 'pytorch_lightning', 'ray') if m in sys.modules]; "
+        "assert not heavy, heavy; "
+        "h = f.hls4ml_writer.import_hls4ml(); "
+        "assert hasattr(sys.modules['quantizers'], 'get_fixed_quantizer_np'); print(h.__version__)"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "1.3.0"
+
+
+def test_hls_precision_strings():
+    from hqrun.firmware.hls4ml_writer import hls_precision
+
+    t = FixedPointType(6, 0, False, "RND_CONV", "SAT")
+    assert hls_precision(t) == "ap_ufixed<6,0,AP_RND_CONV,AP_SAT>"
+    assert hls_precision(FixedPointType(23, 8), modes=False) == "ap_fixed<23,8>"
+    assert math.isclose(FixedPointType(6, 1).lsb, 1 / 32)
