@@ -2,35 +2,51 @@
 
 QKeras gives every quantized kernel/bias (and batch-norm gamma/beta) a ``Clip`` constraint that
 Keras applies after each optimizer update. Training loops that want QKeras's behaviour attach
-it once: ``attach_weight_constraints(model, optimizer)``.
+it once, after the plan is applied: ``attach_weight_constraints(model, optimizer)``.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import torch
 from torch import nn
 
 
-def constrain_weights_(model: nn.Module) -> None:
-    """Clip every quantized parameter of ``model`` in place (see ``QLayer.constrain_``)."""
+def _groups(model: nn.Module) -> dict[float, list[torch.Tensor]]:
+    """Clip bound -> parameters, so one fused call clips all parameters sharing a bound."""
+    groups: dict[float, list[torch.Tensor]] = defaultdict(list)
     for layer in model.modules():
-        fn = getattr(layer, "constrain_", None)
-        if callable(fn):
-            fn()
+        fn = getattr(layer, "constraints", None)
+        if callable(fn) and getattr(layer, "constrained_params", None):
+            for p, m in fn():
+                groups[m].append(p)
+    return dict(groups)
+
+
+def _clip(groups: dict[float, list[torch.Tensor]]) -> None:
+    with torch.no_grad():
+        for m, params in groups.items():
+            torch._foreach_clamp_min_(params, -m)
+            torch._foreach_clamp_max_(params, m)
+
+
+def constrain_weights_(model: nn.Module) -> None:
+    """Clip every quantized parameter of ``model`` in place (see ``QLayer.constraints``)."""
+    _clip(_groups(model))
 
 
 def attach_weight_constraints(model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
-    """Run :func:`constrain_weights_` after every ``optimizer.step()``; returns the hook handle.
+    """Clip after every ``optimizer.step()``; returns the hook handle (``.remove()`` detaches).
 
-    Only layers with a quantized slot do any work, so a float model pays a loop over its layers.
+    The set of constrained parameters is read now: attach after the plan has been applied
+    (a float model has none and the hook does nothing).
     """
-    layers = [m for m in model.modules() if callable(getattr(m, "constrain_", None))
-              and getattr(m, "constrained_params", None)]
+    groups = _groups(model)
 
     def hook(_opt: Any, _args: Any, _kwargs: Any) -> None:
-        for layer in layers:
-            layer.constrain_()
+        if groups:
+            _clip(groups)
 
     return optimizer.register_step_post_hook(hook)

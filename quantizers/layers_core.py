@@ -231,24 +231,29 @@ class QLayer(nn.Module):
             resolver = resolve_quantizer
         setattr(self, self.plan_slots[slot], resolver(spec))
 
-    def constrain_(self) -> None:
-        """QKeras's default ``Clip`` constraint, in place: a parameter whose slot has a quantizer
-        is clipped to ``[-m, m]`` with ``m = max(1, quantizer.max())``.
+    def constraints(self) -> list[tuple[torch.Tensor, float]]:
+        """``(parameter, m)`` for QKeras's default ``Clip`` constraint of each quantized slot:
+        the parameter is clipped to ``[-m, m]`` with ``m = max(1, quantizer.max())``.
 
         Keras applies it after every optimizer update; it keeps float shadow weights from
-        drifting far outside the quantizer's range, where their gradient would be useless. Call it
-        through ``hqrun.models.attach_weight_constraints(model, optimizer)``.
+        drifting far outside the quantizer's range, where their gradient would be useless.
         """
+        out = []
         slots = self.slots()
+        for slot, pname in self.constrained_params.items():
+            if slot not in slots:
+                continue
+            q, p = self.quantizer(slot), getattr(self, pname, None)
+            if q is None or p is None:
+                continue
+            top = q.max() if callable(getattr(q, "max", None)) else None
+            out.append((p, max(1.0, float(top)) if top is not None else 1.0))
+        return out
+
+    def constrain_(self) -> None:
+        """Apply :meth:`constraints` in place (see ``hqrun.models.attach_weight_constraints``)."""
         with torch.no_grad():
-            for slot, pname in self.constrained_params.items():
-                if slot not in slots:
-                    continue
-                q, p = self.quantizer(slot), getattr(self, pname, None)
-                if q is None or p is None:
-                    continue
-                top = q.max() if callable(getattr(q, "max", None)) else None
-                m = max(1.0, float(top)) if top is not None else 1.0
+            for p, m in self.constraints():
                 p.clamp_(-m, m)
 
     def quantizer_specs(self) -> dict[str, str | None]:
