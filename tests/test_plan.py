@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from hqrun.errors import PlanError
@@ -126,3 +129,31 @@ def test_hydra_composes_quant_group_with_overrides() -> None:
     model = build_model(cfg.model, cfg.quant)
     assert str(model.dense_1.kernel_quantizer) == "quantized_bits(3,0,alpha=1)"
     assert str(model.dense_2.kernel_quantizer) == "quantized_bits(4,0,alpha=1)"
+
+
+_BITS = st.integers(2, 12)
+
+
+@settings(deadline=None, max_examples=20)
+@given(kernel=st.dictionaries(st.sampled_from(["dense_1", "dense_2", "dense_3", "dense_4"]), _BITS),
+       relu=st.dictionaries(st.sampled_from(["relu_1", "relu_2", "relu_3"]), _BITS),
+       default=st.one_of(st.none(), _BITS))
+def test_random_plans_round_trip_and_build(kernel, relu, default) -> None:
+    layers = {n: {"kernel": f"quantized_bits({b},0,alpha=1)"} for n, b in kernel.items()}
+    layers.update({n: {"activation": f"quantized_relu({b},0)"} for n, b in relu.items()})
+    plan = Plan.from_dict({
+        "name": "random",
+        "default": {"kernel": None if default is None else f"quantized_bits({default},0,alpha=1)"},
+        "layers": layers,
+    })
+    again = Plan.from_yaml(plan.to_yaml())
+    assert again == plan
+    model = build_model({"name": "jet_dnn"}, again)
+    for i in range(1, 5):
+        q = getattr(model, f"dense_{i}").kernel_quantizer
+        bits = kernel.get(f"dense_{i}", default)
+        assert (q is None) if bits is None else (q.bits == bits)
+    for i in range(1, 4):
+        act = getattr(model, f"relu_{i}").activation
+        bits = relu.get(f"relu_{i}")
+        assert isinstance(act, torch.nn.ReLU) if bits is None else act.bits == bits
