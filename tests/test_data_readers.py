@@ -377,3 +377,27 @@ def test_npy_renamed_to_npz_and_bad_choices(tmp_path):
                        ("val_fraction", 1.0)):
         with pytest.raises(ConfigError, match=f"data.{key}"):
             load_dataset(DataConfig(source="file", path=str(path), **{key: value}), 0)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.sampled_from([">u1", ">i1", ">i2", ">i4", ">f4", ">f8"]),
+       st.lists(st.integers(1, 5), min_size=1, max_size=3), st.integers(0, 2**31 - 1), st.booleans())
+def test_idx_roundtrip_any_type_and_shape(dtype, shape, seed, gz):
+    import tempfile
+    from pathlib import Path
+
+    from hqrun.data.idx import IDX_DTYPES, read_idx
+
+    code = {v.str: k for k, v in IDX_DTYPES.items()}[np.dtype(dtype).str]
+    array = (np.random.default_rng(seed).random(shape) * 100).astype(dtype)
+    data = bytes([0, 0, code, len(shape)]) + b"".join(int(d).to_bytes(4, "big") for d in shape) + array.tobytes()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("a.idx.gz" if gz else "a.idx")
+        path.write_bytes(gzip.compress(data) if gz else data)
+        back = read_idx(path)
+    assert back.shape == tuple(shape)
+    np.testing.assert_array_equal(back, array.astype(np.dtype(dtype).newbyteorder("=")))

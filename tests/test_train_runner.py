@@ -150,3 +150,20 @@ def test_progress_bar_only_interactive_and_not_ci(monkeypatch):
     monkeypatch.delenv("CI")
     assert show_progress("auto") is True
     assert show_progress("false") is False and show_progress(True) is True
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 60), st.integers(2, 6))
+def test_confusion_matrix_and_accuracy_agree(seed, n, k):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    probs = rng.random((n, k))
+    m = classification_metrics(probs, y, [str(i) for i in range(k)])
+    cm = np.array(m["confusion_matrix"])
+    assert cm.sum() == n
+    assert np.array_equal(cm.sum(axis=1), np.bincount(y, minlength=k))
+    assert m["accuracy"] == pytest.approx(np.trace(cm) / n)
