@@ -105,16 +105,26 @@ def _source(cfg: Any) -> dict[str, Any]:
     run_dir = _get(cfg, "run")
     if run_dir:
         d = Path(str(run_dir)).expanduser()
-        if not (d / "config.yaml").is_file():
-            raise ConfigError(f"run={run_dir} is not a training run dir (no config.yaml); pass a "
-                              "directory written by `hqrun train`.")
+        if not d.is_dir():
+            raise ConfigError(f"run={run_dir} is not a directory; pass a run dir written by "
+                              "`hqrun train` (or a search's winner/ dir).")
         ckpt = next((d / n for n in ("model.pt", "best.ckpt") if (d / n).is_file()), None)
         if ckpt is None:
             raise ConfigError(f"run={run_dir} holds no model.pt or best.ckpt; train it to the end first.")
-        run_cfg = OmegaConf.to_container(OmegaConf.load(d / "config.yaml"), resolve=True)
+        # A training run records config.yaml; a search's winner/ sits one level below the
+        # search run dir (config in .hydra/) and records its model as model.yaml.
+        cfg_file = next((c for c in (d / "config.yaml", d.parent / "config.yaml",
+                                     d / ".hydra" / "config.yaml", d.parent / ".hydra" / "config.yaml")
+                         if c.is_file()), None)
+        run_cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True) if cfg_file else {}
+        model_cfg = run_cfg.get("model") or _plain(_get(cfg, "model")) or {}
+        if (d / "model.yaml").is_file():
+            model_cfg = OmegaConf.to_container(OmegaConf.load(d / "model.yaml"), resolve=True)
         plan = str(d / "plan.yaml") if (d / "plan.yaml").is_file() else run_cfg.get("quant")
-        return {"run_dir": d, "ckpt": ckpt, "model": run_cfg.get("model") or {}, "plan": plan,
-                "data": run_cfg.get("data"), "seed": int(run_cfg.get("seed", 0) or 0),
+        search_seed = (run_cfg.get("search") or {}).get("seed") if isinstance(run_cfg.get("search"), dict) else None
+        seed = search_seed if search_seed is not None else run_cfg.get("seed", _get(cfg, "seed", 0))
+        return {"run_dir": d, "ckpt": ckpt, "model": model_cfg, "plan": plan,
+                "data": run_cfg.get("data") or _plain(_get(cfg, "data")), "seed": int(seed or 0),
                 "scaler": d / "scaler.json" if (d / "scaler.json").is_file() else None}
     ckpt = _get(cfg, "checkpoint")
     if not ckpt:
