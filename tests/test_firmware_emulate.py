@@ -225,3 +225,28 @@ def test_hls_precision_strings():
     assert hls_precision(t) == "ap_ufixed<6,0,AP_RND_CONV,AP_SAT>"
     assert hls_precision(FixedPointType(23, 8), modes=False) == "ap_fixed<23,8>"
     assert math.isclose(FixedPointType(6, 1).lsb, 1 / 32)
+
+
+def test_synthesis_without_vendor_tools_gives_the_command(tmp_path, monkeypatch):
+    from hqrun.firmware.hls4ml_writer import WriterOptions
+    from hqrun.firmware.report import run_synthesis, write_build_options
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no vitis-run / vivado_hls anywhere
+    got = run_synthesis(None, WriterOptions(), str(tmp_path), "auto")
+    assert got["status"] == "not run" and got["command"].endswith("vitis-run --tcl build_prj.tcl --mode hls")
+    got = run_synthesis(None, WriterOptions(backend="Vivado"), str(tmp_path), "always")
+    assert got["status"] == "failed" and "vivado_hls -f build_prj.tcl" in got["command"]
+    write_build_options(str(tmp_path))
+    text = (tmp_path / "build_opt.tcl").read_text()
+    assert "synth      1" in text and "csim       0" in text
+
+
+@pytest.mark.parametrize("bad", [{"backend": "Quartus"}, {"io_type": "io_stream"},
+                                 {"reuse_factor": 0}, {"synthesize": "maybe"},
+                                 {"input_type": "fixed<8"}])
+def test_bad_export_config_is_refused(bad, tmp_path):
+    from hqrun.firmware import export
+
+    with pytest.raises(FirmwareError):
+        export(fc.jet_q6(), np.zeros((2, 16)), tmp_path / "fw", bad)
+    assert not (tmp_path / "fw").exists()
