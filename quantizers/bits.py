@@ -117,10 +117,10 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
                 # x - (x - xq) == x + (xq - x) bit for bit (round-to-nearest is symmetric):
                 # QKeras's value with its float32 residue, gradient exactly 1, one autograd node.
                 # sub(..., alpha=inv) multiplies by a power of two (exact) and subtracts in one op.
-                with torch.no_grad():
-                    r = torch.mul(x, self._c).round_().clamp_(self._lo, self._hi)
-                    s = torch.sub(x, r, alpha=self._inv)
-                return x - s
+                xd = x.detach()  # cheaper than a no_grad() block for these tiny weight tensors
+                r = torch.mul(xd, self._c).round_().clamp_(self._lo, self._hi)
+                torch.sub(xd, r, alpha=self._inv, out=r)  # r := x - xq
+                return x - r
             return _FastBits.apply(x, self._c, self._lo, self._hi, self._inv, False)
         if isinstance(self.alpha, str):
             return self._forward_auto(x)

@@ -110,12 +110,14 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
                 # exceeds the top code after rounding, so no clamp is needed; h + (xq - h) == xq
                 # exactly (both lie within a factor 2 of each other or xq == 0).
                 h = F.hardtanh(x, 0.0, upper)
-                with torch.no_grad():
-                    r = torch.mul(h, self._c).round_()
-                    if self.bits > 20:  # upper * c may round past the top code
-                        r.clamp_(0.0, self._m - 1.0)
-                    s = torch.sub(h, r, alpha=self._inv)
-                return h - s
+                hd = h.detach()
+                r = torch.mul(hd, self._c).round_()
+                if self.bits > 20:  # upper * c may round past the top code
+                    r.clamp_(0.0, self._m - 1.0)
+                torch.sub(hd, r, alpha=self._inv, out=r)  # r := h - xq (xq = r * inv, exact)
+                # In place (hardtanh's backward needs its input, not h): one allocation fewer
+                # per call, which matters for the large activation tensors.
+                return h.sub_(r)
             with torch.no_grad():
                 return torch.mul(x, self._c).round_().clamp_(0.0, self._m - 1.0).mul_(self._inv)
         return self._forward_general(x)
