@@ -156,3 +156,26 @@ def test_plan_object_and_model_builder_agree() -> None:
     model = build_model({"name": "mlp", "hidden": [8]}, plan)
     assert str(model.dense_2.kernel_quantizer) == "quantized_bits(5,0,alpha=1)"
     assert model.dense_2.bias_quantizer is None and isinstance(model.relu_1.activation, torch.nn.ReLU)
+
+
+def test_qat_learns_a_separable_problem() -> None:
+    """A q4 MLP trained with straight-through gradients (and QKeras's clips) learns; eval is exact."""
+    from hqrun.models import attach_weight_constraints
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 4, generator=gen)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    model = build_model({"name": "mlp", "n_inputs": 4, "n_classes": 2, "hidden": [16]}, "q4", seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    attach_weight_constraints(model, opt)
+    for epoch in range(4):
+        for i in range(0, 2048, 128):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[i:i + 128]), y[i:i + 128]).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x).argmax(-1) == y).float().mean().item()
+        k = model.dense_1.quantized_kernel()
+    assert acc > 0.9
+    assert torch.equal(k * 8, torch.round(k * 8)) and model.dense_1.weight.abs().max() <= 1.0
