@@ -10,7 +10,9 @@ Layout: activations are channels-first (PyTorch ``(N, C)``, ``(N, C, L)``, ``(N,
 weights use PyTorch's layout (``weight`` of a dense layer is ``(units, in_features)``). Kernel
 quantizers, however, are always handed the kernel in **Keras layout** (output channel last),
 because QKeras's per-channel scales (``alpha="auto"``) reduce over every axis but the last; the
-quantized kernel is transposed back afterwards, so the numbers are QKeras's.
+quantized kernel is transposed back afterwards, so the numbers are QKeras's. Element-wise
+quantizers (no data-dependent scale) get the PyTorch-layout tensor directly: the layout cannot
+change their result and the transposes would cost time in every training step.
 """
 
 from __future__ import annotations
