@@ -93,6 +93,14 @@ class HqrunBackend:
 
         transfer_weights(src, dst)
 
+    def attach_optimizer(self, model: nn.Module, optimizer: Any) -> None:
+        """QKeras's Clip constraints on quantized weights after every update (as Keras does)."""
+        try:
+            from hqrun.models import attach_weight_constraints
+        except ImportError:  # pragma: no cover - older models package
+            return
+        attach_weight_constraints(model, optimizer)
+
     def _estimate(self, model: nn.Module):
         from hqrun.cost import estimate
 

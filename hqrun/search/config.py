@@ -79,7 +79,8 @@ class SearchConfig:
     algorithm: str = "random"         # random | bayesian | asha | blocks
     objective: str = "forgiving"      # forgiving (AutoQKeras score) | pareto (accuracy vs cost)
     max_trials: int = 20
-    epochs: int = 10                  # QAT epochs per trial
+    epochs: int = 10                  # QAT epochs per trial (at most)
+    patience: Optional[int] = None    # early stop on val loss; null: AutoQKeras's min(20, epochs//5); 0: off
     batch_size: int = 1024
     learning_rate: float = 0.001
     train_samples: Optional[int] = None   # cap of training rows a trial sees (null: all)

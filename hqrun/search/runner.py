@@ -93,10 +93,16 @@ def check_config(cfg: Any) -> None:
     forgiving_from_config(_get(cfg, "goal"))
 
 
+def patience_of(cfg: Any) -> int:
+    """search.patience, or AutoQKeras's default ``min(20, epochs // 5)`` when null."""
+    p = _get(cfg, "patience")
+    return min(20, int(_get(cfg, "epochs")) // 5) if p is None else int(p)
+
+
 def fingerprint(cfg: Any) -> str:
     """What makes two runs the same search (budget and Ray settings may change on resume)."""
     plain = _plain(cfg)
-    keep = {k: plain.get(k) for k in ("algorithm", "objective", "epochs", "batch_size",
+    keep = {k: plain.get(k) for k in ("algorithm", "objective", "epochs", "batch_size", "patience",
                                        "learning_rate", "train_samples", "goal", "space", "blocks")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -226,7 +232,7 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
             config = {k: trial.config[k] for k in space.keys if k in trial.config}
             if res.get("failed"):
                 status, error = "failed", res.get("error")
-            elif status == "ok" and int(res.get("epoch", 0)) < epochs:
+            elif status == "ok" and int(res.get("epoch", 0)) < epochs and not res.get("early_stopped"):
                 status = "stopped"
             rec = {
                 "event": "trial", "trial_id": f"{session}-{trial.trial_id}", "block": block,
@@ -270,8 +276,9 @@ def _error_line(text: str) -> str | None:
 
 def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, block: int | None,
                num_samples: int, searcher: str, previous: list[dict], scheduler: str | None,
-               progress: Callable[[dict], None], seed: int) -> None:
-    """One Ray Tune run of ``num_samples`` trials."""
+               progress: Callable[[dict], None], seed: int,
+               points: list[dict] | None = None) -> None:
+    """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first)."""
     from ray import tune
     from ray.tune import FailureConfig, RunConfig, TuneConfig
 
@@ -294,7 +301,7 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
     else:
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
-        search_alg = BasicVariantGenerator(random_state=seed)
+        search_alg = BasicVariantGenerator(random_state=seed, points_to_evaluate=points)
     sched = None
     if scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -386,7 +393,7 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
     ref_cost = ff.reference(cost_of(reference.cost, goal))
     settings = TrialSettings(int(_get(cfg, "epochs")), int(_get(cfg, "batch_size")),
                              float(_get(cfg, "learning_rate")), goal, ff, ref_cost / ff.stress,
-                             threads, seed)
+                             threads, seed, patience_of(cfg))
     init_ray(cfg)
     max_trials = int(_get(cfg, "max_trials"))
     searcher = "bayesian" if algo == "bayesian" else "random"

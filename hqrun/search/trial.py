@@ -76,6 +76,7 @@ class TrialSettings:
     reference_cost: float
     threads: int = 1
     seed: int = 0
+    patience: int = 0          # early stopping on val loss (0: off)
 
 
 class LeanAdam:
@@ -93,6 +94,13 @@ class LeanAdam:
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.t = 0
+        self._post_hooks: list[Callable] = []
+
+    def register_step_post_hook(self, hook: Callable) -> Any:
+        """Same contract as torch's: ``hook(optimizer, args, kwargs)`` after every step
+        (``hqrun.models.attach_weight_constraints`` uses it for QKeras's Clip constraints)."""
+        self._post_hooks.append(hook)
+        return hook
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -112,6 +120,8 @@ class LeanAdam:
             v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
             denom = (v / c2).sqrt_().add_(self.eps)
             p.addcdiv_(m, denom, value=-step)
+        for hook in self._post_hooks:
+            hook(self, (), {})
 
 
 def train_epoch(model: nn.Module, opt: "LeanAdam | torch.optim.Optimizer", data: Split, batch_size: int,
@@ -134,30 +144,66 @@ def train_epoch(model: nn.Module, opt: "LeanAdam | torch.optim.Optimizer", data:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: Split, batch_size: int = 65536) -> float:
+def evaluate(model: nn.Module, data: Split, batch_size: int = 65536) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) in eval mode; NaN when the logits are not finite."""
     model.eval()
-    correct = 0
+    correct, loss = 0, 0.0
     for start in range(0, data.x.shape[0], batch_size):
         logits = model(data.x[start:start + batch_size])
+        y = data.y[start:start + batch_size]
         if not torch.isfinite(logits).all():
-            return float("nan")
-        correct += int((logits.argmax(1) == data.y[start:start + batch_size]).sum())
-    return correct / max(data.x.shape[0], 1)
+            return float("nan"), float("nan")
+        correct += int((logits.argmax(1) == y).sum())
+        loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+    n = max(data.x.shape[0], 1)
+    return correct / n, loss / n
+
+
+def accuracy(model: nn.Module, data: Split, batch_size: int = 65536) -> float:
+    return evaluate(model, data, batch_size)[0]
 
 
 def train_model(model: nn.Module, data: TrialData, epochs: int, batch_size: int,
                 learning_rate: float, seed: int,
-                on_epoch: Callable[[int, float, float], None] | None = None) -> float:
-    """Train ``epochs`` epochs; call ``on_epoch(epoch, loss, val_acc)``; return last val acc."""
+                on_epoch: Callable[[int, float, float], None] | None = None,
+                attach: Callable[[nn.Module, Any], Any] | None = None,
+                patience: int = 0) -> float:
+    """Train up to ``epochs`` epochs; call ``on_epoch(epoch, loss, val_acc)``; return the last
+    val accuracy.
+
+    ``attach(model, optimizer)`` lets the backend hook into the optimizer (QKeras's weight
+    constraints after each step). ``patience`` > 0 stops as Keras's
+    ``EarlyStopping("val_loss", patience)`` does (AutoQKeras adds one with
+    ``patience=min(20, epochs // 5)`` to every trial).
+    """
     gen = torch.Generator().manual_seed(seed)
     opt = LeanAdam(model.parameters(), lr=learning_rate)
-    acc = float("nan")
+    if attach is not None:
+        attach(model, opt)
+    acc, best, wait = float("nan"), math.inf, 0
     for epoch in range(1, epochs + 1):
         loss = train_epoch(model, opt, data.train, batch_size, gen)
-        acc = accuracy(model, data.val)
+        acc, val_loss = evaluate(model, data.val)
+        if patience > 0:
+            if val_loss < best:
+                best, wait = val_loss, 0
+            else:
+                wait += 1
+        stop = patience > 0 and wait >= patience and epoch < epochs
         if on_epoch is not None:
-            on_epoch(epoch, loss, acc)
+            on_epoch(epoch, loss, acc, stop) if _takes_stop(on_epoch) else on_epoch(epoch, loss, acc)
+        if stop:
+            break
     return acc
+
+
+def _takes_stop(fn: Callable) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(fn).parameters) >= 4
+    except (TypeError, ValueError):
+        return False
 
 
 def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialData,
@@ -181,7 +227,7 @@ def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialDat
     cost = cost_of(info.totals, settings.goal)
     last: dict = {}
 
-    def on_epoch(epoch: int, loss: float, acc: float) -> None:
+    def on_epoch(epoch: int, loss: float, acc: float, stop: bool = False) -> None:
         nonlocal last
         if not (math.isfinite(loss) and math.isfinite(acc)):
             raise TrialFailed(f"epoch {epoch}: loss={loss} val_accuracy={acc} (not finite)")
@@ -192,12 +238,14 @@ def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialDat
             "cost": cost,
             "score": settings.forgiving.score(acc, settings.reference_cost, cost),
             "trial_time": time.perf_counter() - t0,
+            "early_stopped": int(stop),
             **{f"cost_{k}": float(v) for k, v in info.totals.items()},
         }
         report(dict(last))
 
     train_model(model, data, settings.epochs, settings.batch_size, settings.learning_rate,
-                settings.seed, on_epoch)
+                settings.seed, on_epoch, getattr(backend, "attach_optimizer", None),
+                settings.patience)
     if not last:
         raise SearchError("search.epochs must be >= 1")
     return last
