@@ -249,20 +249,22 @@ def apply_plan(model: nn.Module, plan: "Plan | Mapping[str, Any] | str | None") 
 
 
 def plan_from_model(model: nn.Module, name: str = "from_model") -> Plan:
-    """The plan that reproduces ``model``'s current quantizers (every slot spelled out)."""
-    from hqrun.quantizers.layers import QInput
+    """The plan that reproduces ``model``'s quantizers when applied to a freshly built float model.
+
+    Only quantized slots are written (float is what a fresh build has everywhere), so the YAML
+    stays short enough to read and edit.
+    """
+    from hqrun.quantizers.layers import QInput, is_quantizer
 
     plan = Plan(name=name)
     for lname, layer in model.named_children():
-        specs = getattr(layer, "quantizer_specs", None)
-        if not callable(specs):
+        if not callable(getattr(layer, "slots", None)):
             continue
+        entry = {s: str(layer.quantizer(s)) for s in layer.slots()
+                 if is_quantizer(layer.quantizer(s))}
         if isinstance(layer, QInput):
-            plan.input = specs().get("activation")
-            continue
-        entry = {s: v for s, v in specs().items()
-                 if not (s == "activation" and v in ("relu", "softmax", "sigmoid", "tanh"))}
-        if entry:
+            plan.input = entry.get("activation")
+        elif entry:
             plan.layers[lname] = entry
     return plan
 
