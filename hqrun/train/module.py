@@ -59,8 +59,9 @@ class ClassifierModule(pl.LightningModule):
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_score = math.inf
         self.best_epoch = -1
-        self._train_loss = torch.zeros(())
-        self._train_count = 0
+        # [summed loss tensor, sample count]: mutated in place, because assigning attributes on an
+        # nn.Module goes through its slow __setattr__ on every step.
+        self._train_acc: list = [torch.zeros(()), 0]
         self._val: list[tuple[float, int, int]] = []
         self._optimizer: torch.optim.Optimizer | None = None
         self._scheduler = None
@@ -72,8 +73,14 @@ class ClassifierModule(pl.LightningModule):
 
     # training --------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        self._train_loss = torch.zeros(())
-        self._train_count = 0
+        self._train_acc[0] = torch.zeros(())
+        self._train_acc[1] = 0
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # The batches are already CPU tensor views; skip Lightning's generic collection walk.
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -87,8 +94,9 @@ class ClassifierModule(pl.LightningModule):
             self._step_progress.increment_completed()  # which checkpointing and logging key on
         else:
             self._lightning_optimizer.step()
-        self._train_loss += loss.detach() * len(y)
-        self._train_count += len(y)
+        acc = self._train_acc
+        acc[0] += loss.detach() * len(y)
+        acc[1] += len(y)
         return loss
 
     def on_train_start(self) -> None:
@@ -126,7 +134,7 @@ class ClassifierModule(pl.LightningModule):
         self.log("val_acc", val_acc, prog_bar=True)
         if self.trainer.sanity_checking:
             return
-        train_loss = float(self._train_loss) / self._train_count if self._train_count else float("nan")
+        train_loss = float(self._train_acc[0]) / self._train_acc[1] if self._train_acc[1] else float("nan")
         self.log("train_loss", train_loss, prog_bar=True)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
         self.history.append({"epoch": int(self.current_epoch), "train_loss": train_loss,
