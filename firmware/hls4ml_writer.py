@@ -213,10 +213,26 @@ def _layer_config(entry: dict[str, Any], layer: IRLayer, opts: WriterOptions) ->
         prec["result"] = hls_precision(layer.out_type, modes=False)
     elif layer.op == "softmax":
         prec["result"] = opts.softmax_result
-        entry["TableSize"] = int(opts.softmax_table_size)
+        entry["TableSize"] = softmax_table_size(layer, opts)
     elif layer.out_type is not None:
         prec["result"] = hls_precision(layer.out_type)
     entry["Trace"] = True
+
+
+def softmax_table_size(layer: IRLayer, opts: WriterOptions) -> int:
+    """Softmax exp-table size: the configured one, grown for wide logits (at most 2^14).
+
+    hls4ml's stable softmax indexes its exp table with the top bits of ``x_max - x`` in the
+    logits' own integer range; logits with many integer bits (po2 biases, wide accumulators)
+    would otherwise get a table step of 1 or more and a near-uniform output. Aim at a step of
+    1/32 or finer.
+    """
+    size = int(opts.softmax_table_size)
+    t = layer.in_type
+    if t is not None:
+        want = 1 << max(0, min(14, t.integer + 4))
+        size = max(size, want)
+    return size
 
 
 def _hls_config(irs: Sequence[FirmwareIR], model: nn.Module, opts: WriterOptions) -> dict[str, Any]:

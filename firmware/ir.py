@@ -544,6 +544,45 @@ def _avgpool(name: str, layer: nn.Module, prev: IRLayer) -> IRLayer:
                    attrs={"pool": [ph, pw]}, sources=[name])
 
 
+_SUPPORTED = ("QDense", "QDenseBatchnorm", "QConv1D", "QConv2D", "QActivation", "QInput",
+              "QBatchNormalization", "QAveragePooling2D", "Flatten")
+
+
+def precheck(model: nn.Module) -> list[str]:
+    """Every quantizer/layer problem of the model at once (the walk itself stops at the first).
+
+    A searched plan can hold several non-deployable choices; naming them all in one error saves
+    the user one retrain per problem.
+    """
+    problems: list[str] = []
+    dummy_t = FixedPointType(16, 6)
+    for name, layer in model.named_children():
+        cls = type(layer).__name__
+        if cls not in _SUPPORTED and not isinstance(
+                layer, (nn.ReLU, nn.Softmax, nn.Flatten, nn.Identity, nn.Dropout,
+                        nn.modules.batchnorm._BatchNorm)):
+            problems.append(f"layer {name!r} ({cls}) is not supported")
+            continue
+        try:
+            if hasattr(layer, "quantized_kernel") and cls != "QBatchNormalization":
+                with torch.no_grad():
+                    _param_type(name, "kernel", getattr(layer, "kernel_quantizer", None),
+                                layer.quantized_kernel())
+                    bias = layer.quantized_bias() if hasattr(layer, "quantized_bias") else None
+                    if bias is not None:
+                        _param_type(name, "bias", getattr(layer, "bias_quantizer", None), bias)
+            act = getattr(layer, "activation", None)
+            if cls == "QInput":
+                if act is not None:
+                    _input_quant_type(name, act)
+            elif act is not None and not (cls == "QActivation" and getattr(layer, "float_function", None) == "softmax"):
+                fake = IRLayer("prev", "dense", (1,), (1,), dummy_t, accum_type=dummy_t)
+                _act_layer(name, act, (1,), fake, is_last=True)
+        except FirmwareError as err:
+            problems.append(str(err))
+    return problems
+
+
 def build_ir(model: nn.Module, input_shape: Sequence[int],
              input_type: FixedPointType | None = None) -> FirmwareIR:
     """Read a trained hqrun model into the fixed-point IR, refusing whatever is not exact.
@@ -556,6 +595,11 @@ def build_ir(model: nn.Module, input_shape: Sequence[int],
     """
     model.eval()
     kids = _children(model)
+    problems = precheck(model)
+    if len(problems) > 1:
+        listed = " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        raise FirmwareError(f"the model has {len(problems)} layers the firmware cannot reproduce "
+                            f"exactly: {listed}")
     shape = tuple(int(s) for s in input_shape)
     in_t = input_type or DEFAULT_INPUT_TYPE
     start = 0
