@@ -165,13 +165,19 @@ def _test_split(data_cfg: Any, seed: int, scaler_path: Path | None):
     return splits
 
 
-def _estimate(model, input_type, input_shape) -> dict | None:
+def _estimate(model, input_type, input_shape, cost_cfg: Any, clock_period: float) -> dict | None:
+    """hqrun.cost's estimate for the same types and clock (informative; never blocks export)."""
     try:
         from hqrun.cost import estimate
     except ImportError:
         return None
     try:
-        rep = estimate(model, input_type=input_type, input_shape=input_shape, policy="exact")
+        settings = dict(_plain(cost_cfg) or {})
+        fpga = dict(settings.get("fpga") or {})
+        fpga["clock_period_ns"] = float(clock_period)
+        settings["fpga"] = fpga
+        rep = estimate(model, input_type=input_type, settings=settings, input_shape=input_shape,
+                       policy="exact")
         d = rep.to_dict()
         return {"policy": d.get("policy"), "totals": d.get("totals"), "flags": d.get("flags")}
     except Exception as err:  # noqa: BLE001 - the estimate is informative, never blocking
@@ -209,7 +215,7 @@ def run(cfg: Any) -> dict:
     estimate = None
     if _get(fw_cfg, "estimate", True):
         ir = build_ir(model, shape, export_cfg.parsed_input_type())  # refusals before the estimate
-        estimate = _estimate(model, ir.input_type, shape)
+        estimate = _estimate(model, ir.input_type, shape, _get(cfg, "cost"), export_cfg.clock_period)
     out = _output_dir(fw_cfg, src["run_dir"])
     print(f"hqrun firmware: model {model_cfg.get('name')} from {src['ckpt']}, "
           f"{min(len(x), export_cfg.max_samples or len(x))} test samples, writing {out}")

@@ -125,6 +125,7 @@ def test_firmware_command_on_a_run_dir(tmp_path):
     assert saved["verification"]["accuracy"]["model"] == saved["verification"]["accuracy"]["firmware_logits"]
     assert saved["part"] == "xcvu9p-flgb2104-2-e" and saved["accumulator_policy"] == "exact"
     assert "vitis-run" in saved["synthesis"]["command"]
+    assert saved["estimate"]["totals"]["clock_period_ns"] == 5.0 and saved["estimate"]["totals"]["lut"] > 0
     assert (run_dir / "firmware" / "project" / "firmware").is_dir()
     md = (run_dir / "firmware" / "report.md").read_text()
     assert "PASSED" in md and "dense_4" in md
