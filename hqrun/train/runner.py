@@ -86,7 +86,8 @@ def quiet_lightning() -> None:
                     ".*LightningModule.*has parameters that were not used.*",
                     ".*Total length of .* across ranks is zero.*", ".*GPU available.*",
                     ".*TPU available.*", ".*`isinstance\\(treespec, LeafSpec\\)`.*",
-                    ".*does not have a `__len__`.*", ".*Experiment logs directory .* exists and is not empty.*", ".*Checkpoint directory .* exists and is not empty.*"):
+                    ".*does not have a `__len__`.*", ".*Experiment logs directory .* exists and is not empty.*",
+                    ".*overridden `transfer_batch_to_device`.*", ".*Checkpoint directory .* exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
