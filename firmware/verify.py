@@ -66,12 +66,28 @@ class Verification:
                 f"{self.torch_n_mismatch}/{self.n_samples} samples at {self.check_layer!r}")
 
 
+def _is_softmax(module: nn.Module) -> bool:
+    if isinstance(module, nn.Softmax):
+        return True
+    return getattr(module, "float_function", None) == "softmax" and isinstance(
+        getattr(module, "activation", None), nn.Softmax)
+
+
 def torch_reference(model: nn.Module, x: np.ndarray, dtype: torch.dtype = torch.float32) -> np.ndarray:
-    """The model's eval output (logits: QSequential skips the final softmax) as float64."""
+    """The model's eval output before a trailing softmax (the logits), as float64.
+
+    Runs the children in order (as QSequential does), so a plain ``nn.Sequential`` whose last
+    child is a softmax is compared at its logits too.
+    """
     m = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
     m.eval()
+    mods = list(m.children())
+    while mods and _is_softmax(mods[-1]):
+        mods.pop()
     with torch.no_grad():
-        y = m(torch.as_tensor(np.asarray(x), dtype=dtype))
+        y = torch.as_tensor(np.asarray(x), dtype=dtype)
+        for mod in mods:
+            y = mod(y)
     return y.detach().to(torch.float64).cpu().numpy()
 
 

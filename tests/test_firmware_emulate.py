@@ -250,3 +250,23 @@ def test_bad_export_config_is_refused(bad, tmp_path):
     with pytest.raises(FirmwareError):
         export(fc.jet_q6(), np.zeros((2, 16)), tmp_path / "fw", bad)
     assert not (tmp_path / "fw").exists()
+
+
+def test_plain_sequential_with_float_relu_and_softmax():
+    """A plain nn.Sequential works too; an unquantized ReLU is exact (it only drops negatives)."""
+    torch.manual_seed(0)
+    k = "quantized_bits(5,1,alpha=1)"
+    model = torch.nn.Sequential(OrderedDict(
+        input=QInput("quantized_bits(8,3,alpha=1)"),
+        dense_1=QDense(6, 4, kernel_quantizer=k, bias_quantizer=k),
+        relu_1=torch.nn.ReLU(),
+        dense_2=QDense(4, 3, kernel_quantizer=k, bias_quantizer=k),
+        softmax=torch.nn.Softmax(dim=-1))).eval()
+    ir = build_ir(model, (6,))
+    assert [layer.op for layer in ir.layers] == ["input", "dense", "relu", "dense", "softmax"]
+    x = quantize_samples(np.random.default_rng(0).normal(0, 3, (100, 6)), ir.input_type)
+    emu = emulate(ir, x)
+    assert np.array_equal(emu.values("dense_2"), torch_reference(model, x))
+    with torch.no_grad():
+        probs = model(torch.as_tensor(x, dtype=torch.float64).float()).double().numpy()
+    assert np.allclose(emu.floats["softmax"], probs, atol=1e-6)
