@@ -150,8 +150,8 @@ DRIVER = textwrap.dedent("""
     from test_search_ray import make_cfg, DATA
     from hqrun.search.runner import run_search
     from hqrun.search.toy import ToyBackend
-    cfg = make_cfg(max_trials=6, **{{"ray.address": {address!r}}})
-    run_search(cfg, ToyBackend(slow=0.4), DATA, {run_dir!r}, seed=5)
+    cfg = make_cfg(max_trials=5, **{{"ray.address": {address!r}}})
+    run_search(cfg, ToyBackend(slow=0.3), DATA, {run_dir!r}, seed=5)
 """)
 
 
@@ -170,12 +170,12 @@ def test_resume_after_sigkill_keeps_finished_trials(ray_session, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {r["trial_id"] for r in journal.trials()}
-    assert 2 <= len(before) < 6
-    cfg = make_cfg(max_trials=6)
+    assert 2 <= len(before) < 5
+    cfg = make_cfg(max_trials=5)
     out = run_search(cfg, ToyBackend(), DATA, run_dir, seed=5)
     after = {r["trial_id"] for r in out.records}
     assert before <= after                     # nothing finished before the kill was lost
-    assert len(finished(out.records)) == 6     # and the search completed its budget
+    assert len(finished(out.records)) == 5     # and the search completed its budget
 
 
 def test_resume_refuses_other_settings(ray_session, tmp_path):

@@ -30,6 +30,16 @@ def resolve_run_dir(cfg: Any) -> Path:
         return Path("runs/search") / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def _save_config(cfg: Any, path: Path) -> None:
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            OmegaConf.save(cfg, path, resolve=True)
+    except Exception:  # noqa: BLE001 - a record, not a requirement
+        pass
+
+
 def _seed(cfg: Any) -> int:
     s = cfg.search.get("seed") if hasattr(cfg.search, "get") else cfg.search.seed
     return int(cfg.get("seed", 0) if s is None else s)
@@ -49,6 +59,7 @@ def run(cfg: Any) -> dict:
     seed = _seed(cfg)
     run_dir = resolve_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _save_config(cfg, run_dir / "config.yaml")   # hqrun firmware run=<dir>/winner reads it
     splits = load_dataset(cfg.data, seed)
     splits.scaler.save(run_dir / "scaler.json")
     data = splits_to_data(splits, scfg.train_samples)

@@ -57,8 +57,12 @@ def write_plan(plan: dict, path: Path, name: str, widths: dict | None = None) ->
     """
     import yaml
 
-    out = dict(plan)
-    out["name"] = name
+    from hqrun.search.space import _natural
+
+    layers = plan.get("layers") or {}
+    out = {"name": name, "input": plan.get("input"),
+           "default": {s: (plan.get("default") or {}).get(s) for s in ("kernel", "bias", "activation")},
+           "layers": {k: dict(layers[k]) for k in sorted(layers, key=_natural)}}
     path.write_text(yaml.safe_dump(out, sort_keys=False, default_flow_style=False))
     if widths:
         path.with_suffix(".model.yaml").write_text(

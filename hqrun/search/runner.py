@@ -279,6 +279,7 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
                progress: Callable[[dict], None], seed: int,
                points: list[dict] | None = None) -> None:
     """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # hqrun prints its own progress line
     from ray import tune
     from ray.tune import FailureConfig, RunConfig, TuneConfig
 
