@@ -12,6 +12,7 @@ the best epoch). Runs alternate (plain, Lightning, plain, ...) and the best of `
 reported for each, to damp noise from other processes on a shared machine.
 
     OMP_NUM_THREADS=1 python bench/train_throughput.py [--samples 64000] [--epochs 5] [--quant q6]
+                                                       [--batches-per-step 1]
 """
 
 from __future__ import annotations
@@ -84,13 +85,16 @@ def plain_loop(splits, model: nn.Module, epochs: int, batch_size: int, seed: int
     return time.perf_counter() - start
 
 
-def lightning_loop(splits, model: nn.Module, epochs: int, batch_size: int, seed: int) -> float:
+def lightning_loop(splits, model: nn.Module, epochs: int, batch_size: int, seed: int,
+                   batches_per_step: int | None = None) -> float:
     """hqrun's training (Lightning), timed around ``trainer.fit`` only (build/eval excluded)."""
     from hqrun.train.config import TrainerConfig
     from hqrun.train.runner import fit_and_evaluate
 
     cfg = TrainerConfig(max_epochs=epochs, batch_size=batch_size, early_stopping=False,
                         scheduler="none", progress_bar="false", checkpoint=False, csv_log=False)
+    if batches_per_step is not None:
+        cfg.batches_per_step = batches_per_step
     result = fit_and_evaluate(splits, cfg, model=model, seed=seed, evaluate_test=False)
     return result.metrics["train_time_s"]
 
@@ -104,8 +108,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quant", default=None, help="plan name under conf/quant (needs hqrun.models)")
+    parser.add_argument("--batches-per-step", type=int, default=None,
+                        help="mini-batches per Lightning step (default: trainer config default, 8)")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
+    from hqrun.train.config import TrainerConfig
+
     torch.set_num_threads(args.threads)
     splits = make_data(args.samples, args.val)
     seen = args.samples * args.epochs
@@ -114,17 +122,20 @@ def main() -> None:
         torch.manual_seed(r)
         best["plain"] = min(best["plain"], plain_loop(splits, make_model(args.quant), args.epochs, args.batch_size, r))
         torch.manual_seed(r)
-        best["lightning"] = min(best["lightning"], lightning_loop(splits, make_model(args.quant), args.epochs, args.batch_size, r))
+        best["lightning"] = min(best["lightning"], lightning_loop(splits, make_model(args.quant), args.epochs,
+                                                                  args.batch_size, r, args.batches_per_step))
     rates = {k: seen / v for k, v in best.items()}
     ratio = rates["lightning"] / rates["plain"]
     out = {"samples": args.samples, "epochs": args.epochs, "batch_size": args.batch_size,
            "threads": args.threads, "quant": args.quant or "float (nn.Sequential)",
+           "batches_per_step": args.batches_per_step or TrainerConfig().batches_per_step,
            "plain_samples_per_s": round(rates["plain"]), "lightning_samples_per_s": round(rates["lightning"]),
            "ratio": round(ratio, 3), "target": ">= 0.8"}
     print(f"plain torch loop : {rates['plain']:>12,.0f} samples/s")
     print(f"hqrun (Lightning): {rates['lightning']:>12,.0f} samples/s")
     print(f"ratio            : {ratio:.3f}  (target >= 0.8; {args.samples} x {args.epochs} epochs, "
-          f"batch {args.batch_size}, {args.threads} thread(s), best of {args.repeats})")
+          f"batch {args.batch_size}, {out['batches_per_step']} mini-batches per Lightning step, "
+          f"{args.threads} thread(s), best of {args.repeats})")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(out, handle, indent=1)

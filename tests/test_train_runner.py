@@ -167,3 +167,15 @@ def test_confusion_matrix_and_accuracy_agree(seed, n, k):
     assert cm.sum() == n
     assert np.array_equal(cm.sum(axis=1), np.bincount(y, minlength=k))
     assert m["accuracy"] == pytest.approx(np.trace(cm) / n)
+
+
+def test_chunked_steps_give_identical_training():
+    """batches_per_step only changes how batches reach Lightning, never the updates."""
+    splits = make_splits(700)  # 700 rows, batch 64: a partial last mini-batch too
+    runs = [fit_and_evaluate(splits, quick(max_epochs=3, batches_per_step=k), model=_seeded_model(5), seed=5)
+            for k in (1, 3, 8)]
+    histories = [[(h["train_loss"], h["val_loss"]) for h in r.history] for r in runs]
+    assert histories[0] == histories[1] == histories[2]
+    states = [r.model.state_dict() for r in runs]
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]) and torch.equal(states[0][key], states[2][key])

@@ -15,6 +15,7 @@ class TrainerConfig:
 
     max_epochs: int = 100
     batch_size: int = 1024
+    batches_per_step: int = 8  # mini-batches per Lightning step (1: one each); results identical
     eval_batch_size: int = 16384  # validation/test forward passes (memory, not results)
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0

@@ -1,5 +1,8 @@
 """The LightningModule: cross-entropy on logits, Adam with a schedule, epoch-level metrics.
 
+A training "batch" may be a chunk of several mini-batches (``trainer.batches_per_step``); the
+step loops over them, one optimiser step each, so Lightning's per-step cost is paid once per chunk.
+
 Per-step ``self.log`` calls cost Lightning bookkeeping on every batch; with a 16→64→32→32→5 model
 that bookkeeping is a visible share of the step. So the training loss is summed in a tensor and
 logged once per epoch, and validation runs on a few large batches. The module also remembers the
@@ -46,6 +49,7 @@ class ClassifierModule(pl.LightningModule):
         max_epochs: int = 30,
         monitor: str = "val_loss",
         record: dict | None = None,
+        batch_size: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -55,6 +59,7 @@ class ClassifierModule(pl.LightningModule):
         # Lightning's closure and precision wrappers around every batch (see docs/data_and_training.md).
         self.automatic_optimization = False
         self.monitor = monitor
+        self.minibatch = int(batch_size)  # > 0: a training batch is a chunk of such mini-batches
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_score = math.inf
@@ -84,20 +89,24 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
+        b = self.minibatch if 0 < self.minibatch < len(y) else len(y)
         optimizer = self._optimizer
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(x), y)
-        loss.backward()
-        if self._step_progress is not None:
-            optimizer.step()
-            self._step_progress.increment_ready()  # keeps trainer.global_step counting steps,
-            self._step_progress.increment_completed()  # which checkpointing and logging key on
-        else:
-            self._lightning_optimizer.step()
+        progress = self._step_progress
         acc = self._train_acc
-        acc[0] += loss.detach() * len(y)
-        acc[1] += len(y)
-        return loss
+        for start in range(0, len(y), b):
+            xb, yb = x[start : start + b], y[start : start + b]
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(self.model(xb), yb)
+            loss.backward()
+            if progress is not None:
+                optimizer.step()
+                progress.increment_ready()  # keeps trainer.global_step counting optimiser steps,
+                progress.increment_completed()  # which checkpointing and logging key on
+            else:
+                self._lightning_optimizer.step()
+            acc[0] += loss.detach() * len(yb)
+            acc[1] += len(yb)
+        return None
 
     def on_train_start(self) -> None:
         optimizer = self.optimizers()

@@ -55,7 +55,8 @@ def check_trainer_config(trainer_cfg: Any) -> None:
         raise ConfigError(f"trainer.scheduler={scheduler!r} is not valid; use one of {', '.join(SCHEDULERS)}.")
     if monitor not in MONITORS:
         raise ConfigError(f"trainer.monitor={monitor!r} is not valid; use one of {', '.join(MONITORS)}.")
-    for key, minimum in (("max_epochs", 1), ("batch_size", 1), ("eval_batch_size", 1), ("patience", 0)):
+    for key, minimum in (("max_epochs", 1), ("batch_size", 1), ("eval_batch_size", 1), ("patience", 0),
+                         ("batches_per_step", 1)):
         value = int(_get(trainer_cfg, key, minimum))
         if value < minimum:
             raise ConfigError(f"trainer.{key}={value} must be at least {minimum}.")
@@ -198,9 +199,11 @@ def fit_and_evaluate(
         max_epochs=max_epochs,
         monitor=monitor,
         record=record or {},
+        batch_size=int(_get(trainer_cfg, "batch_size", 1024)),
     )
     data = ArrayDataModule(splits, batch_size=int(_get(trainer_cfg, "batch_size", 1024)),
-                           eval_batch_size=int(_get(trainer_cfg, "eval_batch_size", 16384)), seed=int(seed))
+                           eval_batch_size=int(_get(trainer_cfg, "eval_batch_size", 16384)), seed=int(seed),
+                           batches_per_step=int(_get(trainer_cfg, "batches_per_step", 8)))
     mode = "min" if monitor == "val_loss" else "max"
     cbs: list[Any] = list(callbacks)
     if _get(trainer_cfg, "early_stopping", True):
