@@ -208,13 +208,15 @@ def run(cfg: Any) -> dict:
     fw_cfg = _plain(_get(cfg, "firmware")) or {}
     src = _source(cfg)
     model, model_cfg = load_trained(src["model"], src["plan"], src["ckpt"])
-    splits = _test_split(src["data"], src["seed"], src["scaler"])
     export_cfg = ExportConfig.from_mapping(fw_cfg)
+    shape = getattr(model, "input_shape", None)
+    ir = build_ir(model, shape, export_cfg.parsed_input_type()) if shape else None  # refuse early
+    splits = _test_split(src["data"], src["seed"], src["scaler"])
     x, y = splits.X_test, splits.y_test
-    shape = tuple(getattr(model, "input_shape", None) or x.shape[1:])
+    shape = tuple(shape or x.shape[1:])
     estimate = None
     if _get(fw_cfg, "estimate", True):
-        ir = build_ir(model, shape, export_cfg.parsed_input_type())  # refusals before the estimate
+        ir = ir or build_ir(model, shape, export_cfg.parsed_input_type())
         estimate = _estimate(model, ir.input_type, shape, _get(cfg, "cost"), export_cfg.clock_period)
     out = _output_dir(fw_cfg, src["run_dir"])
     print(f"hqrun firmware: model {model_cfg.get('name')} from {src['ckpt']}, "

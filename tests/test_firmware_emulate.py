@@ -270,3 +270,66 @@ def test_plain_sequential_with_float_relu_and_softmax():
     with torch.no_grad():
         probs = model(torch.as_tensor(x, dtype=torch.float64).float()).double().numpy()
     assert np.allclose(emu.floats["softmax"], probs, atol=1e-6)
+
+
+_FAKE_VITIS = r"""#!/bin/sh
+# Stand-in for vitis-run: writes the files hls4ml's report parser reads, as Vitis HLS would.
+P=hqrun_fw_prj
+mkdir -p $P/solution1/syn/report
+echo '<AutoPilot:project xmlns:AutoPilot="x"><solutions><solution name="solution1"/></solutions></AutoPilot:project>' > $P/hls.app
+cat > $P/solution1/syn/report/hqrun_fw_csynth.xml <<XML
+<profile><UserAssignments><TargetClockPeriod>5.00</TargetClockPeriod></UserAssignments>
+<PerformanceEstimates><SummaryOfTimingAnalysis><EstimatedClockPeriod>4.10</EstimatedClockPeriod></SummaryOfTimingAnalysis>
+<SummaryOfOverallLatency><Best-caseLatency>7</Best-caseLatency><Worst-caseLatency>7</Worst-caseLatency>
+<Interval-min>1</Interval-min><Interval-max>1</Interval-max></SummaryOfOverallLatency></PerformanceEstimates>
+<AreaEstimates><Resources><BRAM_18K>0</BRAM_18K><DSP>2</DSP><FF>321</FF><LUT>4321</LUT><URAM>0</URAM></Resources>
+<AvailableResources><BRAM_18K>4320</BRAM_18K><DSP>6840</DSP><FF>2364480</FF><LUT>1182240</LUT><URAM>960</URAM></AvailableResources></AreaEstimates></profile>
+XML
+"""
+
+
+def test_synthesis_report_is_parsed_when_the_tool_exists(tmp_path, monkeypatch):
+    """With a vendor tool on PATH the export runs hls4ml's build and parses its report."""
+    from hqrun.firmware.hls4ml_writer import WriterOptions, to_hls4ml
+    from hqrun.firmware.report import run_synthesis
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "vitis-run"
+    fake.write_text(_FAKE_VITIS)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    model = _jet({})
+    ir = build_ir(model, (16,))
+    project = tmp_path / "project"
+    hls_model = to_hls4ml(ir, str(project), WriterOptions())
+    got = run_synthesis(hls_model, WriterOptions(), str(project), "auto")
+    assert got["status"] == "done", got
+    summary = got["report"]["summary"]
+    assert summary["LUT"] == "4321" and summary["DSP"] == "2" and summary["BestLatency"] == "7"
+    assert (project / "build_opt.tcl").read_text().count("synth      1") == 1
+
+
+def test_cli_refusal_is_one_paragraph_and_writes_nothing(tmp_path):
+    """`hqrun firmware run=<dir>` on a non-deployable plan: exit 2, the culprits named, no files."""
+    from omegaconf import OmegaConf
+
+    from hqrun.models import Plan
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    plan = dict(fc.Q6, layers={"dense_4": {"kernel": "stochastic_ternary()"},
+                               "relu_1": {"activation": "quantized_tanh(4)"}})
+    model = build_model({"name": "jet_dnn"}, plan, seed=0)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(
+        {"model": {"name": "jet_dnn"}, "data": {"name": "jets_sample"}, "seed": 0})))
+    Plan.from_dict(plan).to_yaml(run_dir / "plan.yaml")
+    torch.save(model.state_dict(), run_dir / "model.pt")
+    hqrun = Path(sys.executable).parent / "hqrun"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([str(hqrun), "firmware", f"run={run_dir}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "hqrun: error:" in res.stderr and "Traceback" not in res.stderr
+    assert "dense_4" in res.stderr and "relu_1" in res.stderr and "stochastic" in res.stderr
+    assert not (run_dir / "firmware").exists()
