@@ -88,6 +88,8 @@ def check_config(cfg: Any) -> None:
             raise SearchError(f"search.{key}={_get(cfg, key)} must be >= 1.")
     if algo == "blocks" and _get(_get(cfg, "blocks"), "search") not in ("random", "bayesian"):
         raise SearchError("search.blocks.search must be random or bayesian.")
+    if _get(cfg, "trainer", "lean") not in ("lean", "lightning"):
+        raise SearchError(f"search.trainer={_get(cfg, 'trainer')!r}; use lean or lightning.")
     if _get(cfg, "retrain") not in ("winner", "front", "none"):
         raise SearchError(f"search.retrain={_get(cfg, 'retrain')!r}; use winner, front or none.")
     forgiving_from_config(_get(cfg, "goal"))
@@ -344,15 +346,21 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
 class Progress:
     """A one-line progress report per finished trial (overwritten in a terminal)."""
 
-    def __init__(self, total: int, enabled: bool = True) -> None:
+    def __init__(self, total: int, enabled: bool = True, done: list[dict] | None = None) -> None:
         self.total, self.enabled, self.done, self.best = total, enabled, 0, None
         self.tty = sys.stdout.isatty()
+        for rec in done or []:           # a resumed search starts from the journal
+            self.done += 1
+            self._track(rec)
 
-    def __call__(self, rec: dict) -> None:
-        self.done += 1
+    def _track(self, rec: dict) -> None:
         if rec.get("status") in ("ok", "stopped") and rec.get("score") is not None:
             if self.best is None or rec["score"] > self.best["score"]:
                 self.best = rec
+
+    def __call__(self, rec: dict) -> None:
+        self.done += 1
+        self._track(rec)
         if not self.enabled:
             return
         b = self.best
@@ -394,15 +402,14 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
     ref_cost = ff.reference(cost_of(reference.cost, goal))
     settings = TrialSettings(int(_get(cfg, "epochs")), int(_get(cfg, "batch_size")),
                              float(_get(cfg, "learning_rate")), goal, ff, ref_cost / ff.stress,
-                             threads, seed, patience_of(cfg))
+                             threads, seed, patience_of(cfg), str(_get(cfg, "trainer", "lean")))
     init_ray(cfg)
     max_trials = int(_get(cfg, "max_trials"))
     searcher = "bayesian" if algo == "bayesian" else "random"
     frozen: dict = {}
     if algo != "blocks":
         done = [r for r in journal.trials() if r["status"] in FINISHED]
-        progress = Progress(max_trials, bool(_get(cfg, "progress", True)))
-        progress.done = len(done)
+        progress = Progress(max_trials, bool(_get(cfg, "progress", True)), done)
         remaining = max_trials - len(done)
         if remaining > 0:
             ctx = TrialContext(space, backend, data, reference.state, settings,
@@ -441,8 +448,7 @@ def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
         if not sub.choices:
             continue
         done = [r for r in journal.trials(blk.index) if r["status"] in FINISHED]
-        progress = Progress(blk.trials, bool(_get(cfg, "progress", True)))
-        progress.done = len(done)
+        progress = Progress(blk.trials, bool(_get(cfg, "progress", True)), done)
         if _get(cfg, "progress", True):
             print(f"[search] block {blk.index} {blk.pattern!r}: layers {', '.join(members)}, "
                   f"cost {blk.cost:.4g} of {ref_cost:.4g}, {blk.trials} trials")

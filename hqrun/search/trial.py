@@ -77,6 +77,7 @@ class TrialSettings:
     threads: int = 1
     seed: int = 0
     patience: int = 0          # early stopping on val loss (0: off)
+    trainer: str = "lean"      # lean (in-memory loop) | lightning (hqrun.train's fit_and_evaluate)
 
 
 class LeanAdam:
@@ -243,12 +244,49 @@ def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialDat
         }
         report(dict(last))
 
-    train_model(model, data, settings.epochs, settings.batch_size, settings.learning_rate,
-                settings.seed, on_epoch, getattr(backend, "attach_optimizer", None),
-                settings.patience)
+    if settings.trainer == "lightning":
+        _train_lightning(model, data, settings, on_epoch)
+    else:
+        train_model(model, data, settings.epochs, settings.batch_size, settings.learning_rate,
+                    settings.seed, on_epoch, getattr(backend, "attach_optimizer", None),
+                    settings.patience)
     if not last:
         raise SearchError("search.epochs must be >= 1")
     return last
+
+
+def _train_lightning(model: nn.Module, data: TrialData, settings: TrialSettings,
+                     on_epoch: Callable[..., None]) -> None:
+    """QAT through hqrun.train's Lightning ``fit_and_evaluate`` (same epochs, lr, batches,
+    early stopping); every epoch goes to ``on_epoch`` like the lean loop's."""
+    from types import SimpleNamespace
+
+    from hqrun.train.runner import fit_and_evaluate
+
+    n_classes = int(max(int(data.train.y.max()), int(data.val.y.max())) + 1)
+    splits = SimpleNamespace(
+        X_train=data.train.x.numpy(), y_train=data.train.y.numpy(),
+        X_val=data.val.x.numpy(), y_val=data.val.y.numpy(),
+        X_test=data.val.x[:1].numpy(), y_test=data.val.y[:1].numpy(),
+        class_names=[str(i) for i in range(n_classes)])
+    trainer = {"max_epochs": settings.epochs, "batch_size": settings.batch_size,
+               "lr": settings.learning_rate, "scheduler": "none",
+               "early_stopping": settings.patience > 0, "patience": max(settings.patience, 1),
+               "monitor": "val_loss", "checkpoint": False, "csv_log": False,
+               "progress_bar": "false", "deterministic": False}
+    state = {"best": math.inf, "wait": 0}
+
+    def row(r: dict) -> None:
+        if r["val_loss"] < state["best"]:
+            state["best"], state["wait"] = r["val_loss"], 0
+        else:
+            state["wait"] += 1
+        stop = settings.patience > 0 and state["wait"] >= settings.patience
+        epoch = int(r["epoch"]) + 1          # Lightning counts epochs from 0
+        on_epoch(epoch, float(r["train_loss"]), float(r["val_acc"]), stop and epoch < settings.epochs)
+
+    fit_and_evaluate(splits, trainer, model=model, seed=settings.seed, epoch_callback=row,
+                     threads=settings.threads, evaluate_test=False)
 
 
 def _float_plan() -> dict:
