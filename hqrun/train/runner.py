@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hqrun.errors import ConfigError, HqrunError
+from hqrun.errors import ConfigError
 
 SCHEDULERS = ("plateau", "cosine", "none")
 MONITORS = ("val_loss", "val_acc")
@@ -240,10 +240,7 @@ def fit_and_evaluate(
         default_root_dir=str(run_dir) if run_dir is not None else None,
     )
     started = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=data)
-    except HqrunError:
-        raise
+    trainer.fit(module, datamodule=data)
     train_time = time.perf_counter() - started
     if module.best_state is not None:
         model.load_state_dict(module.best_state)
