@@ -184,3 +184,19 @@ def test_resume_refuses_other_settings(ray_session, tmp_path):
     (tmp_path / "search.json").write_text(json.dumps({"fingerprint": "0" * 16}))
     with pytest.raises(SearchError, match="different search"):
         run_search(make_cfg(), ToyBackend(), DATA, tmp_path)
+
+
+@pytest.mark.parametrize("over, culprit", [
+    ({"space.limits": {"Dence": 4}}, "Dence"),
+    ({"space.menu": {"kernel": {"quantized_bitz(4,0,1)": 4}}}, "quantized_bitz(4,0,1)"),
+    ({"algorithm": "blocks", "blocks.patterns": ["^dense_9$"]}, "^dense_9$"),
+])
+def test_bad_space_fails_before_any_trial(tmp_path, over, culprit):
+    """Refused before the reference is trained or Ray is touched (no ray_session needed)."""
+    from hqrun.errors import SearchError
+
+    with pytest.raises(SearchError) as err:
+        run_search(make_cfg(**over), ToyBackend(), DATA, tmp_path)
+    assert culprit in str(err.value)
+    assert not (tmp_path / "reference.pt").exists()
+    assert not (tmp_path / "trials.jsonl").exists()

@@ -52,18 +52,21 @@ def run(cfg: Any) -> dict:
     from hqrun.data import load_dataset
     from hqrun.search.backend import HqrunBackend, splits_to_data
     from hqrun.search.results import leaderboard, write_results
-    from hqrun.search.runner import run_search
+    from hqrun.search.runner import check_config, run_search
+    from hqrun.search.space import build_space
 
     torch.set_num_threads(int(cfg.get("threads", 1) or 1))
     scfg = cfg.search
     seed = _seed(cfg)
     run_dir = resolve_run_dir(cfg)
+    backend = HqrunBackend(cfg.model, cfg.get("cost"))
+    check_config(scfg)                               # bad settings and spaces fail here, before
+    build_space(scfg.space, backend.describe())      # any data is read or any trial starts
     run_dir.mkdir(parents=True, exist_ok=True)
     _save_config(cfg, run_dir / "config.yaml")   # hqrun firmware run=<dir>/winner reads it
     splits = load_dataset(cfg.data, seed)
     splits.scaler.save(run_dir / "scaler.json")
     data = splits_to_data(splits, scfg.train_samples)
-    backend = HqrunBackend(cfg.model, cfg.get("cost"))
     print(f"[search] run dir {run_dir}: {scfg.algorithm} search, goal {scfg.goal.type}, "
           f"objective {scfg.objective}, {scfg.max_trials} trials x {scfg.epochs} epochs")
     outcome = run_search(scfg, backend, data, run_dir, seed)

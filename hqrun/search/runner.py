@@ -292,6 +292,8 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
         bcfg = _get(cfg, "bayesian")
         ok = [r for r in previous if r["status"] in ("ok", "stopped") and r.get("score") is not None]
         metric, mode = (["accuracy", "cost"], ["max", "min"]) if multi else ("score", "max")
