@@ -101,14 +101,19 @@ def _input_shape(model: nn.Module, x: np.ndarray) -> tuple[int, ...]:
     return tuple(shape) if shape else tuple(x.shape[1:])
 
 
+def _check_replaceable(dst: Path) -> None:
+    """Only an earlier hqrun export (or nothing) may be replaced; checked before any work."""
+    if dst.exists() and (not dst.is_dir() or (not (dst / "report.json").exists() and any(dst.iterdir()))):
+        raise FirmwareError(
+            f"{dst} exists and is not an hqrun firmware directory; refusing to overwrite it. "
+            "Choose another out_dir or remove it."
+        )
+
+
 def _replace_dir(src: Path, dst: Path) -> None:
+    _check_replaceable(dst)
     if dst.exists():
-        if dst.is_dir() and not (dst / "report.json").exists() and any(dst.iterdir()):
-            raise FirmwareError(
-                f"{dst} exists and is not an hqrun firmware directory; refusing to overwrite it. "
-                "Choose another out_dir or remove it."
-            )
-        shutil.rmtree(dst) if dst.is_dir() else dst.unlink()
+        shutil.rmtree(dst)
     os.replace(src, dst)
 
 
@@ -152,6 +157,8 @@ def export(model: nn.Module, x_samples: np.ndarray, out_dir: str | os.PathLike,
     timings["ir_and_emulation"] = round(time.perf_counter() - t0, 3)
 
     out = Path(out_dir)
+    _check_replaceable(out)
+    _check_replaceable(out.parent / f"{out.name}.FAILED")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -333,3 +333,14 @@ def test_cli_refusal_is_one_paragraph_and_writes_nothing(tmp_path):
     assert "hqrun: error:" in res.stderr and "Traceback" not in res.stderr
     assert "dense_4" in res.stderr and "relu_1" in res.stderr and "stochastic" in res.stderr
     assert not (run_dir / "firmware").exists()
+
+
+def test_foreign_out_dir_is_not_overwritten(tmp_path):
+    from hqrun.firmware import export
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(FirmwareError, match="not an hqrun firmware directory"):
+        export(fc.jet_q6(), np.zeros((2, 16)), out)
+    assert (out / "notes.txt").read_text() == "keep me"
