@@ -88,7 +88,10 @@ def plot_pareto(records: Sequence[dict], path: Path, goal: str, references: dict
                 ms=5, drawstyle="steps-post", label=f"Pareto front ({len(front)})")
     markers = iter("s^DvP*")
     for name, (cost, acc) in references.items():
-        if cost is None or acc is None or not (cost > 0):
+        if cost is None or not (cost > 0):
+            continue
+        if acc is None:     # a cost without a model: a vertical line
+            ax.axvline(cost, ls="--", lw=1, c="0.4", label=name)
             continue
         ax.scatter([cost], [acc], marker=next(markers, "X"), s=60, edgecolor="k", zorder=5,
                    label=name)

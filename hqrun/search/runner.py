@@ -25,9 +25,9 @@ from hqrun.errors import SearchError
 from hqrun.search.blocks import Block, schedule_blocks
 from hqrun.search.config import ALGORITHMS, OBJECTIVES
 from hqrun.search.journal import Journal
-from hqrun.search.objectives import ForgivingFactor, cost_of, forgiving_from_config
+from hqrun.search.objectives import cost_of, forgiving_from_config
 from hqrun.search.space import SearchSpace, build_space
-from hqrun.search.trial import (Backend, TrialData, TrialSettings, accuracy, float_plan,
+from hqrun.search.trial import (Backend, TrialData, TrialSettings, float_plan,
                                 run_trial, train_model)
 
 FINISHED = ("ok", "stopped", "failed")
@@ -104,7 +104,7 @@ def patience_of(cfg: Any) -> int:
 def fingerprint(cfg: Any) -> str:
     """What makes two runs the same search (budget and Ray settings may change on resume)."""
     plain = _plain(cfg)
-    keep = {k: plain.get(k) for k in ("algorithm", "objective", "epochs", "batch_size", "patience",
+    keep = {k: plain.get(k) for k in ("algorithm", "objective", "epochs", "batch_size", "patience", "trainer",
                                        "learning_rate", "train_samples", "goal", "space", "blocks")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
