@@ -20,7 +20,6 @@ from hqrun.quantizers.layers import (
     QConv1D,
     QConv2D,
     QDense,
-    QDenseBatchnorm,
     QInput,
 )
 

@@ -29,7 +29,6 @@ from hqrun.firmware.verify import torch_reference
 from hqrun.models import QSequential, build_model
 from hqrun.quantizers.fixedpoint import FixedPointType
 from hqrun.quantizers.layers import (
-    QActivation,
     QAveragePooling2D,
     QConv2D,
     QDense,
