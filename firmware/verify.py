@@ -50,6 +50,7 @@ class Verification:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["passed"] = self.passed
+        out["summary"] = self.summary()
         return out
 
     def summary(self) -> str:
