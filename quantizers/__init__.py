@@ -14,6 +14,7 @@ from .po2 import quantized_po2, quantized_relu_po2
 from .binary import bernoulli, binary, stochastic_binary
 from .ternary import stochastic_ternary, ternary
 from .tanh_sigmoid import quantized_sigmoid, quantized_tanh
+from .ulaw_hswish import quantized_hswish, quantized_ulaw
 from .spec import get, parse_spec, valid_names
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "stochastic_ternary",
     "quantized_tanh",
     "quantized_sigmoid",
+    "quantized_ulaw",
+    "quantized_hswish",
 ]
 
 # --- quantized layers / type inference (owned by other modules) are exported below ----------

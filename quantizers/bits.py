@@ -16,7 +16,7 @@ from hqrun.errors import QuantizerSpecError
 
 from .base import Quantizer, check_alpha, check_int, check_number, po2_exponent
 from .fixedpoint import FixedPointType
-from .ste import EPSILON, channel_axes, get_scale, po2_round, qkeras_output, round_through, sign_nonzero
+from .ste import channel_axes, get_scale, po2_round, qkeras_output, round_through, sign_nonzero
 
 __all__ = ["quantized_bits"]
 
@@ -235,5 +235,3 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
     def is_stochastic(self) -> bool:
         return bool(self.use_stochastic_rounding) and not isinstance(self.alpha, str)
 
-
-_ = EPSILON  # re-exported constant used by callers reasoning about scales

@@ -43,6 +43,7 @@ GRID_SPECS = [
     "quantized_sigmoid(6)",
     "quantized_bits(4,0,use_stochastic_rounding=1)",
     "quantized_relu(4,1,use_stochastic_rounding=1)",
+    "quantized_hswish(6,2)",
 ]
 
 
@@ -244,6 +245,18 @@ def test_bernoulli_samples_in_eval_as_qkeras():
     y = q(torch.zeros(4000))
     assert set(y.unique().tolist()) == {0.0, 1.0}
     assert abs(y.mean().item() - 0.5) < 0.05
+
+
+def test_ulaw_range_and_hswish_shape():
+    q = get("quantized_ulaw(6,1)")
+    y = q(_x())
+    assert q.fixed_point_type() is None
+    assert y.min() >= -2.0 and y.max() <= 2.0 * (1 - 2.0**-5)
+    h = get("quantized_hswish(8,3)").eval()
+    x = torch.tensor([-4.0, -3.0, -1.5, 0.0, 1.0, 3.0, 5.0])
+    ref = x * torch.clamp(x + 3, 0, 6) / 6
+    assert torch.allclose(h(x), ref, atol=2.0**-4)
+    assert h.fixed_point_type().hls_name == "ap_fixed<8,4,AP_RND_CONV,AP_SAT>"
 
 
 def test_linear_is_identity():

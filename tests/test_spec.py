@@ -30,6 +30,7 @@ SPECS = [
     "stochastic_ternary(alpha='auto',temperature=4.0)", "bernoulli(alpha='auto_po2')",
     "binary(use_01=1,alpha=2.0)", "quantized_tanh(4,symmetric=1)", "quantized_sigmoid(6,use_real_sigmoid=1)",
     "quantized_bits(6,0,alpha=1,use_stochastic_rounding=True)",
+    "quantized_ulaw(4,1,1)", "quantized_hswish(6,2,relu_shift=2,relu_upper_bound=4)",
 ]
 
 
@@ -82,7 +83,7 @@ def test_valid_names_cover_qkeras_family():
     names = set(valid_names())
     assert {"quantized_bits", "quantized_relu", "quantized_po2", "quantized_relu_po2", "binary",
             "stochastic_binary", "ternary", "stochastic_ternary", "bernoulli", "quantized_tanh",
-            "quantized_sigmoid", "linear"} <= names
+            "quantized_sigmoid", "quantized_ulaw", "quantized_hswish", "linear"} <= names
 
 
 def test_parse_spec_is_not_eval():
