@@ -87,7 +87,7 @@ class ClassifierModule(pl.LightningModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         b = self.minibatch if 0 < self.minibatch < len(y) else len(y)
         optimizer = self._optimizer
