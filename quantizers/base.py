@@ -33,6 +33,7 @@ from .fixedpoint import FixedPointType
 __all__ = ["Quantizer", "registry", "format_value"]
 
 _REGISTRY: dict[str, type["Quantizer"]] = {}
+_SIGNATURES: dict[type, dict[str, Any]] = {}
 
 
 def registry() -> dict[str, type["Quantizer"]]:
@@ -67,7 +68,8 @@ class Quantizer(nn.Module):
 
     Subclasses set ``name`` (the QKeras name, also the spec name), ``positional`` (how many
     leading arguments ``str()`` writes without keywords) and implement ``forward``. Attributes
-    named like the ``__init__`` arguments hold the configuration.
+    named like the ``__init__`` arguments hold the configuration. Treat a quantizer as immutable
+    (constants are cached at construction): to change a setting, build a new one with ``get``.
     """
 
     name: ClassVar[str] = ""
@@ -86,15 +88,19 @@ class Quantizer(nn.Module):
 
     # ---------------------------------------------------------------- spec
     @classmethod
-    def arg_names(cls) -> list[str]:
-        """Constructor argument names in QKeras's order."""
-        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-        return [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    def arg_defaults(cls) -> dict[str, Any]:
+        """Constructor arguments and their defaults, in QKeras's order (cached per class)."""
+        cached = _SIGNATURES.get(cls)
+        if cached is None:
+            params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+            cached = {p.name: p.default for p in params if p.kind is p.POSITIONAL_OR_KEYWORD}
+            _SIGNATURES[cls] = cached
+        return dict(cached)
 
     @classmethod
-    def arg_defaults(cls) -> dict[str, Any]:
-        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-        return {p.name: p.default for p in params if p.kind is p.POSITIONAL_OR_KEYWORD}
+    def arg_names(cls) -> list[str]:
+        """Constructor argument names in QKeras's order."""
+        return list(cls.arg_defaults())
 
     def get_config(self) -> dict[str, Any]:
         """All constructor arguments, QKeras ``get_config`` style (``cls(**config)`` rebuilds)."""
