@@ -290,3 +290,60 @@ def test_max_min_like_qkeras():
     assert get("quantized_relu(6,0)").min_value() == 0.0
     assert get("quantized_tanh(4)").max_value() == 0.875
     assert get("binary(alpha=2.0)").max_value() == 2.0
+
+
+def _np_quantized_bits(x, bits, integer, symmetric, keep_negative, alpha):
+    """QKeras 0.9.0's quantized_bits graph, transcribed to numpy float32 (an independent oracle)."""
+    f = np.float32
+    unsigned = bits - int(keep_negative)
+    m, m_i = f(2.0**unsigned), f(2.0**integer)
+    if unsigned > 0:
+        p = x * m / m_i
+        lo = f(-0.0) if not keep_negative else -m + f(int(symmetric))
+        xq = m_i * np.clip(np.round(p), lo, m - f(1)) / m
+    else:
+        s = np.sign(x)
+        xq = s + (f(1) - np.abs(s))
+    xq = f(alpha) * xq
+    return x + (xq - x)  # x + stop_gradient(-x + xq), float32 residue included
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    bits=st.integers(1, 16),
+    integer=st.integers(0, 8),
+    symmetric=st.booleans(),
+    keep_negative=st.booleans(),
+    alpha=st.sampled_from([1, 1.0, 0.5, 2.0, 0.75]),
+    values=st.lists(st.floats(-1e7, 1e7, allow_nan=False, width=32), min_size=1, max_size=40),
+)
+def test_quantized_bits_training_matches_numpy_transcription(bits, integer, symmetric, keep_negative,
+                                                             alpha, values):
+    if integer > bits:
+        return
+    x = np.asarray(values, dtype=np.float32)
+    q = get(f"quantized_bits({bits},{integer},{int(symmetric)},keep_negative={keep_negative},"
+            f"alpha={alpha!r})").train()
+    want = _np_quantized_bits(x, bits, integer, symmetric, keep_negative, alpha)
+    got = q(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    bits=st.integers(1, 16),
+    integer=st.integers(0, 8),
+    values=st.lists(st.floats(-1e5, 1e5, allow_nan=False, width=32), min_size=1, max_size=40),
+)
+def test_quantized_relu_matches_numpy_transcription(bits, integer, values):
+    if integer > bits:
+        return
+    f = np.float32
+    x = np.asarray(values, dtype=np.float32)
+    m, m_i = f(2.0**bits), f(2.0**integer)
+    bound = m_i - f(2.0 ** (integer - bits))
+    x_u = np.where(x <= bound, np.maximum(x, f(0)), bound)
+    xq = m_i * np.clip(np.round(x * m / m_i) / m, f(0), f(1) - f(1) / m)
+    want = x_u + (xq - x_u)
+    got = get(f"quantized_relu({bits},{integer})").train()(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(got, want)
