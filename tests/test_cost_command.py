@@ -22,7 +22,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 def _cfg(**extra):
     base = {
-        "command": "cost", "seed": 0, "threads": 1, "run": None, "checkpoint": None,
+        "command": "cost", "seed": 0, "threads": 1, "run": None, "checkpoint": None, "out_dir": ".",
         "model": yaml.safe_load((CONF / "model" / "jet_dnn.yaml").read_text()),
         "quant": yaml.safe_load((CONF / "quant" / "q6.yaml").read_text()),
         "cost": yaml.safe_load((CONF / "cost" / "default.yaml").read_text()),

@@ -49,10 +49,13 @@ def test_basic_launcher_sweep_records_failures_and_goes_on(tmp_path: Path, jets_
         if row["data.path"] == str(jets_file):
             assert row["status"] == "ok", row
             assert 0.0 <= float(row["test.accuracy"]) <= 1.0
+            assert float(row["cost.size_bits"]) > 0 and float(row["cost.energy"]) > 0
         else:
             assert row["status"] == "failed"
             assert "missing.npz" in row["error"]
     assert "2 failed" in capsys.readouterr().out
+    bits = {r["quant"]: float(r["cost.size_bits"]) for r in rows if r["status"] == "ok"}
+    assert bits["q4"] < bits["q8"]  # the table reads as accuracy versus bits
 
 
 def test_ray_launcher_runs_the_sweep_locally(tmp_path: Path, jets_file: Path) -> None:

@@ -16,15 +16,7 @@ from typing import Any
 import torch
 
 from hqrun.errors import ConfigError
-
-
-def _output_dir() -> Path:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)
-    except Exception:  # noqa: BLE001 - outside Hydra (tests, notebooks): current directory
-        return Path.cwd()
+from hqrun.rundir import output_dir
 
 
 def _find_checkpoint(cfg: Any) -> Path | None:
@@ -78,19 +70,31 @@ def build_priced_model(cfg: Any) -> torch.nn.Module:
     return model
 
 
-def run(cfg: Any) -> dict:
-    """Hydra entry: estimate, print, write cost.json; returns the report dict."""
+def _settings(cost_cfg: Any):
     from omegaconf import OmegaConf
 
-    from hqrun.cost.api import estimate
     from hqrun.cost.config import make_config
 
+    plain = OmegaConf.to_container(cost_cfg, resolve=True) if OmegaConf.is_config(cost_cfg) else cost_cfg
+    return make_config(plain or None)
+
+
+def price(model: torch.nn.Module, cost_cfg: Any):
+    """Price a built or trained model under the run's ``cost`` settings (a CostReport)."""
+    from hqrun.cost.api import estimate
+
+    return estimate(model, settings=_settings(cost_cfg))
+
+
+def run(cfg: Any) -> dict:
+    """Hydra entry: estimate, print, write cost.json; returns the report dict."""
+    from hqrun.cost.api import estimate
+
     torch.set_num_threads(int(cfg.get("threads", 1) or 1))
-    settings = make_config(OmegaConf.to_container(cfg.cost, resolve=True) if cfg.get("cost")
-                           else None)
+    settings = _settings(cfg.get("cost"))
     model = build_priced_model(cfg)
     report = estimate(model, settings=settings)
-    out = _output_dir()
+    out = output_dir(cfg, "cost")
     out.mkdir(parents=True, exist_ok=True)
     report.to_json(out / "cost.json")
     if settings.print_table:

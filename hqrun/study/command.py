@@ -21,9 +21,9 @@ from hqrun.study.steps import GOAL_LABELS, baseline_label, firmware_step, search
 
 
 def study_dir(cfg: DictConfig) -> Path:
-    from hqrun.train.command import run_dir_from_hydra
+    from hqrun.rundir import output_dir
 
-    return Path(cfg.get("out_dir") or run_dir_from_hydra())
+    return output_dir(cfg, "study")
 
 
 def run(cfg: DictConfig) -> dict:

@@ -40,7 +40,7 @@ def train_step(cfg: DictConfig, out_dir: Path, plan: dict, init_from: Path | Non
     from hqrun.train.command import run as train
 
     job = _derive(cfg, command="train", out_dir=str(out_dir), plan=None, quant=plan,
-                  init_from=str(init_from) if init_from else None)
+                  checkpoint=str(init_from) if init_from else None)
     return train(job)
 
 

@@ -15,19 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from hqrun.errors import ConfigError
+from hqrun.rundir import output_dir
 
 #: Model-config keys that must follow the data (filled from it when they disagree).
 _DATA_KEYS = ("n_inputs", "input_shape", "n_classes")
-
-
-def run_dir_from_hydra(default: str | Path | None = None) -> Path:
-    """Hydra's output directory for this job, or ``default`` / ``runs/train/<time>`` outside Hydra."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return Path(HydraConfig.get().runtime.output_dir)
-    except (ImportError, ValueError):
-        return Path(default) if default else Path("runs") / "train" / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def resolve_plan(cfg: Any):
@@ -112,7 +103,7 @@ def run(cfg: Any) -> dict:
     threads = int(cfg.get("threads", 1) or 1)
     torch.set_num_threads(threads)
     seed = int(cfg.get("seed", 0))
-    run_dir = run_dir_from_hydra()
+    run_dir = output_dir(cfg, "train")
     run_dir.mkdir(parents=True, exist_ok=True)
 
     splits = load_dataset(cfg.data, seed)
@@ -143,6 +134,10 @@ def run(cfg: Any) -> dict:
                **result.metrics, "history": result.history,
                "checkpoint": Path(result.checkpoint).name if result.checkpoint else None}
     (run_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=1))
+    if cfg.get("cost") is not None:  # the trained model's price, for sweeps and the study
+        from hqrun.cost.command import price
+
+        price(result.model, cfg.cost).to_json(run_dir / "cost.json")
     test = result.metrics["test"]
     aucs = ", ".join(f"{k} {v:.3f}" for k, v in test["roc_auc"].items())
     print(f"hqrun train: best epoch {result.metrics['best_epoch']} of {result.metrics['epochs_run']}; "
