@@ -138,6 +138,8 @@ def test_block_scheduler_freezes_earlier_blocks(ray_session, tmp_path):
     for r in second:     # block 0's winner is frozen in every trial of block 1
         assert r["plan"]["layers"]["dense_2"] == best0["plan"]["layers"]["dense_2"]
         assert r["plan"]["layers"]["relu_2"] == best0["plan"]["layers"]["relu_2"]
+    winner = write_results(out, "bits")["winner"]
+    assert winner["block"] == 1 and out.final_block == 1
     # rerun: both blocks done, nothing new runs
     again = run_search(cfg, ToyBackend(), DATA, tmp_path, seed=0)
     assert len(again.records) == 6

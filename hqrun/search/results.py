@@ -135,7 +135,10 @@ def write_results(outcome: Any, goal: str, objective: str = "forgiving") -> dict
             "stressed reference cost": (outcome.reference_cost, None)}
     plot_pareto(records, run_dir / "pareto.png", goal, refs)
     written["pareto_png"] = str(run_dir / "pareto.png")
-    best = best_record(records)
+    final = getattr(outcome, "final_block", None)
+    # block scheduler: the winner is the last block's best (earlier blocks are frozen in it)
+    best = best_record([r for r in records if r.get("block") == final] if final is not None
+                       else records)
     if best is not None:
         write_plan(best["plan"], run_dir / "winner.yaml", "winner", best.get("widths"))
         written["winner"] = best

@@ -70,6 +70,7 @@ class SearchOutcome:
     reference_cost: float          # stressed, in the goal's unit
     space: SearchSpace
     frozen: dict = field(default_factory=dict)
+    final_block: int | None = None   # blocks: the winner comes from the last block searched
 
 
 # --------------------------------------------------------------------------- validation
@@ -409,6 +410,7 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
     max_trials = int(_get(cfg, "max_trials"))
     searcher = "bayesian" if algo == "bayesian" else "random"
     frozen: dict = {}
+    final_block = None
     if algo != "blocks":
         done = [r for r in journal.trials() if r["status"] in FINISHED]
         progress = Progress(max_trials, bool(_get(cfg, "progress", True)), done)
@@ -420,14 +422,15 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
                        "asha" if algo == "asha" else None, progress, seed + len(done))
         progress.close()
     else:
-        frozen = _run_blocks(cfg, space, backend, data, reference, settings, journal, run_dir,
-                             ref_cost, goal, seed)
-    return SearchOutcome(run_dir, journal.trials(), reference, ref_cost, space, frozen)
+        frozen, final_block = _run_blocks(cfg, space, backend, data, reference, settings,
+                                          journal, run_dir, ref_cost, goal, seed)
+    return SearchOutcome(run_dir, journal.trials(), reference, ref_cost, space, frozen,
+                         final_block)
 
 
 def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
                 reference: Reference, settings: TrialSettings, journal: Journal, run_dir: Path,
-                ref_cost: float, goal: str, seed: int) -> dict:
+                ref_cost: float, goal: str, seed: int) -> tuple[dict, int | None]:
     bcfg = _get(cfg, "blocks")
     searched = [l.name for l in space.layers
                 if any(t[0] == l.name for c in space.choices for t in c.targets)]
@@ -440,15 +443,18 @@ def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
     done_blocks = journal.blocks_done()
     frozen: dict = {}
     claimed: set[str] = set()
+    last = None
     for blk in blocks:
         members = [n for n in blk.layers if n not in claimed]
         claimed.update(members)
         if blk.index in done_blocks:
             frozen.update(_unkey(done_blocks[blk.index]["frozen"]))
+            last = blk.index
             continue
         sub = space.restrict(members, frozen)
         if not sub.choices:
             continue
+        last = blk.index
         done = [r for r in journal.trials(blk.index) if r["status"] in FINISHED]
         progress = Progress(blk.trials, bool(_get(cfg, "progress", True)), done)
         if _get(cfg, "progress", True):
@@ -469,7 +475,7 @@ def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
         frozen.update(chosen)
         journal.append({"event": "block_done", "block": blk.index, "pattern": blk.pattern,
                         "trial_id": best["trial_id"], "frozen": _key(frozen)})
-    return frozen
+    return frozen, last
 
 
 def _key(assign: Mapping) -> dict:
