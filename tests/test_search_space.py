@@ -137,3 +137,23 @@ def test_lean_adam_matches_torch_adam():
             o.step()
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_search_configs_compose_and_match_the_schema():
+    """Every conf/search/*.yaml composes with Hydra and merges into SearchConfig exactly."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from hqrun.search.config import SearchConfig
+
+    schema_keys = set(OmegaConf.structured(SearchConfig).keys())
+    with initialize_config_module("hqrun.conf", version_base="1.3"):
+        for name in ("random", "bayesian", "asha", "blocks"):
+            cfg = compose("config", overrides=["command=search", f"search={name}"])
+            assert set(cfg.search.keys()) == schema_keys, name
+            merged = OmegaConf.merge(OmegaConf.structured(SearchConfig), cfg.search)
+            assert merged.algorithm == name
+            assert OmegaConf.to_container(merged.space.menu) == DEFAULT_MENU
+        cfg = compose("config", overrides=["command=search", "search/space=deployable"])
+        menu = OmegaConf.to_container(cfg.search.space.menu)
+        assert not any("stochastic" in s or "auto_po2" in s for m in menu.values() for s in m)
