@@ -93,7 +93,8 @@ def run(cfg: Any) -> dict:
               f"(float reference: val accuracy {outcome.reference.accuracy:.4f}, "
               f"{goal} {outcome.reference.cost.get(goal, float('nan')):.6g})")
     (run_dir / "search_summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    print(f"[search] wrote {run_dir}/winner.yaml, trials.csv, pareto.png")
+    print(f"[search] wrote {run_dir}/winner.yaml, trials.csv, pareto.png; next: "
+          f"`hqrun train plan={run_dir}/winner.yaml` or `hqrun firmware run={run_dir}/winner`")
     return summary
 
 

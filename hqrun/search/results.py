@@ -50,7 +50,7 @@ def write_trials_csv(records: Sequence[dict], path: Path) -> None:
 
 
 def write_plan(plan: dict, path: Path, name: str, widths: dict | None = None) -> None:
-    """Write a plan YAML that hqrun.models.load_plan (``quant=<file>``) reads as it is.
+    """Write a plan YAML that hqrun.models.load_plan (``hqrun train plan=<file>``) reads as it is.
 
     Width multipliers are not part of a plan; when the winner was resized they go to a
     sibling ``<name>.model.yaml`` holding the ``model.width_multiplier`` override.
