@@ -17,7 +17,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hqrun.errors import HqrunError
-from hqrun.study.steps import GOAL_LABELS, baseline_label, firmware_step, search_step, train_step
+from hqrun.study.steps import (GOAL_LABELS, baseline_label, firmware_step, ptq_step, search_step,
+                               train_step)
 
 
 def study_dir(cfg: DictConfig) -> Path:
@@ -57,9 +58,13 @@ def run(cfg: DictConfig) -> dict:
 
     if scfg.firmware:
         for label, directory in models:
-            print(f"[study] {label}: firmware and bit-exact check")
+            target = directory
+            if label == "BF":  # a float model reaches firmware through post-training quantization
+                plan = OmegaConf.to_container(scfg.float_firmware_plan, resolve=True)
+                target = ptq_step(directory, root / "BF_ptq", plan)
+            print(f"[study] {label}: firmware and bit-exact check ({target.name})")
             try:
-                firmware_step(cfg, directory)
+                firmware_step(cfg, target)
                 (directory / "firmware_error.json").unlink(missing_ok=True)
             except HqrunError as err:  # recorded in the report; the other models go on
                 print(f"[study] {label}: firmware refused or failed: {err}")

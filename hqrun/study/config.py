@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import Any, Dict, List
 
 
 @dataclass
@@ -16,5 +16,11 @@ class StudyConfig:
     init_from_float: bool = True
     #: Build and verify firmware for every model.
     firmware: bool = True
+    #: Plan under which the float baseline's weights go to firmware (post-training quantization;
+    #: the paper's BF ran at hls4ml's default ap_fixed<16,6>).
+    float_firmware_plan: Dict[str, Any] = field(default_factory=lambda: {
+        "name": "bf_ptq16", "input": None, "layers": {},
+        "default": {"kernel": "quantized_bits(16,5,alpha=1)", "bias": "quantized_bits(16,5,alpha=1)",
+                    "activation": "quantized_relu(16,6)"}})
     #: Front points of each search listed in the report (0 = none).
     pareto_points: int = 5

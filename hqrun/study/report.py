@@ -39,16 +39,24 @@ def model_row(label: str, directory: Path) -> ModelRow:
     metrics = _load_json(directory / "metrics.json")
     test = metrics.get("test", {})
     cost = _load_json(directory / "cost.json").get("totals", {})
-    fw = _load_json(directory / "firmware" / "report.json")
+    ptq = directory.parent / f"{directory.name}_ptq"
+    fw_dir = (ptq if ptq.is_dir() else directory) / "firmware"
+    fw = _load_json(fw_dir / "report.json")
     fw_error = _load_json(directory / "firmware_error.json")
     bit_exact = None
     note = ""
     if fw:
         bit_exact = fw.get("status") == "PASSED"
-        note = fw.get("verification", {}).get("summary", "") if isinstance(fw.get("verification"), dict) else ""
+        acc = (fw.get("verification") or {}).get("accuracy") or {}
+        if ptq.is_dir():
+            plan = yaml.safe_load((ptq / "plan.yaml").read_text()) or {}
+            kernel = (plan.get("default") or {}).get("kernel")
+            note = f"post-training {kernel}"
+            if acc.get("firmware") is not None:
+                note += f", firmware test accuracy {acc['firmware']:.4f}"
     elif fw_error:
         bit_exact = False
-        note = fw_error.get("error", "")
+        note = fw_error.get("error", "").split(". ")[0]
     plan = yaml.safe_load((directory / "plan.yaml").read_text()) if (directory / "plan.yaml").exists() else {}
     return ModelRow(label, directory, test.get("accuracy"), "test", test.get("roc_auc", {}), cost,
                     bit_exact, note, plan or {})
@@ -79,8 +87,11 @@ def front_rows(goal_label: str, trials: list[dict[str, Any]], goal: str, limit: 
     front = sorted(pareto_front(points), key=lambda i: points[i][1])[:limit] if points else []
     rows = []
     for n, i in enumerate(front, 1):
-        rows.append(ModelRow(f"{goal_label}-p{n}", None, points[i][0], "val (search trial)",
-                             cost={goal: points[i][1]}, firmware_note="not built (search trial)"))
+        trial = ok[i]
+        cost = {"energy": _num(trial.get("cost_energy")), "size_bits": _num(trial.get("cost_bits")),
+                "ebops": _num(trial.get("cost_ebops"))}
+        rows.append(ModelRow(f"{goal_label}-p{n}", None, points[i][0], "val",
+                             cost=cost, firmware_note="search trial, not built"))
     return rows
 
 
@@ -95,7 +106,7 @@ def table_markdown(rows: list[ModelRow], class_names: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         exact = {True: "yes", False: "NO", None: "—"}[r.bit_exact]
-        if r.firmware_note and r.bit_exact is not True:
+        if r.firmware_note:
             exact += f" ({r.firmware_note})"
         acc = "—" if r.accuracy is None else f"{r.accuracy:.4f}" + ("" if r.accuracy_kind == "test" else f" ({r.accuracy_kind})")
         c = r.cost

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,30 @@ def search_step(cfg: DictConfig, out_dir: Path, goal: str) -> Path:
                                             "search.goal.type": goal, "search.retrain": "none"})
     search(job)
     return winner
+
+
+def ptq_step(float_dir: Path, out_dir: Path, plan: dict) -> Path:
+    """A run directory holding the float model's weights under a fixed-point plan, no retraining.
+
+    A float model has no fixed-point grid, so it cannot be proven bit-exact as it is. The paper
+    put its float baseline on the FPGA at hls4ml's default ap_fixed<16,6>; this step does the same
+    explicitly (post-training quantization), so BF's firmware is verified against the PyTorch
+    model it really computes: the float weights seen through ``plan``'s quantizers.
+    """
+    if (out_dir / "model.pt").exists():
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from hqrun.models import load_plan
+
+    config = OmegaConf.load(float_dir / "config.yaml")
+    with open_dict(config):
+        config.quant = plan
+        config.plan = None
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    load_plan(plan).to_yaml(out_dir / "plan.yaml")
+    for name in ("model.pt", "scaler.json"):
+        shutil.copyfile(float_dir / name, out_dir / name)
+    return out_dir
 
 
 def firmware_step(cfg: DictConfig, model_dir: Path) -> dict:
