@@ -172,9 +172,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_config_command
     )
     sys.argv = [sys.argv[0] if sys.argv else "hqrun"] + _flags_first(rest)
-    task()
     from hqrun.sweep import callback
 
+    callback.LAST_SUMMARY = None  # only this invocation's sweep decides the exit status
+    task()
     if callback.LAST_SUMMARY is not None and callback.LAST_SUMMARY["failed"]:
         sys.exit(1)
 
