@@ -13,24 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "j_zlogz",
-    "j_c1_b0_mmdt",
-    "j_c1_b1_mmdt",
-    "j_c1_b2_mmdt",
-    "j_c2_b1_mmdt",
-    "j_c2_b2_mmdt",
-    "j_d2_b1_mmdt",
-    "j_d2_b2_mmdt",
-    "j_d2_a1_b1_mmdt",
-    "j_d2_a1_b2_mmdt",
-    "j_m2_b1_mmdt",
-    "j_m2_b2_mmdt",
-    "j_n2_b1_mmdt",
-    "j_n2_b2_mmdt",
-    "j_mass_mmdt",
-    "j_multiplicity",
-)
+from hqrun.data.config import JET_FEATURES
+
+#: Same names and order as the readers expect; one definition, in the light ``hqrun.data.config``
+#: (importing it pulls in no torch, pandas or h5py).
+FEATURE_NAMES: tuple[str, ...] = JET_FEATURES
 #: the 13 energy-correlation ratios, in the order the shim returns them
 RATIO_NAMES: tuple[str, ...] = FEATURE_NAMES[1:14]
 N_FEATURES = len(FEATURE_NAMES)
