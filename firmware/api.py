@@ -21,6 +21,7 @@ import numpy as np
 from torch import nn
 
 from hqrun.errors import FirmwareError
+from hqrun.firmware_options import ExportFields
 from hqrun.quantizers.fixedpoint import FixedPointType
 
 from .csim import run_csim
@@ -36,21 +37,11 @@ PROJECT_SUBDIR = "project"
 
 
 @dataclass
-class ExportConfig:
-    """Everything ``export`` needs besides the model and samples (mirrors ``conf/firmware``)."""
+class ExportConfig(ExportFields):
+    """Everything ``export`` needs besides the model and samples (mirrors ``conf/firmware``).
 
-    backend: str = "Vitis"
-    part: str = "xcvu9p-flgb2104-2-e"
-    clock_period: float = 5.0
-    reuse_factor: int = 1
-    strategy: str = "Latency"
-    io_type: str = "io_parallel"
-    project_name: str = "hqrun_fw"
-    input_type: str = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
-    max_samples: int = 2000
-    synthesize: str = "auto"  # auto | always | never
-    softmax_result: str = "ap_ufixed<16,0,AP_RND,AP_SAT>"
-    softmax_table_size: int = 1024
+    Fields and defaults: :class:`hqrun.firmware_options.ExportFields`.
+    """
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any] | "ExportConfig" | None) -> "ExportConfig":

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from hqrun.errors import FirmwareError
+from hqrun.firmware_options import WriterFields
 from hqrun.quantizers.fixedpoint import FixedPointType
 
 from .ir import FirmwareIR, IRLayer
@@ -34,18 +35,11 @@ __all__ = ["WriterOptions", "import_hls4ml", "to_hls4ml", "hls_precision", "laye
 
 
 @dataclass
-class WriterOptions:
-    """Knobs of the generated HLS project (the firmware config's ``hls`` part)."""
+class WriterOptions(WriterFields):
+    """Knobs of the generated HLS project (the firmware config's ``hls`` part).
 
-    backend: str = "Vitis"
-    part: str = "xcvu9p-flgb2104-2-e"
-    clock_period: float = 5.0
-    reuse_factor: int = 1
-    strategy: str = "Latency"
-    io_type: str = "io_parallel"
-    project_name: str = "hqrun_fw"
-    softmax_result: str = "ap_ufixed<16,0,AP_RND,AP_SAT>"
-    softmax_table_size: int = 1024
+    Fields and defaults: :class:`hqrun.firmware_options.WriterFields`.
+    """
 
     def validate(self) -> None:
         if self.backend not in ("Vitis", "Vivado"):

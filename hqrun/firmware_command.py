@@ -16,26 +16,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hqrun.errors import ConfigError, DataError
+from hqrun.firmware_options import ExportFields
 
 __all__ = ["FirmwareConfig", "run", "load_trained"]
 
 
 @dataclass
-class FirmwareConfig:
-    """``conf/firmware/*.yaml`` schema (keys must match exactly; see docs/firmware.md)."""
+class FirmwareConfig(ExportFields):
+    """``conf/firmware/*.yaml`` schema (keys must match exactly; see docs/firmware.md).
 
-    backend: str = "Vitis"  # Vitis (default) | Vivado
-    part: str = "xcvu9p-flgb2104-2-e"  # Virtex UltraScale+ VU9P, as in the paper
-    clock_period: float = 5.0  # ns
-    reuse_factor: int = 1
-    strategy: str = "Latency"
-    io_type: str = "io_parallel"
-    project_name: str = "hqrun_fw"
-    input_type: str = "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"  # used when the plan has no input quantizer
-    max_samples: int = 2000  # test samples C-simulated (whole test split up to this cap)
-    synthesize: str = "auto"  # auto (when vitis-run/vivado_hls is on PATH) | always | never
-    softmax_result: str = "ap_ufixed<16,0,AP_RND,AP_SAT>"
-    softmax_table_size: int = 1024
+    The export fields and their defaults come from :class:`hqrun.firmware_options.ExportFields`
+    (shared with :class:`hqrun.firmware.ExportConfig`); these two are the command's own.
+    """
+
     out_dir: Optional[str] = None  # default: <run>/firmware, else <hydra output dir>/firmware
     estimate: bool = True  # include hqrun.cost's resource/latency estimate in the report
 
