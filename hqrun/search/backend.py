@@ -15,21 +15,11 @@ import torch
 from torch import nn
 
 from hqrun.search.space import LayerInfo
+from hqrun.search.space import _to_plain as _plain  # OmegaConf container -> plain Python
 from hqrun.search.trial import CostInfo, Split, TrialData
 
 _CLASS = {"QDense": "Dense", "QDenseBatchnorm": "Dense", "QConv1D": "Conv1D",
           "QConv2D": "Conv2D", "QDepthwiseConv2D": "DepthwiseConv2D"}
-
-
-def _plain(obj: Any) -> Any:
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(obj):
-            return OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return obj
 
 
 @dataclass
