@@ -248,6 +248,27 @@ def check_number(qname: str, arg: str, value: Any, allow_none: bool = True) -> A
     return value
 
 
+def alpha_max_value(alpha: Any) -> float:
+    """QKeras's ``max()`` of the alpha-scaled quantizers (binary, ternary, bernoulli).
+
+    1 for ``alpha`` None, "auto" or "auto_po2", else ``max(1, alpha)``.
+    """
+    if alpha is None or isinstance(alpha, str):
+        return 1.0
+    return max(1.0, float(alpha))
+
+
+def with_auto_po2_alpha(quantizer: Quantizer, cls: type | None = None) -> Quantizer:
+    """:meth:`Quantizer.for_kernel` of the alpha-scaled quantizers.
+
+    ``quantizer`` itself when it has an alpha, else a ``cls`` (default: its own class) built from
+    its config with ``alpha="auto_po2"``.
+    """
+    if quantizer.alpha is not None:  # type: ignore[attr-defined]
+        return quantizer
+    return (cls or type(quantizer))(**{**quantizer.get_config(), "alpha": "auto_po2"})
+
+
 def po2_exponent(value: float) -> int | None:
     """k when value == 2**k exactly, else None."""
     if value <= 0:

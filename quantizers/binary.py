@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .base import Quantizer, check_alpha, check_number, po2_exponent
+from .base import Quantizer, alpha_max_value, check_alpha, check_number, po2_exponent, with_auto_po2_alpha
 from .fixedpoint import FixedPointType
 from .ste import EPSILON, channel_axes, get_scale, hard_sigmoid, qkeras_output, round_through, sign_nonzero
 
@@ -94,9 +94,7 @@ class binary(Quantizer):  # noqa: N801 - QKeras name
         return _alpha_type(self.alpha, signed=not self.use_01)
 
     def max_value(self) -> float | None:
-        if self.alpha is None or isinstance(self.alpha, str):
-            return 1.0
-        return max(1.0, float(self.alpha))
+        return alpha_max_value(self.alpha)
 
     def min_value(self) -> float | None:
         if self.use_01:
@@ -104,9 +102,7 @@ class binary(Quantizer):  # noqa: N801 - QKeras name
         return -self.max_value()  # type: ignore[operator]
 
     def for_kernel(self) -> Quantizer:
-        if self.alpha is not None:
-            return self
-        return type(self)(**{**self.get_config(), "alpha": "auto_po2"})
+        return with_auto_po2_alpha(self)
 
     @property
     def is_stochastic(self) -> bool:
@@ -177,17 +173,13 @@ class bernoulli(Quantizer):  # noqa: N801 - QKeras name
         return _alpha_type(self.alpha, signed=False)
 
     def max_value(self) -> float | None:
-        if self.alpha is None or isinstance(self.alpha, str):
-            return 1.0
-        return max(1.0, float(self.alpha))
+        return alpha_max_value(self.alpha)
 
     def min_value(self) -> float | None:
         return 0.0
 
     def for_kernel(self) -> Quantizer:
-        if self.alpha is not None:
-            return self
-        return bernoulli(**{**self.get_config(), "alpha": "auto_po2"})
+        return with_auto_po2_alpha(self, bernoulli)
 
     @property
     def is_stochastic(self) -> bool:

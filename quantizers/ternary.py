@@ -16,7 +16,8 @@ import torch
 
 from hqrun.errors import QuantizerSpecError
 
-from .base import Quantizer, check_alpha, check_int, check_number, po2_exponent
+from .base import (Quantizer, alpha_max_value, check_alpha, check_int, check_number, po2_exponent,
+                   with_auto_po2_alpha)
 from .fixedpoint import FixedPointType
 from .ste import (EPSILON, channel_axes, get_scale, hard_sigmoid, po2_round, qkeras_output,
                   round_through, sign_nonzero)
@@ -98,17 +99,13 @@ class ternary(Quantizer):  # noqa: N801 - QKeras name
         return None if exp is None else FixedPointType(2, 2 + exp, True)
 
     def max_value(self) -> float | None:
-        if self.alpha is None or isinstance(self.alpha, str):
-            return 1.0
-        return max(1.0, float(self.alpha))
+        return alpha_max_value(self.alpha)
 
     def min_value(self) -> float | None:
         return -self.max_value()  # type: ignore[operator]
 
     def for_kernel(self) -> Quantizer:
-        if self.alpha is not None:
-            return self
-        return type(self)(**{**self.get_config(), "alpha": "auto_po2"})
+        return with_auto_po2_alpha(self)
 
     @property
     def is_stochastic(self) -> bool:
