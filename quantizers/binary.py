@@ -44,6 +44,13 @@ def _std(x: torch.Tensor, alpha: Any) -> torch.Tensor | float:
     return torch.std(x, dim=axes, keepdim=True, unbiased=False) + EPSILON
 
 
+def _stochastic_sign(xd: torch.Tensor, alpha: Any, temperature: float, use_real_sigmoid: Any) -> torch.Tensor:
+    """±1 drawn with P(+1) = sigmoid(temperature * x / std) (hard sigmoid unless use_real_sigmoid)."""
+    z = temperature * xd / _std(xd, alpha)
+    p = torch.sigmoid(z) if use_real_sigmoid else hard_sigmoid(z)
+    return sign_nonzero(p - torch.rand_like(xd))
+
+
 class binary(Quantizer):  # noqa: N801 - QKeras name
     """Sign quantizer: ``alpha * sign(x)`` (0 -> +1), or ``{0, alpha}`` with ``use_01``."""
 
@@ -125,9 +132,7 @@ class stochastic_binary(binary):  # noqa: N801 - QKeras name
             return self._binary(x, False)
         with torch.no_grad():
             xd = x.detach()
-            z = self.temperature * xd / _std(xd, self.alpha)
-            p = torch.sigmoid(z) if self.use_real_sigmoid else hard_sigmoid(z)
-            q = sign_nonzero(p - torch.rand_like(xd))
+            q = _stochastic_sign(xd, self.alpha, self.temperature, self.use_real_sigmoid)
             scale = get_scale(self.alpha, xd, sign_nonzero(xd))
             self.scale = scale
             xq = scale * q
@@ -160,9 +165,7 @@ class bernoulli(Quantizer):  # noqa: N801 - QKeras name
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             xd = x.detach()
-            z = self.temperature * xd / _std(xd, self.alpha)
-            p = torch.sigmoid(z) if self.use_real_sigmoid else hard_sigmoid(z)
-            q = (sign_nonzero(p - torch.rand_like(xd)) + 1.0) / 2.0
+            q = (_stochastic_sign(xd, self.alpha, self.temperature, self.use_real_sigmoid) + 1.0) / 2.0
             q_ns = (sign_nonzero(xd) + 1.0) / 2.0
             scale = get_scale(self.alpha, xd, q_ns)
             self.scale = scale
