@@ -209,6 +209,17 @@ def check_int(qname: str, arg: str, value: Any, minimum: int | None = None) -> i
     return value
 
 
+def check_bits_integer(qname: str, bits: Any, integer: Any, integer_meaning: str) -> tuple[int, int]:
+    """Validate ``bits`` (>= 1) and ``integer`` (<= bits); ``integer_meaning`` ends the error."""
+    bits = check_int(qname, "bits", bits, 1)
+    integer = check_int(qname, "integer", integer)
+    if integer > bits:
+        raise QuantizerSpecError(
+            f"{qname}: argument integer={integer} exceeds bits={bits}; {integer_meaning}"
+        )
+    return bits, integer
+
+
 def check_alpha(qname: str, alpha: Any) -> Any:
     """alpha is None, a positive number, "auto" or "auto_po2"."""
     if alpha is None:

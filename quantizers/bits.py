@@ -12,9 +12,7 @@ from typing import Any
 
 import torch
 
-from hqrun.errors import QuantizerSpecError
-
-from .base import Quantizer, check_alpha, check_int, check_number, po2_exponent
+from .base import Quantizer, check_alpha, check_bits_integer, check_int, check_number, po2_exponent
 from .fixedpoint import FixedPointType
 from .ste import channel_axes, get_scale, po2_round, qkeras_output, round_through, sign_nonzero
 
@@ -65,14 +63,10 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
                  qnoise_factor: float = 1.0, var_name: str | None = None, use_ste: Any = True,
                  use_variables: Any = False) -> None:
         super().__init__()
-        self.bits = check_int(self.name, "bits", bits, 1)
-        self.integer = check_int(self.name, "integer", integer)
-        if self.integer > self.bits:
-            raise QuantizerSpecError(
-                f"{self.name}: argument integer={self.integer} exceeds bits={self.bits}; QKeras's "
-                "integer counts the bits left of the binary point (sign excluded) and must be "
-                "<= bits."
-            )
+        self.bits, self.integer = check_bits_integer(
+            self.name, bits, integer,
+            "QKeras's integer counts the bits left of the binary point (sign excluded) and must be <= bits.",
+        )
         self.alpha = check_alpha(self.name, alpha)
         self.symmetric = True if isinstance(self.alpha, str) else symmetric
         self.keep_negative = keep_negative

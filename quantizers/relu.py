@@ -15,9 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hqrun.errors import QuantizerSpecError
-
-from .base import Quantizer, check_int, check_negative_slope, check_number
+from .base import Quantizer, check_bits_integer, check_negative_slope, check_number
 from .fixedpoint import FixedPointType
 from .ste import hard_sigmoid, qkeras_output, round_through
 
@@ -62,13 +60,9 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
                  qnoise_factor: float = 1.0, var_name: str | None = None, use_ste: Any = True,
                  use_variables: Any = False) -> None:
         super().__init__()
-        self.bits = check_int(self.name, "bits", bits, 1)
-        self.integer = check_int(self.name, "integer", integer)
-        if self.integer > self.bits:
-            raise QuantizerSpecError(
-                f"{self.name}: argument integer={self.integer} exceeds bits={self.bits}; integer "
-                "counts the bits left of the binary point and must be <= bits."
-            )
+        self.bits, self.integer = check_bits_integer(
+            self.name, bits, integer, "integer counts the bits left of the binary point and must be <= bits."
+        )
         self.use_sigmoid = use_sigmoid
         self.negative_slope = check_negative_slope(self.name, negative_slope)
         self.use_stochastic_rounding = use_stochastic_rounding
