@@ -19,6 +19,13 @@ from .ste import channel_axes, get_scale, po2_round, qkeras_output, round_throug
 __all__ = ["quantized_bits"]
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equality of two float32 tensors (False for other dtypes or shapes)."""
+    if a.dtype != torch.float32 or b.dtype != torch.float32 or a.shape != b.shape:
+        return False
+    return torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
 class _FastBits(torch.autograd.Function):
     """Deterministic quantized_bits with gradient 1, as few tensor passes as possible."""
 
@@ -149,10 +156,16 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
             scale = torch.amax(torch.abs(xs), dim=axes, keepdim=True) * 2 / levels
             if self.alpha == "auto_po2":
                 scale = po2_round(scale)
+                abs_xs, sign_xs = torch.abs(xs), torch.sign(xs)
                 for _ in range(5):
-                    v = torch.floor(torch.abs(xs) / scale + 0.5)
-                    z = torch.sign(xs) * torch.where(v < half, v, torch.full_like(v, half))
-                    scale = get_scale("auto_po2", xs, z, self.scale_axis)
+                    v = torch.floor(abs_xs / scale + 0.5)
+                    z = sign_xs * torch.where(v < half, v, half)
+                    new = get_scale("auto_po2", xs, z, self.scale_axis)
+                    # A fixed point (same bits) repeats forever: the remaining rounds are no-ops.
+                    done = _same_bits(new, scale)
+                    scale = new
+                    if done:
+                        break
             else:
                 v = torch.floor(torch.abs(xs) / scale + 0.5)
                 z = torch.sign(xs) * torch.where(v < half, v, torch.full_like(v, half))

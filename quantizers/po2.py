@@ -23,7 +23,7 @@ from hqrun.errors import QuantizerSpecError
 
 from .base import Quantizer, check_int, check_negative_slope, check_number
 from .fixedpoint import FixedPointType
-from .ste import EPSILON, LOG2, flush_denormal, qkeras_output, tf_log
+from .ste import EPSILON, flush_denormal, qkeras_output, tf_log2_floor, tf_log2_round
 
 __all__ = ["quantized_po2", "quantized_relu_po2"]
 
@@ -41,7 +41,7 @@ def _need_exponent_sign_bit(qname: str, max_value: Any) -> int:
 def _stochastic_round_po2(x: torch.Tensor) -> torch.Tensor:
     """QKeras's ``stochastic_round_po2``: exponent sampled so that E[2**e] tracks |x|."""
     y = torch.abs(x)
-    x_log2 = torch.round(tf_log(y + EPSILON) / LOG2)
+    x_log2 = tf_log2_round(y + EPSILON)
     po2 = torch.exp2(x_log2)
     above = po2 > y
     left = torch.where(above, x_log2 - 1, x_log2)
@@ -56,22 +56,25 @@ def _clip_power_of_two(x_abs: torch.Tensor, min_exp: int, max_exp: int, max_valu
                        training: bool) -> torch.Tensor:
     """QKeras's ``_clip_power_of_two``: the clipped exponent of ``x_abs`` (float tensor)."""
     eps = torch.tensor(EPSILON, dtype=x_abs.dtype)
-    x_filter = torch.where(x_abs < eps, eps, x_abs)
+    # where(x < eps, eps, x) and where(x >= mv, mv, x) are clamps (nan stays nan in both).
+    x_filter = torch.clamp_min(x_abs, eps)
     if max_value is not None:
         mv = torch.tensor(float(max_value), dtype=x_abs.dtype)
-        x_filter = torch.where(x_filter >= mv, mv, x_filter)
+        x_filter = torch.clamp_max_(x_filter, mv)
     if quadratic:
         q_factor, x_input = 2.0, torch.sqrt(x_filter)
     else:
         q_factor, x_input = 1.0, x_filter
     if log2_rounding == "floor":
-        x_log2 = torch.floor(tf_log(x_input) / LOG2)
+        x_log2 = tf_log2_floor(x_input)
     elif stochastic and training:
         x_log2 = _stochastic_round_po2(x_input)
     else:
-        x_log2 = torch.round(tf_log(x_input) / LOG2)
-    x_clipped = q_factor * torch.clamp(x_log2, float(min_exp), float(max_exp))
-    return torch.where(x_abs < eps, torch.full_like(x_clipped, float(min_exp)), x_clipped)
+        x_log2 = tf_log2_round(x_input)
+    x_clipped = torch.clamp_(x_log2, float(min_exp), float(max_exp))
+    if quadratic:
+        x_clipped = q_factor * x_clipped
+    return torch.where(x_abs < eps, float(min_exp), x_clipped)
 
 
 class _Po2Common(Quantizer):
@@ -131,6 +134,11 @@ class _Po2Common(Quantizer):
     def is_stochastic(self) -> bool:
         return bool(self.use_stochastic_rounding) and self.log2_rounding != "floor"
 
+    def _may_be_subnormal(self) -> bool:
+        """Whether an output 2**e can be a float32 subnormal (e >= -126 otherwise: no flush)."""
+        q = 2 if self.quadratic_approximation else 1
+        return min(self._min_exp, q * self._min_exp) < -126
+
 
 class quantized_po2(_Po2Common):  # noqa: N801 - QKeras name
     """Signed power-of-two quantizer (QKeras 0.9.0): ``sign(x) * 2**round(log2|x|)``.
@@ -171,7 +179,9 @@ class quantized_po2(_Po2Common):  # noqa: N801 - QKeras name
                                    self.max_value_arg, bool(self.quadratic_approximation),
                                    bool(self.use_stochastic_rounding), self.log2_rounding,
                                    self.training)
-            xq = flush_denormal(x_sign * torch.exp2(e))
+            xq = x_sign.mul_(torch.exp2(e))
+            if self._may_be_subnormal():
+                xq = flush_denormal(xq)
         return qkeras_output(x, xq, self.emulate_residue, self.qnoise_factor, bool(self.use_ste))
 
     def fixed_point_type(self) -> FixedPointType | None:
@@ -239,7 +249,8 @@ class quantized_relu_po2(_Po2Common):  # noqa: N801 - QKeras name
             else:
                 neg = _clip_power_of_two(torch.relu(-xd) * slope, *args)
                 xq = torch.where(xd >= 0.0, torch.exp2(pos), -torch.exp2(neg))
-            xq = flush_denormal(xq)
+            if self._may_be_subnormal():
+                xq = flush_denormal(xq)
         return qkeras_output(xr, xq, self.emulate_residue, self.qnoise_factor, bool(self.use_ste))
 
     def fixed_point_type(self) -> FixedPointType | None:

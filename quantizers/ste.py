@@ -25,6 +25,8 @@ __all__ = [
     "get_scale",
     "po2_round",
     "tf_log",
+    "tf_log2_round",
+    "tf_log2_floor",
     "flush_denormal",
     "tf_channel_mean",
 ]
@@ -142,6 +144,50 @@ def tf_log(x: torch.Tensor) -> torch.Tensor:
     return torch.where((x < 0) | torch.isnan(x), torch.full_like(out, float("nan")), out)
 
 
+# round(log2 x) and floor(log2 x) as QKeras computes them (float32 ``tf_log(x) / ln2``). Both
+# tf_log(x) / ln2 and torch.log2 are within 1e-4 of the true log2 for every float32 (|log2 x| <=
+# 150), so they round alike unless log2 x lies within _BAND of a rounding point (k + 1/2 for
+# round, the integers, i.e. exact powers of two, for floor). Those few elements, and 0, negatives,
+# inf and nan (whose torch.log2 leaves l - round(l) nan), take the exact TF emulation. Checked
+# against the emulation on every float32 bit pattern; tests/test_quantizers_fastpath.py keeps
+# checking it on random and adversarial inputs.
+_BAND = 2.0**-9
+
+
+def _tf_log2_round_ref(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(tf_log(x) / LOG2)
+
+
+def _tf_log2_floor_ref(x: torch.Tensor) -> torch.Tensor:
+    return torch.floor(tf_log(x) / LOG2)
+
+
+def tf_log2_round(x: torch.Tensor) -> torch.Tensor:
+    """``torch.round(tf_log(x) / LOG2)`` bit for bit (signed zeros included), much faster."""
+    if x.dtype != torch.float32:
+        return _tf_log2_round_ref(x)
+    lg = torch.log2(x)
+    out = torch.round(lg)
+    safe = torch.abs(lg.sub_(out)) < 0.5 - _BAND  # false for nan
+    if not bool(safe.all()):
+        bad = ~safe
+        out[bad] = _tf_log2_round_ref(x[bad])
+    return out
+
+
+def tf_log2_floor(x: torch.Tensor) -> torch.Tensor:
+    """``torch.floor(tf_log(x) / LOG2)`` bit for bit, much faster."""
+    if x.dtype != torch.float32:
+        return _tf_log2_floor_ref(x)
+    lg = torch.log2(x)
+    out = torch.floor(lg)
+    safe = torch.abs(lg.sub_(out).sub_(0.5)) < 0.5 - _BAND  # false for nan
+    if not bool(safe.all()):
+        bad = ~safe
+        out[bad] = _tf_log2_floor_ref(x[bad])
+    return out
+
+
 _TINY = 2.0**-126  # smallest normal float32
 
 
@@ -149,7 +195,7 @@ def flush_denormal(x: torch.Tensor) -> torch.Tensor:
     """Zero float32 subnormals, as TensorFlow's CPU kernels do (they run flush-to-zero)."""
     if x.dtype != torch.float32:
         return x
-    return torch.where(torch.abs(x) < _TINY, torch.zeros_like(x), x)
+    return torch.where(torch.abs(x) < _TINY, 0.0, x)
 
 
 def _tf_column_sum(a: np.ndarray) -> np.ndarray:
@@ -194,7 +240,7 @@ def tf_channel_mean(x: torch.Tensor, axes: list[int]) -> torch.Tensor:
 
 def po2_round(scale: torch.Tensor) -> torch.Tensor:
     """``2 ** round(log(scale + eps) / log(2))`` as QKeras computes power-of-two scales."""
-    return torch.exp2(torch.round(tf_log(scale + EPSILON) / LOG2))
+    return torch.exp2(tf_log2_round(scale + EPSILON))
 
 
 def get_scale(
