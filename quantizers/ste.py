@@ -9,6 +9,7 @@ bit, and return the exact grid value in eval mode, which the firmware reproduces
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,6 +124,14 @@ def tf_log(x: torch.Tensor) -> torch.Tensor:
     """Natural log of a float32 tensor, bit-identical to TensorFlow's CPU ``tf.math.log``."""
     if x.dtype != torch.float32:
         return torch.log(x)
+    out = _tf_log_finite(x)
+    out = torch.where(x == 0, torch.full_like(out, float("-inf")), out)
+    out = torch.where(x == float("inf"), x, out)
+    return torch.where((x < 0) | torch.isnan(x), torch.full_like(out, float("nan")), out)
+
+
+def _tf_log_finite(x: torch.Tensor) -> torch.Tensor:
+    """``tf_log`` minus its special cases (0, inf, negatives, nan): equal to it for finite x > 0."""
     m, e = torch.frexp(x)
     e = e.to(torch.float32)
     small = m < _SQRTHF
@@ -138,10 +147,7 @@ def tf_log(x: torch.Tensor) -> torch.Tensor:
     for c in _LOG_Q[1:]:
         q = q * m + c
     r = p / q
-    out = e * LOG2 + r
-    out = torch.where(x == 0, torch.full_like(out, float("-inf")), out)
-    out = torch.where(x == float("inf"), x, out)
-    return torch.where((x < 0) | torch.isnan(x), torch.full_like(out, float("nan")), out)
+    return e * LOG2 + r
 
 
 # round(log2 x) and floor(log2 x) as QKeras computes them (float32 ``tf_log(x) / ln2``). Both
@@ -162,16 +168,26 @@ def _tf_log2_floor_ref(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(tf_log(x) / LOG2)
 
 
+def _patch_band(x: torch.Tensor, out: torch.Tensor, safe: torch.Tensor, rounding: Any) -> None:
+    """Overwrite ``out`` (contiguous, like ``x``) where not ``safe`` with the exact emulation."""
+    idx = torch.logical_not(safe).view(-1).nonzero().squeeze(1)
+    xb = x.view(-1).index_select(0, idx)
+    # The few elements are nearly always finite and > 0, where tf_log's special cases are no-ops.
+    finite = bool(((xb > 0) & (xb < float("inf"))).all())
+    log = _tf_log_finite(xb) if finite else tf_log(xb)
+    out.view(-1).index_copy_(0, idx, rounding(log / LOG2))
+
+
 def tf_log2_round(x: torch.Tensor) -> torch.Tensor:
     """``torch.round(tf_log(x) / LOG2)`` bit for bit (signed zeros included), much faster."""
     if x.dtype != torch.float32:
         return _tf_log2_round_ref(x)
+    x = x.contiguous()
     lg = torch.log2(x)
     out = torch.round(lg)
     safe = torch.abs(lg.sub_(out)) < 0.5 - _BAND  # false for nan
     if not bool(safe.all()):
-        bad = ~safe
-        out[bad] = _tf_log2_round_ref(x[bad])
+        _patch_band(x, out, safe, torch.round)
     return out
 
 
@@ -179,12 +195,12 @@ def tf_log2_floor(x: torch.Tensor) -> torch.Tensor:
     """``torch.floor(tf_log(x) / LOG2)`` bit for bit, much faster."""
     if x.dtype != torch.float32:
         return _tf_log2_floor_ref(x)
+    x = x.contiguous()
     lg = torch.log2(x)
     out = torch.floor(lg)
     safe = torch.abs(lg.sub_(out).sub_(0.5)) < 0.5 - _BAND  # false for nan
     if not bool(safe.all()):
-        bad = ~safe
-        out[bad] = _tf_log2_floor_ref(x[bad])
+        _patch_band(x, out, safe, torch.floor)
     return out
 
 
