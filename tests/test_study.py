@@ -5,22 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hqrun.cli import main
-from hqrun.data import JET_CLASSES, JET_FEATURES
+from jets_data import write_tiny_jets
 
 
 @pytest.fixture(scope="module")
 def jets_file(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(7)
-    y = np.arange(600) % 5
-    X = (rng.normal(size=(600, 16)) + 2.5 * rng.normal(size=(5, 16))[y]).astype(np.float32)
-    path = tmp_path_factory.mktemp("studydata") / "tiny.npz"
-    np.savez(path, X=X, y=y.astype(np.int64), feature_names=np.array(JET_FEATURES),
-             class_names=np.array(JET_CLASSES))
-    return path
+    return write_tiny_jets(tmp_path_factory.mktemp("studydata") / "tiny.npz", n=600, seed=7, spread=2.5)
 
 
 def _study(run_dir: Path, jets_file: Path) -> None:

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hqrun.cli import main
-from hqrun.data import JET_CLASSES, JET_FEATURES
+from jets_data import write_tiny_jets
 
 COMMON = ["data=jets_file", "model=jet_dnn", "trainer.max_epochs=1", "trainer.batch_size=64",
           "trainer.progress_bar=false", "trainer.roc_plot=false"]
@@ -20,13 +19,7 @@ COMMON = ["data=jets_file", "model=jet_dnn", "trainer.max_epochs=1", "trainer.ba
 
 @pytest.fixture(scope="module")
 def jets_file(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(3)
-    y = np.arange(300) % 5
-    X = (rng.normal(size=(300, 16)) + 2.0 * rng.normal(size=(5, 16))[y]).astype(np.float32)
-    path = tmp_path_factory.mktemp("sweepdata") / "tiny.npz"
-    np.savez(path, X=X, y=y.astype(np.int64), feature_names=np.array(JET_FEATURES),
-             class_names=np.array(JET_CLASSES))
-    return path
+    return write_tiny_jets(tmp_path_factory.mktemp("sweepdata") / "tiny.npz", n=300, seed=3, spread=2.0)
 
 
 def _table(sweep_dir: Path) -> list[dict]:

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import yaml
 
 from hqrun.cli import main
-from hqrun.data import JET_CLASSES, JET_FEATURES
+from hqrun.data import JET_CLASSES
+from jets_data import write_tiny_jets
 
 
 @pytest.fixture(scope="module")
 def jets_file(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    y = np.arange(400) % 5
-    X = (rng.normal(size=(400, 16)) + 2.0 * rng.normal(size=(5, 16))[y] + 10).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, X=X, y=y.astype(np.int64), feature_names=np.array(JET_FEATURES),
-             class_names=np.array(JET_CLASSES))
-    return path
+    return write_tiny_jets(tmp_path_factory.mktemp("data") / "tiny.npz", n=400, seed=0, spread=2.0, offset=10)
 
 
 def train(run_dir, *overrides):
