@@ -106,8 +106,8 @@ def run(cfg: Any) -> dict:
     run_dir = output_dir(cfg, "train")
     run_dir.mkdir(parents=True, exist_ok=True)
 
+    plan = resolve_plan(cfg)  # a bad plan fails before the data are read
     splits = load_dataset(cfg.data, seed)
-    plan = resolve_plan(cfg)
     model_cfg, changed = fit_model_to_data(OmegaConf.to_container(cfg.model, resolve=True), splits)
     for line in changed:
         print(f"hqrun train: {line} (from the data)")
