@@ -120,6 +120,30 @@ def test_bayesian_and_asha(ray_session, tmp_path, algorithm):
         assert all((r["status"] == "stopped") == (r["epochs"] < 3) for r in ok)
 
 
+def test_capped_search_trains_only_configurations_within_the_cap(ray_session, tmp_path):
+    """search.goal.max_cost: every trial Ray ran fits the cap; a rerun adds none twice."""
+    from hqrun.search.costcap import config_key, price
+    from hqrun.search.space import build_space
+
+    cfg = make_cfg(max_trials=4, **{"space.limits": FAULTY})
+    backend = ToyBackend()
+    space = build_space(cfg.space, backend.describe())
+    import itertools
+    costs = sorted(price(space, backend, dict(zip(space.keys, v)), "bits")
+                   for v in itertools.product(*(c.options for c in space.choices)))
+    cap = costs[len(costs) // 4]     # a quarter of the space fits
+    cfg.goal.max_cost = cap
+    out = run_search(cfg, backend, DATA, tmp_path, seed=2)
+    assert len(finished(out.records)) == 4
+    assert all(r["cost"] <= cap for r in out.records)
+    assert len({config_key(r["config"]) for r in out.records}) == 4
+    cfg.max_trials = 6                # resume with a larger trial budget: two new configurations
+    again = run_search(cfg, backend, DATA, tmp_path, seed=2)
+    assert len(finished(again.records)) == 6
+    assert len({config_key(r["config"]) for r in again.records}) == 6
+    assert all(r["cost"] <= cap for r in again.records)
+
+
 def test_block_scheduler_freezes_earlier_blocks(ray_session, tmp_path):
     cfg = make_cfg(algorithm="blocks", max_trials=1,
                    **{"blocks.patterns": ["^(dense_2|relu_2)$", "^(dense_1|relu_1)$"],

@@ -20,6 +20,7 @@ class GoalConfig:
     delta_n: float = 8.0          # % accuracy penalty per `rate`-fold cost increase
     rate: float = 2.0
     stress: float = 1.0           # reference = stress x reference model's cost
+    max_cost: Optional[float] = None   # cap in the goal's unit: costlier configs are never trained
 
 
 @dataclass

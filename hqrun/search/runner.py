@@ -94,6 +94,11 @@ def check_config(cfg: Any) -> None:
     if _get(cfg, "retrain") not in ("winner", "front", "none"):
         raise SearchError(f"search.retrain={_get(cfg, 'retrain')!r}; use winner, front or none.")
     forgiving_from_config(_get(cfg, "goal"))
+    cap = _get(_get(cfg, "goal"), "max_cost")
+    if cap is not None and algo not in ("random", "asha"):
+        raise SearchError(f"search.goal.max_cost={cap} works with search.algorithm=random or "
+                          f"asha (configurations are drawn under the cap before training), not "
+                          f"with {algo}. Switch the algorithm or set search.goal.max_cost=null.")
 
 
 def patience_of(cfg: Any) -> int:
@@ -415,17 +420,43 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
         done = [r for r in journal.trials() if r["status"] in FINISHED]
         progress = Progress(max_trials, bool(_get(cfg, "progress", True)), done)
         remaining = max_trials - len(done)
+        points = None
+        cap = _get(_get(cfg, "goal"), "max_cost")
+        if remaining > 0 and cap is not None:
+            points = _capped_points(space, backend, goal, float(cap), remaining, seed + len(done),
+                                    [r["config"] for r in journal.trials()],
+                                    bool(_get(cfg, "progress", True)))
+            remaining = len(points)
         if remaining > 0:
             ctx = TrialContext(space, backend, data, reference.state, settings,
                                int(_get(cfg, "retries", 0)))
             _run_tuner(ctx, cfg, journal, run_dir, None, remaining, searcher, done,
-                       "asha" if algo == "asha" else None, progress, seed + len(done))
+                       "asha" if algo == "asha" else None, progress, seed + len(done), points)
         progress.close()
     else:
         frozen, final_block = _run_blocks(cfg, space, backend, data, reference, settings,
                                           journal, run_dir, ref_cost, goal, seed)
     return SearchOutcome(run_dir, journal.trials(), reference, ref_cost, space, frozen,
                          final_block)
+
+
+def _capped_points(space: SearchSpace, backend: Backend, goal: str, cap: float, n: int, seed: int,
+                   tried: list[dict], verbose: bool) -> list[dict]:
+    """``n`` untried configurations within the cost cap (fewer when the cap leaves fewer)."""
+    from hqrun.search.costcap import draw_under_cap
+
+    try:
+        drawn = draw_under_cap(space, backend, goal, cap, n, seed, exclude=tried)
+    except SearchError:
+        if tried:       # a resumed search whose cap admits no configuration it has not run
+            print(f"[search] no untried configuration left under max_cost={cap:g} {goal}")
+            return []
+        raise
+    if verbose or len(drawn.configs) < n:
+        print(f"[search] {len(drawn.configs)} of {n} trials drawn under max_cost={cap:g} {goal} "
+              f"({drawn.draws} configurations priced in {drawn.seconds:.0f} s, cheapest "
+              f"{drawn.cheapest:g})")
+    return drawn.configs
 
 
 def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
@@ -494,9 +525,24 @@ def write_schedule(run_dir: Path, blocks: list[Block]) -> None:
 
 def best_record(records: list[dict], objective: str = "forgiving") -> dict | None:
     """Highest score among completed trials (early-stopped ones only if none completed)."""
+    ranked = ranked_records(records, 1)
+    return ranked[0] if ranked else None
+
+
+def ranked_records(records: list[dict], k: int) -> list[dict]:
+    """The ``k`` best-scoring trials with distinct plans, best first: completed trials before
+    early-stopped ones (a stopped trial's accuracy is from fewer epochs), then by score."""
+    def usable(r: dict, statuses: tuple[str, ...]) -> bool:
+        return (r["status"] in statuses and r.get("score") is not None
+                and math.isfinite(r["score"]))
+
+    out: list[dict] = []
+    seen: set[str] = set()
     for statuses in (("ok",), ("stopped",)):
-        ok = [r for r in records if r["status"] in statuses and r.get("score") is not None
-              and math.isfinite(r["score"])]
-        if ok:
-            return max(ok, key=lambda r: (r["score"], r["accuracy"], -r["cost"]))
-    return None
+        group = [r for r in records if usable(r, statuses)]
+        for r in sorted(group, key=lambda r: (r["score"], r["accuracy"], -r["cost"]), reverse=True):
+            key = json.dumps([r.get("plan"), r.get("widths") or {}], sort_keys=True, default=str)
+            if key not in seen and len(out) < k:
+                seen.add(key)
+                out.append(r)
+    return out

@@ -1,0 +1,86 @@
+"""Trials under a cost cap: draw only configurations whose cost is within ``search.goal.max_cost``.
+
+A trigger designer rarely asks "the best accuracy-per-cost trade-off"; they ask "the most
+accurate model that fits in X" (a latency, LUT or energy budget fixed by the system). The cost
+of a configuration is known before any training (QTools prices a model from its quantizers
+alone), so a search with a cap need not spend trials on configurations it would reject: this
+module draws random configurations, prices each in milliseconds and keeps those within the cap.
+Every trial then explores the feasible region, which in AutoQKeras's default menu is only a few
+per cent of the space (the forgiving factor alone, with 40 random trials, lands one or two
+trials there).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from hqrun.errors import SearchError
+from hqrun.search.objectives import cost_of
+from hqrun.search.space import SearchSpace
+from hqrun.search.trial import Backend
+
+
+@dataclass
+class CappedDraw:
+    """What :func:`draw_under_cap` found: the configurations and how hard it was to find them."""
+
+    configs: list[dict]
+    draws: int             # distinct configurations priced
+    cheapest: float        # lowest cost seen (tells the user how far the cap is from the space)
+    seconds: float
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A canonical text form of a sampled configuration (for de-duplication)."""
+    return json.dumps({k: config[k] for k in sorted(config)}, sort_keys=True, default=str)
+
+
+def price(space: SearchSpace, backend: Backend, config: Mapping[str, Any], goal: str) -> float:
+    """The goal's cost of one configuration, from the cost model alone (no training)."""
+    model = backend.build(space.plan(config), space.widths(config))
+    return cost_of(backend.cost(model).totals, goal)
+
+
+def draw_under_cap(space: SearchSpace, backend: Backend, goal: str, max_cost: float, n: int,
+                   seed: int, exclude: Iterable[Mapping[str, Any]] = (),
+                   max_draws: int | None = None) -> CappedDraw:
+    """Up to ``n`` distinct random configurations costing at most ``max_cost``.
+
+    Configurations in ``exclude`` (the trials a resumed search already ran) are never drawn
+    again. Drawing stops after ``max_draws`` distinct priced configurations (default
+    ``max(2000, 200 n)``, about a minute for the jet model); fewer than ``n`` may come back when
+    the cap leaves few configurations. Raises :class:`SearchError` when none is found.
+    """
+    if not (max_cost > 0 and math.isfinite(max_cost)):
+        raise SearchError(f"search.goal.max_cost={max_cost} must be a positive number in the "
+                          f"goal's unit ({goal}), or null for no cap.")
+    rng = random.Random(seed)
+    seen = {config_key(c) for c in exclude}
+    limit = max_draws if max_draws is not None else max(2000, 200 * n)
+    size = math.prod(len(c.options) for c in space.choices)
+    found: list[dict] = []
+    draws, misses, cheapest = 0, 0, math.inf
+    start = time.perf_counter()
+    while len(found) < n and draws < limit and len(seen) < size and misses < 50 * limit:
+        config = {c.key: rng.choice(c.options) for c in space.choices}
+        key = config_key(config)
+        if key in seen:
+            misses += 1
+            continue
+        seen.add(key)
+        draws += 1
+        cost = price(space, backend, config, goal)
+        cheapest = min(cheapest, cost)
+        if cost <= max_cost:
+            found.append(config)
+    if not found and draws:
+        raise SearchError(
+            f"no configuration of the search space costs at most search.goal.max_cost="
+            f"{max_cost:g} ({goal}): the cheapest of {draws} priced was {cheapest:g}. Raise "
+            "the cap, or add cheaper quantizers to the space's menu (search/space=...).")
+    return CappedDraw(found, draws, cheapest, time.perf_counter() - start)
