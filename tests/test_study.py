@@ -48,3 +48,42 @@ def test_quickstart_study_ends_with_report_and_bit_exact_firmware(tmp_path: Path
     out = capsys.readouterr().out
     assert out.count("skipped") >= 6
     assert json.loads((run_dir / "report.json").read_text()) == summary
+
+
+def test_capped_search_and_candidates_pick_the_best_validation_model(tmp_path: Path,
+                                                                      jets_file: Path) -> None:
+    """study.max_cost caps every trial; study.candidates retrains the top trials and keeps the
+    one with the best validation accuracy (recorded in candidates.json and the report)."""
+    run_dir = tmp_path / "capped"
+    cap = 12000
+    main(["experiment=quickstart", "data=jets_file", f"data.path={jets_file}", "study.goals=[bits]",
+          "study.baselines=[float]", "study.firmware=false", "study.candidates=2",
+          f"study.max_cost.bits={cap}", "trainer.max_epochs=2", "trainer.batch_size=64",
+          "trainer.progress_bar=false", "search.max_trials=3", "search.epochs=1",
+          "search.reference_epochs=1", "search.batch_size=64", "search.ray.num_cpus=1",
+          f"hydra.run.dir={run_dir}"])
+    trials = [json.loads(line) for line in (run_dir / "search_bits" / "trials.jsonl").open()]
+    trials = [t for t in trials if t.get("event") == "trial"]
+    assert len(trials) == 3 and all(t["cost"] <= cap for t in trials)
+    rows = json.loads((run_dir / "QB" / "candidates.json").read_text())
+    assert len(rows) == 2 and sum(r["chosen"] for r in rows) == 1
+    chosen = next(r for r in rows if r["chosen"])
+    assert chosen["val_accuracy"] == max(r["val_accuracy"] for r in rows)
+    qb = json.loads((run_dir / "QB" / "metrics.json").read_text())
+    assert qb["val"]["accuracy"] == chosen["val_accuracy"]
+    assert json.loads((run_dir / "QB" / "cost.json").read_text())["totals"]["size_bits"] <= cap
+    assert "candidates retrained, chosen on validation accuracy" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("override, culprit", [
+    ("study.max_cost.energy=-5", "study.max_cost.energy"),
+    ("study.candidates=0", "study.candidates"),
+])
+def test_bad_study_settings_are_refused_before_training(tmp_path: Path, capsys, override: str,
+                                                         culprit: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment=quickstart", override, f"hydra.run.dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert culprit in err and "Traceback" not in err
+    assert not (tmp_path / "BF").exists()

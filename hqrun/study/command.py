@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hqrun.errors import HqrunError
 from hqrun.study.steps import (GOAL_LABELS, baseline_label, firmware_step, ptq_step, search_step,
-                               train_step)
+                               select_step, train_step)
 
 
 def study_dir(cfg: DictConfig) -> Path:
@@ -33,6 +33,7 @@ def run(cfg: DictConfig) -> dict:
     from hqrun.study.report import write_report
 
     scfg = cfg.study
+    _check_study(scfg)
     root = study_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
     (root / "study_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -50,10 +51,17 @@ def run(cfg: DictConfig) -> dict:
     for goal in scfg.goals:
         label = GOAL_LABELS.get(str(goal), f"Q{str(goal)[0].upper()}")
         searches[str(goal)] = root / f"search_{goal}"
-        print(f"[study] {label}: AutoQ search for {goal}")
-        winner = search_step(cfg, searches[str(goal)], str(goal))
-        print(f"[study] {label}: retraining the winner {winner}")
-        train_step(cfg, root / label, load_plan(str(winner)).to_dict(), init)
+        cap = (scfg.get("max_cost") or {}).get(str(goal))
+        print(f"[study] {label}: AutoQ search for {goal}"
+              + (f" under {cap:g}" if cap is not None else ""))
+        winner = search_step(cfg, searches[str(goal)], str(goal), cap)
+        k = int(scfg.get("candidates", 1))
+        if k > 1:
+            print(f"[study] {label}: retraining the {k} best trials, keeping the best on validation")
+            select_step(cfg, root / label, searches[str(goal)], k, init)
+        else:
+            print(f"[study] {label}: retraining the winner {winner}")
+            train_step(cfg, root / label, load_plan(str(winner)).to_dict(), init)
         models.append((label, root / label))
 
     if scfg.firmware:
@@ -75,6 +83,18 @@ def run(cfg: DictConfig) -> dict:
     report = write_report(root, models, searches, class_names, int(scfg.pareto_points), command)
     print(f"[study] report: {report}")
     return json.loads((root / "report.json").read_text())
+
+
+def _check_study(scfg: DictConfig) -> None:
+    """Refuse study settings that would only fail after the baselines have trained."""
+    k = scfg.get("candidates", 1)
+    if not isinstance(k, int) or k < 1:
+        raise HqrunError(f"study.candidates={k!r} must be an integer >= 1 (the number of top "
+                         "trials per search retrained in full; 1 retrains only the winner).")
+    for goal, cap in (scfg.get("max_cost") or {}).items():
+        if cap is not None and not (isinstance(cap, (int, float)) and cap > 0):
+            raise HqrunError(f"study.max_cost.{goal}={cap!r} must be a positive number in the "
+                             "goal's unit (pJ for energy, bits for bits) or null.")
 
 
 def _class_names(models: list[tuple[str, Path]]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 
 @dataclass
@@ -24,3 +24,10 @@ class StudyConfig:
                     "activation": "quantized_relu(16,6)"}})
     #: Front points of each search listed in the report (0 = none).
     pareto_points: int = 5
+    #: Cost cap per goal (goal -> cap in its unit, e.g. {energy: 19168}): passed to that goal's
+    #: search as search.goal.max_cost, so every trial fits it (random/asha searches only).
+    max_cost: Dict[str, Optional[float]] = field(
+        default_factory=lambda: {"energy": None, "bits": None, "ebops": None})
+    #: Best-scoring trials per search retrained in full; the one with the best validation
+    #: accuracy becomes QE/QB (1 = AutoQKeras's way: retrain only the winner).
+    candidates: int = 1

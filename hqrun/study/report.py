@@ -185,6 +185,25 @@ def pareto_plot(trials_by_goal: dict[str, list[dict]], rows: list[ModelRow], pat
     return path
 
 
+def candidates_markdown(models: list[tuple[str, Path]]) -> list[str]:
+    """One table per searched model that was chosen among retrained candidates."""
+    out: list[str] = []
+    for label, d in models:
+        path = d / "candidates.json"
+        if not path.exists():
+            continue
+        rows = json.loads(path.read_text())
+        out += [f"## {label}: candidates retrained, chosen on validation accuracy", "",
+                "| candidate | trial | search accuracy (val) | cost | retrained val accuracy "
+                "| test accuracy | chosen |", "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            out.append(f"| c{r['candidate']} | {r['trial_id']} | {_fmt(r.get('search_accuracy'), '.4f')} "
+                       f"| {_fmt(r.get('cost'))} | {_fmt(r.get('val_accuracy'), '.4f')} "
+                       f"| {_fmt(r.get('test_accuracy'), '.4f')} | {'yes' if r.get('chosen') else ''} |")
+        out.append("")
+    return out
+
+
 def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict[str, Path],
                  class_names: list[str], pareto_points: int, command: str) -> Path:
     """Write ``report.md`` (+ ``pareto.png``, ``roc_<model>.png``) into the study directory."""
@@ -214,6 +233,7 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
         "## Accuracy against cost", "",
         "![Pareto plot](pareto.png)" if plot else "(no finished search trial)", "",
         "## Quantizers chosen by the searches", "", quantizer_table(rows), "",
+        *candidates_markdown(models),
         "## ROC curves (test split)", "", *roc_lines, "",
     ]
     path = study_dir / "report.md"

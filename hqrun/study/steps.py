@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hqrun.errors import HqrunError
+
 #: Row labels the paper uses: BF (float), Q6 (homogeneous 6-bit), QE (energy), QB (bits).
 GOAL_LABELS = {"energy": "QE", "bits": "QB", "ebops": "QF"}
 
@@ -45,8 +47,9 @@ def train_step(cfg: DictConfig, out_dir: Path, plan: dict, init_from: Path | Non
     return train(job)
 
 
-def search_step(cfg: DictConfig, out_dir: Path, goal: str) -> Path:
-    """Run (or resume) the AutoQ search for one goal; return its winner plan file."""
+def search_step(cfg: DictConfig, out_dir: Path, goal: str, max_cost: float | None = None) -> Path:
+    """Run (or resume) the AutoQ search for one goal (under ``max_cost`` when given); return its
+    winner plan file."""
     winner = out_dir / "winner.yaml"
     if (out_dir / "search_summary.json").exists() and winner.exists():
         print(f"[study] search {goal}: already finished, skipped")
@@ -54,9 +57,72 @@ def search_step(cfg: DictConfig, out_dir: Path, goal: str) -> Path:
     from hqrun.search.command import run as search
 
     job = _derive(cfg, command="search", **{"search.run_dir": str(out_dir),
-                                            "search.goal.type": goal, "search.retrain": "none"})
+                                            "search.goal.type": goal, "search.retrain": "none",
+                                            "search.goal.max_cost": max_cost})
     search(job)
     return winner
+
+
+def candidate_plans(search_dir: Path, k: int) -> list[tuple[dict, Path]]:
+    """The ``k`` best-scoring trials of a finished search, each written as a plan file under
+    ``<search_dir>/candidates/`` (best first; the first one is the search's winner)."""
+    from hqrun.search.journal import Journal
+    from hqrun.search.results import write_plan
+    from hqrun.search.runner import ranked_records
+
+    records = Journal(search_dir / "trials.jsonl").trials()
+    blocks = [r["block"] for r in records if r.get("block") is not None]
+    if blocks:   # block scheduler: only the last block's trials hold whole plans
+        records = [r for r in records if r.get("block") == max(blocks)]
+    out = []
+    folder = search_dir / "candidates"
+    folder.mkdir(exist_ok=True)
+    for i, rec in enumerate(ranked_records(records, k)):
+        path = folder / f"c{i}.yaml"
+        write_plan(rec["plan"], path, f"candidate_{i}", rec.get("widths"))
+        out.append((rec, path))
+    return out
+
+
+def select_step(cfg: DictConfig, out_dir: Path, search_dir: Path, k: int,
+                init_from: Path | None) -> dict:
+    """Retrain the ``k`` best trials of a search in full and keep the one with the best
+    validation accuracy as ``out_dir`` (a plain training run directory).
+
+    A trial's accuracy comes from a few epochs and is noisy; a short list retrained to the end
+    and judged on validation data (never on test data) picks the final model more reliably than
+    the single best trial. Candidates train in ``<out_dir>_candidates/c<i>``; the choice is
+    recorded in ``<out_dir>/candidates.json``.
+    """
+    if (out_dir / "metrics.json").exists() and (out_dir / "model.pt").exists():
+        print(f"[study] {out_dir.name}: already trained, skipped")
+        return json.loads((out_dir / "metrics.json").read_text())
+    from hqrun.models import load_plan
+
+    rows = []
+    for i, (rec, plan_path) in enumerate(candidate_plans(search_dir, k)):
+        cand_dir = out_dir.parent / f"{out_dir.name}_candidates" / f"c{i}"
+        print(f"[study] {out_dir.name}: candidate {i} (trial {rec['trial_id']})")
+        metrics = train_step(cfg, cand_dir, load_plan(str(plan_path)).to_dict(), init_from)
+        rows.append({"candidate": i, "trial_id": rec["trial_id"], "dir": str(cand_dir),
+                     "search_accuracy": rec.get("accuracy"), "cost": rec.get("cost"),
+                     "val_accuracy": metrics["val"]["accuracy"],
+                     "test_accuracy": metrics["test"]["accuracy"]})
+    if not rows:
+        raise HqrunError(f"the search in {search_dir} has no finished trial to retrain; see its "
+                         "trials.csv (column error), fix the cause and rerun the same command.")
+    best = max(rows, key=lambda r: (r["val_accuracy"], -r["candidate"]))
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(best["dir"], tmp)
+    for row in rows:
+        row["chosen"] = row is best
+    (tmp / "candidates.json").write_text(json.dumps(rows, indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    print(f"[study] {out_dir.name}: candidate {best['candidate']} chosen (validation accuracy "
+          f"{best['val_accuracy']:.4f})")
+    return json.loads((out_dir / "metrics.json").read_text())
 
 
 def ptq_step(float_dir: Path, out_dir: Path, plan: dict) -> Path:
