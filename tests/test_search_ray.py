@@ -144,6 +144,27 @@ def test_capped_search_trains_only_configurations_within_the_cap(ray_session, tm
     assert all(r["cost"] <= cap for r in again.records)
 
 
+def test_evolution_breeds_capped_neighbours_and_resumes(ray_session, tmp_path):
+    """algorithm=evolution: a random population, then one-mutation children of earlier trials,
+    all within the cap and never repeated; a rerun with a larger budget continues."""
+    from hqrun.search.costcap import config_key
+
+    cfg = make_cfg(algorithm="evolution", max_trials=6, **{"space.limits": FAULTY,
+                   "evolution.population": 3, "evolution.tournament": 2, "evolution.batch": 2,
+                   "goal.max_cost": 1e9})
+    out = run_search(cfg, ToyBackend(), DATA, tmp_path, seed=4)
+    assert len(finished(out.records)) == 6
+    keys = [config_key(r["config"]) for r in out.records]
+    assert len(set(keys)) == 6
+    for i, rec in enumerate(out.records[3:], start=3):   # bred: one choice away from an elder
+        assert any(sum(rec["config"][k] != old["config"][k] for k in rec["config"]) == 1
+                   for old in out.records[:i])
+    cfg.max_trials = 8
+    again = run_search(cfg, ToyBackend(), DATA, tmp_path, seed=4)
+    assert len(finished(again.records)) == 8
+    assert [config_key(r["config"]) for r in again.records][:6] == keys
+
+
 def test_block_scheduler_freezes_earlier_blocks(ray_session, tmp_path):
     cfg = make_cfg(algorithm="blocks", max_trials=1,
                    **{"blocks.patterns": ["^(dense_2|relu_2)$", "^(dense_1|relu_1)$"],

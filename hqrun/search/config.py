@@ -64,6 +64,15 @@ class AshaConfig:
 
 
 @dataclass
+class EvolutionConfig:
+    """Regularized evolution (``algorithm: evolution``, hqrun/search/evolution.py)."""
+
+    population: int = 16          # random trials first; parents come from the last `population`
+    tournament: int = 4           # trials drawn per parent choice; the best one is mutated
+    batch: int = 4                # children bred per Ray round (they train in parallel)
+
+
+@dataclass
 class BayesianConfig:
     n_startup_trials: int = 5
 
@@ -77,7 +86,7 @@ class RayConfig:
 
 @dataclass
 class SearchConfig:
-    algorithm: str = "random"         # random | bayesian | asha | blocks
+    algorithm: str = "random"         # random | bayesian | asha | blocks | evolution
     objective: str = "forgiving"      # forgiving (AutoQKeras score) | pareto (accuracy vs cost)
     max_trials: int = 20
     epochs: int = 10                  # QAT epochs per trial (at most)
@@ -98,9 +107,10 @@ class SearchConfig:
     blocks: BlocksConfig = field(default_factory=BlocksConfig)
     asha: AshaConfig = field(default_factory=AshaConfig)
     bayesian: BayesianConfig = field(default_factory=BayesianConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 
-ALGORITHMS = ("random", "bayesian", "asha", "blocks")
+ALGORITHMS = ("random", "bayesian", "asha", "blocks", "evolution")
 OBJECTIVES = ("forgiving", "pareto")
 GOALS = ("bits", "energy", "ebops")

@@ -95,10 +95,16 @@ def check_config(cfg: Any) -> None:
         raise SearchError(f"search.retrain={_get(cfg, 'retrain')!r}; use winner, front or none.")
     forgiving_from_config(_get(cfg, "goal"))
     cap = _get(_get(cfg, "goal"), "max_cost")
-    if cap is not None and algo not in ("random", "asha"):
-        raise SearchError(f"search.goal.max_cost={cap} works with search.algorithm=random or "
-                          f"asha (configurations are drawn under the cap before training), not "
-                          f"with {algo}. Switch the algorithm or set search.goal.max_cost=null.")
+    if cap is not None and algo not in ("random", "asha", "evolution"):
+        raise SearchError(f"search.goal.max_cost={cap} works with search.algorithm=random, asha "
+                          f"or evolution (configurations are drawn under the cap before "
+                          f"training), not with {algo}. Switch the algorithm or set "
+                          "search.goal.max_cost=null.")
+    if algo == "evolution":
+        ecfg = _get(cfg, "evolution")
+        for key in ("population", "tournament", "batch"):
+            if int(_get(ecfg, key)) < 1:
+                raise SearchError(f"search.evolution.{key}={_get(ecfg, key)} must be >= 1.")
 
 
 def patience_of(cfg: Any) -> int:
@@ -112,6 +118,8 @@ def fingerprint(cfg: Any) -> str:
     plain = _plain(cfg)
     keep = {k: plain.get(k) for k in ("algorithm", "objective", "epochs", "batch_size", "patience", "trainer",
                                        "learning_rate", "train_samples", "goal", "space", "blocks")}
+    if plain.get("algorithm") == "evolution":
+        keep["evolution"] = plain.get("evolution")
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -248,6 +256,7 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
                 "widths": space.widths(config),
                 "accuracy": _num(res.get("accuracy")), "cost": _num(res.get("cost")),
                 "score": _num(res.get("score")), "epochs": res.get("epoch", 0),
+                "best_epoch": res.get("best_epoch"),
                 "time": res.get("trial_time"), "error": error,
                 "costs": {k[5:]: v for k, v in res.items() if k.startswith("cost_")},
                 "finished_at": time.time(),
@@ -416,7 +425,10 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
     searcher = "bayesian" if algo == "bayesian" else "random"
     frozen: dict = {}
     final_block = None
-    if algo != "blocks":
+    if algo == "evolution":
+        _run_evolution(cfg, space, backend, data, reference, settings, journal, run_dir, goal,
+                       seed)
+    elif algo != "blocks":
         done = [r for r in journal.trials() if r["status"] in FINISHED]
         progress = Progress(max_trials, bool(_get(cfg, "progress", True)), done)
         remaining = max_trials - len(done)
@@ -457,6 +469,52 @@ def _capped_points(space: SearchSpace, backend: Backend, goal: str, cap: float, 
               f"({drawn.draws} configurations priced in {drawn.seconds:.0f} s, cheapest "
               f"{drawn.cheapest:g})")
     return drawn.configs
+
+
+def _run_evolution(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
+                   reference: Reference, settings: TrialSettings, journal: Journal, run_dir: Path,
+                   goal: str, seed: int) -> None:
+    """Regularized evolution: a random population, then batches of mutated tournament winners
+    (hqrun/search/evolution.py), each batch one Ray Tune run; resumable from the journal."""
+    import random
+
+    from hqrun.search.costcap import config_key, price
+    from hqrun.search.evolution import children, random_configs
+
+    ecfg = _get(cfg, "evolution")
+    population, tournament = int(_get(ecfg, "population")), int(_get(ecfg, "tournament"))
+    batch, max_trials = int(_get(ecfg, "batch")), int(_get(cfg, "max_trials"))
+    cap = _get(_get(cfg, "goal"), "max_cost")
+    verbose = bool(_get(cfg, "progress", True))
+    accept = None if cap is None else (lambda c: price(space, backend, c, goal) <= float(cap))
+    done = [r for r in journal.trials() if r["status"] in FINISHED]
+    progress = Progress(max_trials, verbose, done)
+    ctx = TrialContext(space, backend, data, reference.state, settings,
+                       int(_get(cfg, "retries", 0)))
+    while len(done) < max_trials:
+        records = journal.trials()
+        tried = {config_key(r["config"]) for r in records}
+        rng = random.Random(seed + len(done))
+        want = max_trials - len(done)
+        if len(done) < population:
+            n = min(want, population - len(done))
+            points = (_capped_points(space, backend, goal, float(cap), n, seed + len(done),
+                                     [r["config"] for r in records], verbose)
+                      if cap is not None else random_configs(space, n, rng, tried))
+        else:
+            points = children(space, records, min(want, batch), rng, population, tournament,
+                              tried, accept)
+        if not points:
+            print(f"[search] evolution: no untried configuration left to breed after "
+                  f"{len(done)} trials")
+            break
+        _run_tuner(ctx, cfg, journal, run_dir, None, len(points), "random", done, None,
+                   progress, seed + len(done), points)
+        before, done = len(done), [r for r in journal.trials() if r["status"] in FINISHED]
+        if len(done) == before:
+            raise SearchError(f"a round of {len(points)} trials finished none (see {run_dir}/ray "
+                              "for Ray's errors); rerun the same command to resume.")
+    progress.close()
 
 
 def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,

@@ -227,17 +227,27 @@ def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialDat
     info = backend.cost(model)
     cost = cost_of(info.totals, settings.goal)
     last: dict = {}
+    best: dict = {}
 
     def on_epoch(epoch: int, loss: float, acc: float, stop: bool = False) -> None:
-        nonlocal last
+        # A trial's accuracy and score are those of its best epoch so far, as in Keras Tuner
+        # (trial score = best value of the objective over epochs), which AutoQKeras runs on: a
+        # 10-epoch QAT curve of a 1-2 bit model swings by points from epoch to epoch, and the
+        # last epoch alone ranks trials by that noise.
+        nonlocal last, best
         if not (math.isfinite(loss) and math.isfinite(acc)):
             raise TrialFailed(f"epoch {epoch}: loss={loss} val_accuracy={acc} (not finite)")
+        score = settings.forgiving.score(acc, settings.reference_cost, cost)
+        if not best or score > best["score"]:
+            best = {"epoch": epoch, "accuracy": acc, "score": score}
         last = {
             "epoch": epoch,
             "loss": loss,
-            "accuracy": acc,
+            "accuracy": best["accuracy"],
+            "last_accuracy": acc,
+            "best_epoch": best["epoch"],
             "cost": cost,
-            "score": settings.forgiving.score(acc, settings.reference_cost, cost),
+            "score": best["score"],
             "trial_time": time.perf_counter() - t0,
             "early_stopped": int(stop),
             **{f"cost_{k}": float(v) for k, v in info.totals.items()},
