@@ -53,7 +53,11 @@ def model_row(label: str, directory: Path) -> ModelRow:
             kernel = (plan.get("default") or {}).get("kernel")
             note = f"post-training {kernel}"
             if acc.get("firmware") is not None:
-                note += f", firmware test accuracy {acc['firmware']:.4f}"
+                n = (fw.get("verification") or {}).get("n_samples")
+                on = f" on {n:,} verified test samples" if n else ""
+                model_acc = acc.get("model")
+                note += (f", firmware accuracy {acc['firmware']:.4f}{on}"
+                         + (f" (PTQ model {model_acc:.4f})" if model_acc is not None else ""))
     elif fw_error:
         bit_exact = False
         note = fw_error.get("error", "").split(". ")[0]
