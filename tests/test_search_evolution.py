@@ -69,3 +69,12 @@ def test_children_respect_the_cap_and_skip_failed_trials():
                     accept=lambda c: price(SPACE, BACKEND, c, "bits") <= cap)
     assert kids and all(price(SPACE, BACKEND, k, "bits") <= cap for k in kids)
     assert children(SPACE, [records[-1]], 3, random.Random(0), 10, 3, set()) == []
+
+
+def test_breeding_order_is_issue_order_not_finishing_order():
+    from hqrun.search.runner import issue_order
+
+    ids = ["part_000-ab12c_00000", "part_000-ab12c_00001", "part_000-ab12c_00010",
+           "part_001-ff00e_00000", "part_001-ff00e_00002", "part_010-0a0a0_00000"]
+    shuffled = [ids[i] for i in (4, 0, 5, 2, 1, 3)]
+    assert sorted(shuffled, key=lambda t: issue_order({"trial_id": t})) == ids

@@ -471,6 +471,17 @@ def _capped_points(space: SearchSpace, backend: Backend, goal: str, cap: float, 
     return drawn.configs
 
 
+def issue_order(record: Mapping[str, Any]) -> tuple:
+    """Sort key: the order trials were handed to Ray (Tuner run, then Ray's trial index).
+
+    The journal is in finishing order, which depends on timing when trials run in parallel;
+    breeding from issue order makes an evolution search reproducible from its seed.
+    """
+    session, _, ray_id = str(record.get("trial_id", "")).rpartition("-")
+    index = ray_id.rsplit("_", 1)[-1]
+    return (session, int(index) if index.isdigit() else -1, ray_id)
+
+
 def _run_evolution(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
                    reference: Reference, settings: TrialSettings, journal: Journal, run_dir: Path,
                    goal: str, seed: int) -> None:
@@ -492,7 +503,7 @@ def _run_evolution(cfg: Any, space: SearchSpace, backend: Backend, data: TrialDa
     ctx = TrialContext(space, backend, data, reference.state, settings,
                        int(_get(cfg, "retries", 0)))
     while len(done) < max_trials:
-        records = journal.trials()
+        records = sorted(journal.trials(), key=issue_order)
         tried = {config_key(r["config"]) for r in records}
         rng = random.Random(seed + len(done))
         want = max_trials - len(done)
