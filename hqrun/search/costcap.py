@@ -17,7 +17,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from hqrun.errors import SearchError
 from hqrun.search.objectives import cost_of
@@ -38,6 +38,22 @@ class CappedDraw:
 def config_key(config: Mapping[str, Any]) -> str:
     """A canonical text form of a sampled configuration (for de-duplication)."""
     return json.dumps({k: config[k] for k in sorted(config)}, sort_keys=True, default=str)
+
+
+def fresh_configs(space: SearchSpace, rng: random.Random, seen: set[str],
+                  max_misses: int) -> Iterator[dict]:
+    """Uniformly drawn configurations never seen before (``seen`` is updated), until the space
+    is exhausted or ``max_misses`` draws in all hit configurations already seen."""
+    size = math.prod(len(c.options) for c in space.choices)
+    misses = 0
+    while len(seen) < size and misses < max_misses:
+        config = {c.key: rng.choice(c.options) for c in space.choices}
+        key = config_key(config)
+        if key in seen:
+            misses += 1
+            continue
+        seen.add(key)
+        yield config
 
 
 def price(space: SearchSpace, backend: Backend, config: Mapping[str, Any], goal: str) -> float:
@@ -62,17 +78,12 @@ def draw_under_cap(space: SearchSpace, backend: Backend, goal: str, max_cost: fl
     rng = random.Random(seed)
     seen = {config_key(c) for c in exclude}
     limit = max_draws if max_draws is not None else max(2000, 200 * n)
-    size = math.prod(len(c.options) for c in space.choices)
     found: list[dict] = []
-    draws, misses, cheapest = 0, 0, math.inf
+    draws, cheapest = 0, math.inf
     start = time.perf_counter()
-    while len(found) < n and draws < limit and len(seen) < size and misses < 50 * limit:
-        config = {c.key: rng.choice(c.options) for c in space.choices}
-        key = config_key(config)
-        if key in seen:
-            misses += 1
-            continue
-        seen.add(key)
+    for config in fresh_configs(space, rng, seen, max_misses=50 * limit):
+        if len(found) >= n or draws >= limit:
+            break
         draws += 1
         cost = price(space, backend, config, goal)
         cheapest = min(cheapest, cost)

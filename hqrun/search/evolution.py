@@ -16,11 +16,12 @@ other algorithms (the journal holds every finished trial).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any, Callable, Mapping, Sequence
 
-from hqrun.search.costcap import config_key
+from hqrun.search.costcap import config_key, fresh_configs
 from hqrun.search.space import SearchSpace
 
 USABLE = ("ok", "stopped")
@@ -46,18 +47,7 @@ def mutate(config: Mapping[str, Any], space: SearchSpace, rng: random.Random) ->
 def random_configs(space: SearchSpace, n: int, rng: random.Random,
                    tried: set[str]) -> list[dict]:
     """Up to ``n`` distinct uniformly drawn configurations not in ``tried`` (updated in place)."""
-    out: list[dict] = []
-    size = math.prod(len(c.options) for c in space.choices)
-    misses = 0
-    while len(out) < n and len(tried) < size and misses < 1000 * n:
-        config = {c.key: rng.choice(c.options) for c in space.choices}
-        key = config_key(config)
-        if key in tried:
-            misses += 1
-            continue
-        tried.add(key)
-        out.append(config)
-    return out
+    return list(itertools.islice(fresh_configs(space, rng, tried, max_misses=1000 * n), n))
 
 
 def children(space: SearchSpace, records: Sequence[Mapping[str, Any]], n: int,
