@@ -101,3 +101,22 @@ def test_trial_reports_its_best_epoch_like_keras_tuner():
         assert row["accuracy"] == max(seen)
         assert row["last_accuracy"] == seen[-1]
         assert rows[row["best_epoch"] - 1]["last_accuracy"] == row["accuracy"]
+
+
+def test_accuracy_objective_needs_a_cap():
+    cfg = OmegaConf.structured(SearchConfig)
+    cfg.objective = "accuracy"
+    with pytest.raises(SearchError, match="objective=accuracy.*max_cost"):
+        check_config(cfg)
+    cfg.goal.max_cost = 1000.0
+    check_config(cfg)
+
+
+@given(acc=st.floats(0, 1), ref=st.floats(1, 1e6), cost=st.floats(1, 1e6))
+def test_accuracy_objective_scores_accuracy_alone(acc, ref, cost):
+    from hqrun.search.objectives import score_rule
+
+    goal = OmegaConf.structured(SearchConfig).goal
+    assert score_rule("accuracy", goal).score(acc, ref, cost) == pytest.approx(acc)
+    forgiving = score_rule("forgiving", goal).score(acc, ref, cost)
+    assert (forgiving > acc) == (cost < ref and acc > 0) or forgiving == pytest.approx(acc)

@@ -78,6 +78,7 @@ def test_capped_search_and_candidates_pick_the_best_validation_model(tmp_path: P
 @pytest.mark.parametrize("override, culprit", [
     ("study.max_cost.energy=-5", "study.max_cost.energy"),
     ("study.candidates=0", "study.candidates"),
+    ("search.objective=accuracy", "study.max_cost.energy"),
 ])
 def test_bad_study_settings_are_refused_before_training(tmp_path: Path, capsys, override: str,
                                                          culprit: str) -> None:

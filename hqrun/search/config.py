@@ -87,7 +87,7 @@ class RayConfig:
 @dataclass
 class SearchConfig:
     algorithm: str = "random"         # random | bayesian | asha | blocks | evolution
-    objective: str = "forgiving"      # forgiving (AutoQKeras score) | pareto (accuracy vs cost)
+    objective: str = "forgiving"      # forgiving (AutoQKeras score) | pareto (accuracy vs cost) | accuracy (needs goal.max_cost)
     max_trials: int = 20
     epochs: int = 10                  # QAT epochs per trial (at most)
     patience: Optional[int] = None    # early stop on val loss; null: AutoQKeras's min(20, epochs//5); 0: off
@@ -112,5 +112,5 @@ class SearchConfig:
 
 
 ALGORITHMS = ("random", "bayesian", "asha", "blocks", "evolution")
-OBJECTIVES = ("forgiving", "pareto")
+OBJECTIVES = ("forgiving", "pareto", "accuracy")
 GOALS = ("bits", "energy", "ebops")

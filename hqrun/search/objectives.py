@@ -64,6 +64,20 @@ def forgiving_from_config(goal: Any) -> ForgivingFactor:
                            float(get("rate", 2.0)), float(get("stress", 1.0)))
 
 
+def score_rule(objective: str, goal: Any) -> ForgivingFactor:
+    """The trial score of ``search.objective``.
+
+    ``accuracy`` is for capped searches (``goal.max_cost``): every trial already fits the budget,
+    and within it the user wants the most accurate model, not the cheapest one that the forgiving
+    factor would trade accuracy for. It is the forgiving factor with zero bonus and penalty, so
+    the score is the validation accuracy itself and every tuner and scheduler works unchanged.
+    """
+    ff = forgiving_from_config(goal)
+    if objective == "accuracy":
+        return ForgivingFactor(0.0, 0.0, ff.rate, ff.stress)
+    return ff
+
+
 def cost_of(totals: Mapping[str, float], goal: str) -> float:
     """Pick the goal's number out of a trial's cost totals."""
     key = GOAL_KEYS[goal]

@@ -25,7 +25,7 @@ from hqrun.errors import SearchError
 from hqrun.search.blocks import Block, schedule_blocks
 from hqrun.search.config import ALGORITHMS, OBJECTIVES
 from hqrun.search.journal import Journal
-from hqrun.search.objectives import cost_of, forgiving_from_config
+from hqrun.search.objectives import cost_of, forgiving_from_config, score_rule
 from hqrun.search.space import SearchSpace, build_space
 from hqrun.search.trial import (Backend, TrialData, TrialSettings, float_plan,
                                 run_trial, train_model)
@@ -95,6 +95,10 @@ def check_config(cfg: Any) -> None:
         raise SearchError(f"search.retrain={_get(cfg, 'retrain')!r}; use winner, front or none.")
     forgiving_from_config(_get(cfg, "goal"))
     cap = _get(_get(cfg, "goal"), "max_cost")
+    if obj == "accuracy" and cap is None:
+        raise SearchError("search.objective=accuracy ranks trials by accuracy alone, so it needs "
+                          "a cost cap: set search.goal.max_cost=<cap in the goal's unit> (or "
+                          "study.max_cost.<goal>), or use search.objective=forgiving.")
     if cap is not None and algo not in ("random", "asha", "evolution"):
         raise SearchError(f"search.goal.max_cost={cap} works with search.algorithm=random, asha "
                           f"or evolution (configurations are drawn under the cap before "
@@ -412,7 +416,7 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
     journal = Journal(run_dir / "trials.jsonl")
 
     goal = _get(_get(cfg, "goal"), "type")
-    ff = forgiving_from_config(_get(cfg, "goal"))
+    ff = score_rule(str(_get(cfg, "objective")), _get(cfg, "goal"))
     threads = int(_get(_get(cfg, "ray"), "cpus_per_trial", 1))
     torch.set_num_threads(threads)
     reference = train_reference(backend, data, cfg, run_dir, seed)

@@ -33,7 +33,7 @@ def run(cfg: DictConfig) -> dict:
     from hqrun.study.report import write_report
 
     scfg = cfg.study
-    _check_study(scfg)
+    _check_study(cfg)
     root = study_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
     (root / "study_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -85,8 +85,15 @@ def run(cfg: DictConfig) -> dict:
     return json.loads((root / "report.json").read_text())
 
 
-def _check_study(scfg: DictConfig) -> None:
+def _check_study(cfg: DictConfig) -> None:
     """Refuse study settings that would only fail after the baselines have trained."""
+    scfg = cfg.study
+    caps = scfg.get("max_cost") or {}
+    uncapped = [str(g) for g in scfg.goals if caps.get(str(g)) is None]
+    if cfg.search.get("objective") == "accuracy" and uncapped:
+        raise HqrunError(f"search.objective=accuracy needs a cost cap for every searched goal, "
+                         f"and {', '.join(uncapped)} has none: set study.max_cost."
+                         f"{uncapped[0]}=<cap>, or use search.objective=forgiving.")
     k = scfg.get("candidates", 1)
     if not isinstance(k, int) or k < 1:
         raise HqrunError(f"study.candidates={k!r} must be an integer >= 1 (the number of top "
