@@ -88,3 +88,27 @@ def test_bad_study_settings_are_refused_before_training(tmp_path: Path, capsys, 
     err = capsys.readouterr().err
     assert culprit in err and "Traceback" not in err
     assert not (tmp_path / "BF").exists()
+
+
+def test_candidates_of_a_block_search_come_from_the_block_searched_last(tmp_path: Path) -> None:
+    """With schedule=cost the last block searched may have the lower index."""
+    from hqrun.search.journal import Journal
+    from hqrun.study.steps import candidate_plans
+
+    journal = Journal(tmp_path / "trials.jsonl")
+
+    def trial(block: int, n: int, score: float) -> dict:
+        plan = {"name": "t", "input": None, "default": {}, "layers": {
+            "dense_1": {"kernel": f"quantized_bits({n},0,1)"}}}
+        return {"event": "trial", "trial_id": f"b{block}-{n}", "block": block, "status": "ok",
+                "config": {"k": n}, "plan": plan, "widths": {}, "accuracy": score,
+                "cost": 1.0, "score": score}
+
+    journal.append(trial(1, 4, 0.9))
+    journal.append({"event": "block_done", "block": 1, "trial_id": "b1-4", "frozen": {}})
+    journal.append(trial(0, 6, 0.5))
+    journal.append(trial(0, 8, 0.6))
+    journal.append({"event": "block_done", "block": 0, "trial_id": "b0-8", "frozen": {}})
+    picked = candidate_plans(tmp_path, 3)
+    assert [rec["trial_id"] for rec, _ in picked] == ["b0-8", "b0-6"]
+    assert all(path.exists() for _, path in picked)

@@ -17,21 +17,12 @@ other algorithms (the journal holds every finished trial).
 from __future__ import annotations
 
 import itertools
-import math
 import random
 from typing import Any, Callable, Mapping, Sequence
 
 from hqrun.search.costcap import config_key, fresh_configs
+from hqrun.search.journal import scored_trials
 from hqrun.search.space import SearchSpace
-
-USABLE = ("ok", "stopped")
-
-
-def scored(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Finished trials with a finite score, in the order they finished."""
-    return [r for r in records if r.get("status") in USABLE and r.get("score") is not None
-            and math.isfinite(r["score"])]
-
 
 def mutate(config: Mapping[str, Any], space: SearchSpace, rng: random.Random) -> dict:
     """A copy of ``config`` with one choice (that has alternatives) set to another option."""
@@ -54,13 +45,14 @@ def children(space: SearchSpace, records: Sequence[Mapping[str, Any]], n: int,
              rng: random.Random, population: int, tournament: int, tried: set[str],
              accept: Callable[[dict], bool] | None = None, max_attempts: int | None = None
              ) -> list[dict]:
-    """Up to ``n`` new configurations bred from the last ``population`` scored trials.
+    """Up to ``n`` new configurations bred from the last ``population`` scored trials
+    (``records`` in the order they were issued, so that breeding is reproducible).
 
     Each child: draw ``tournament`` trials from the pool, take the best-scoring one, mutate one
     choice. Children already in ``tried`` (updated in place) or refused by ``accept`` (the cost
     cap) are dropped and redrawn, up to ``max_attempts`` draws in all.
     """
-    pool = list(scored(records))[-population:]
+    pool = scored_trials(records)[-population:]
     if not pool:
         return []
     out: list[dict] = []

@@ -9,9 +9,10 @@ truncated last line (killed mid-write) is ignored on reading.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 
 class Journal:
@@ -55,6 +56,14 @@ class Journal:
 
     def blocks_done(self) -> dict[int, dict]:
         return {r["block"]: r for r in self.records() if r.get("event") == "block_done"}
+
+
+def scored_trials(records: Iterable[dict], statuses: tuple[str, ...] = ("ok", "stopped")
+                  ) -> list[dict]:
+    """Trials with one of ``statuses`` and a finite score, in the order given (what rankings,
+    winners and parents may be drawn from; failed trials and NaN scores never are)."""
+    return [r for r in records if r.get("status") in statuses and r.get("score") is not None
+            and math.isfinite(r["score"])]
 
 
 def _default(obj: Any) -> Any:

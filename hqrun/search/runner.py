@@ -24,7 +24,7 @@ import torch
 from hqrun.errors import SearchError
 from hqrun.search.blocks import Block, schedule_blocks
 from hqrun.search.config import ALGORITHMS, OBJECTIVES
-from hqrun.search.journal import Journal
+from hqrun.search.journal import Journal, scored_trials
 from hqrun.search.objectives import cost_of, forgiving_from_config, score_rule
 from hqrun.search.space import SearchSpace, build_space
 from hqrun.search.trial import (Backend, TrialData, TrialSettings, float_plan,
@@ -605,14 +605,10 @@ def best_record(records: list[dict], objective: str = "forgiving") -> dict | Non
 def ranked_records(records: list[dict], k: int) -> list[dict]:
     """The ``k`` best-scoring trials with distinct plans, best first: completed trials before
     early-stopped ones (a stopped trial's accuracy is from fewer epochs), then by score."""
-    def usable(r: dict, statuses: tuple[str, ...]) -> bool:
-        return (r["status"] in statuses and r.get("score") is not None
-                and math.isfinite(r["score"]))
-
     out: list[dict] = []
     seen: set[str] = set()
     for statuses in (("ok",), ("stopped",)):
-        group = [r for r in records if usable(r, statuses)]
+        group = scored_trials(records, statuses)
         for r in sorted(group, key=lambda r: (r["score"], r["accuracy"], -r["cost"]), reverse=True):
             key = json.dumps([r.get("plan"), r.get("widths") or {}], sort_keys=True, default=str)
             if key not in seen and len(out) < k:

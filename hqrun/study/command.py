@@ -98,7 +98,7 @@ def _check_study(cfg: DictConfig) -> None:
     if not isinstance(k, int) or k < 1:
         raise HqrunError(f"study.candidates={k!r} must be an integer >= 1 (the number of top "
                          "trials per search retrained in full; 1 retrains only the winner).")
-    for goal, cap in (scfg.get("max_cost") or {}).items():
+    for goal, cap in caps.items():
         if cap is not None and not (isinstance(cap, (int, float)) and cap > 0):
             raise HqrunError(f"study.max_cost.{goal}={cap!r} must be a positive number in the "
                              "goal's unit (pJ for energy, bits for bits) or null.")

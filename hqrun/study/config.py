@@ -25,7 +25,7 @@ class StudyConfig:
     #: Front points of each search listed in the report (0 = none).
     pareto_points: int = 5
     #: Cost cap per goal (goal -> cap in its unit, e.g. {energy: 19168}): passed to that goal's
-    #: search as search.goal.max_cost, so every trial fits it (random/asha searches only).
+    #: search as search.goal.max_cost, so every trial fits it (random, asha and evolution searches).
     max_cost: Dict[str, Optional[float]] = field(
         default_factory=lambda: {"energy": None, "bits": None, "ebops": None})
     #: Best-scoring trials per search retrained in full; the one with the best validation

@@ -70,10 +70,11 @@ def candidate_plans(search_dir: Path, k: int) -> list[tuple[dict, Path]]:
     from hqrun.search.results import write_plan
     from hqrun.search.runner import ranked_records
 
-    records = Journal(search_dir / "trials.jsonl").trials()
-    blocks = [r["block"] for r in records if r.get("block") is not None]
-    if blocks:   # block scheduler: only the last block's trials hold whole plans
-        records = [r for r in records if r.get("block") == max(blocks)]
+    journal = Journal(search_dir / "trials.jsonl")
+    # block scheduler: only the block searched last holds whole plans (blocks may run in cost
+    # order, so "last" is the journal's last finished block, not the highest index)
+    finished_blocks = list(journal.blocks_done())
+    records = journal.trials(finished_blocks[-1] if finished_blocks else None)
     out = []
     folder = search_dir / "candidates"
     folder.mkdir(exist_ok=True)
