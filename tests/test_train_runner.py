@@ -179,3 +179,20 @@ def test_chunked_steps_give_identical_training():
     states = [r.model.state_dict() for r in runs]
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]) and torch.equal(states[0][key], states[2][key])
+
+
+def test_training_clips_quantized_weights_to_their_range_as_qkeras_does():
+    """QKeras constrains every quantized kernel/bias to the quantizer's range after each update;
+    `hqrun train` does too (a large learning rate would otherwise push them far outside)."""
+    from hqrun.models import build_model
+
+    cfg = {"name": "jet_dnn", "n_inputs": 16, "n_classes": 5, "hidden": [16, 8, 8]}
+    plan = {"name": "clip", "default": {"kernel": "binary", "bias": "quantized_bits(4,0,1,alpha=1)",
+                                        "activation": "quantized_relu(4,2)"}}
+    model = build_model(cfg, plan)
+    result = fit_and_evaluate(make_splits(), quick(max_epochs=2, lr=0.5), model=model, seed=0)
+    bounded = [pair for m in result.model.modules() if callable(getattr(m, "constraints", None))
+               for pair in m.constraints()]
+    assert len(bounded) == 8  # kernel and bias of the four dense layers
+    assert all(float(p.detach().abs().max()) <= bound for p, bound in bounded)
+    assert any(float(p.detach().abs().max()) == bound for p, bound in bounded)  # the clip acted

@@ -164,6 +164,12 @@ class ClassifierModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = make_optimizer(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        # QKeras clips every quantized kernel/bias to its quantizer's range after each update
+        # (Keras constraints); without it binary/ternary shadow weights drift far from zero and
+        # stop flipping. The search's trials clip too, so a retrained winner sees the same rule.
+        from hqrun.models import attach_weight_constraints
+
+        attach_weight_constraints(self.model, optimizer)
         if hp.scheduler == "none":
             return optimizer
         if hp.scheduler == "cosine":
