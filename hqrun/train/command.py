@@ -124,7 +124,9 @@ def run(cfg: Any) -> dict:
     initial_state = initial_weights(cfg.get("checkpoint"))
     record = {"model": model_cfg, "plan": plan.to_dict(), "class_names": list(splits.class_names),
               "feature_names": list(splits.feature_names)[:64], "data": str(cfg.data.get("name"))}
-    result = fit_and_evaluate(splits, cfg.trainer, model_cfg=model_cfg, plan=plan, seed=seed,
+    train_seed = cfg.trainer.get("seed")
+    train_seed = seed if train_seed is None else int(train_seed)
+    result = fit_and_evaluate(splits, cfg.trainer, model_cfg=model_cfg, plan=plan, seed=train_seed,
                               run_dir=run_dir, threads=threads, record=record, initial_state=initial_state)
     torch.save(result.model.state_dict(), run_dir / "model.pt")
     if cfg.trainer.get("roc_plot", True) and result.test_probs is not None:

@@ -7,6 +7,7 @@ The keys here are exactly those of ``conf/trainer/default.yaml``; a typo such as
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass
@@ -33,3 +34,6 @@ class TrainerConfig:
     deterministic: bool = True
     roc_plot: bool = True
     accelerator: str = "cpu"
+    # Seed of the initial weights and the batch order; null: the run's `seed`, which also splits
+    # the data. A separate key lets restarts of one model differ in training only, on one split.
+    seed: Optional[int] = None

@@ -60,6 +60,9 @@ def check_trainer_config(trainer_cfg: Any) -> None:
         value = int(_get(trainer_cfg, key, minimum))
         if value < minimum:
             raise ConfigError(f"trainer.{key}={value} must be at least {minimum}.")
+    seed = _get(trainer_cfg, "seed", None)
+    if seed is not None and not 0 <= int(seed) < 2**32:
+        raise ConfigError(f"trainer.seed={seed} must be null or an integer in [0, 2**32).")
     if not float(_get(trainer_cfg, "lr", 1e-3)) > 0:
         raise ConfigError(f"trainer.lr={_get(trainer_cfg, 'lr')} must be positive.")
     accelerator = str(_get(trainer_cfg, "accelerator", "cpu"))
