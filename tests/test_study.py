@@ -50,15 +50,16 @@ def test_quickstart_study_ends_with_report_and_bit_exact_firmware(tmp_path: Path
     assert json.loads((run_dir / "report.json").read_text()) == summary
 
 
-def test_capped_search_and_candidates_pick_the_best_validation_model(tmp_path: Path,
-                                                                      jets_file: Path) -> None:
-    """study.max_cost caps every trial; study.candidates retrains the top trials and keeps the
-    one with the best validation accuracy (recorded in candidates.json and the report)."""
+def test_capped_search_candidates_and_restarts_pick_the_best_validation_model(
+        tmp_path: Path, jets_file: Path) -> None:
+    """study.max_cost caps every trial; study.candidates retrains the top trials, study.restarts
+    trains each model again with the next training seed on the same split, and the best
+    validation accuracy is kept (recorded in candidates.json and the report)."""
     run_dir = tmp_path / "capped"
     cap = 12000
     main(["experiment=quickstart", "data=jets_file", f"data.path={jets_file}", "study.goals=[bits]",
           "study.baselines=[float]", "study.firmware=false", "study.candidates=2",
-          f"study.max_cost.bits={cap}", "trainer.max_epochs=2", "trainer.batch_size=64",
+          "study.restarts=2", "trainer.seed=5", f"study.max_cost.bits={cap}", "trainer.max_epochs=2", "trainer.batch_size=64",
           "trainer.progress_bar=false", "search.max_trials=3", "search.epochs=1",
           "search.reference_epochs=1", "search.batch_size=64", "search.ray.num_cpus=1",
           f"hydra.run.dir={run_dir}"])
@@ -66,18 +67,33 @@ def test_capped_search_and_candidates_pick_the_best_validation_model(tmp_path: P
     trials = [t for t in trials if t.get("event") == "trial"]
     assert len(trials) == 3 and all(t["cost"] <= cap for t in trials)
     rows = json.loads((run_dir / "QB" / "candidates.json").read_text())
-    assert len(rows) == 2 and sum(r["chosen"] for r in rows) == 1
+    assert sorted((r["candidate"], r["seed"]) for r in rows) == [(0, 5), (0, 6), (1, 5), (1, 6)]
+    assert sum(r["chosen"] for r in rows) == 1
     chosen = next(r for r in rows if r["chosen"])
     assert chosen["val_accuracy"] == max(r["val_accuracy"] for r in rows)
     qb = json.loads((run_dir / "QB" / "metrics.json").read_text())
     assert qb["val"]["accuracy"] == chosen["val_accuracy"]
     assert json.loads((run_dir / "QB" / "cost.json").read_text())["totals"]["size_bits"] <= cap
-    assert "candidates retrained, chosen on validation accuracy" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "QB: trainings compared, chosen on validation accuracy" in report
+    assert "BF: trainings compared" in report
+    # restarts of a baseline: same split (same scaler, same validation size), other weights
+    bf = [json.loads((run_dir / "BF" / "candidates.json").read_text())][0]
+    assert [r["seed"] for r in bf] == [5, 6]
+    first, second = (Path(r["dir"]) for r in bf)
+    assert second.name == "c0_s6"
+    assert (first / "scaler.json").read_text() == (second / "scaler.json").read_text()
+    import torch
+    w1, w2 = (torch.load(d / "model.pt") for d in (first, second))
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)
+    assert json.loads((first / "metrics.json").read_text())["seed"] == 5
 
 
 @pytest.mark.parametrize("override, culprit", [
     ("study.max_cost.energy=-5", "study.max_cost.energy"),
     ("study.candidates=0", "study.candidates"),
+    ("study.restarts=0", "study.restarts"),
+    ("trainer.seed=-1", "trainer.seed"),
     ("search.objective=accuracy", "study.max_cost.energy"),
 ])
 def test_bad_study_settings_are_refused_before_training(tmp_path: Path, capsys, override: str,

@@ -17,8 +17,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hqrun.errors import HqrunError
-from hqrun.study.steps import (GOAL_LABELS, baseline_label, firmware_step, ptq_step, search_step,
-                               select_step, train_step)
+from hqrun.study.steps import (GOAL_LABELS, baseline_label, firmware_step, ptq_step, restart_seeds,
+                               search_jobs, search_step, select_step, train_step)
 
 
 def study_dir(cfg: DictConfig) -> Path:
@@ -39,10 +39,17 @@ def run(cfg: DictConfig) -> dict:
     (root / "study_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     models: list[tuple[str, Path]] = []
 
+    restarts = int(scfg.get("restarts", 1))
     for name in scfg.baselines:
         label = baseline_label(str(name))
-        print(f"[study] {label}: training plan {name}")
-        train_step(cfg, root / label, load_plan(str(name)).to_dict(), None)
+        plan = load_plan(str(name)).to_dict()
+        if restarts > 1:
+            print(f"[study] {label}: training plan {name} {restarts} times, keeping the best on validation")
+            select_step(cfg, root / label, [{"candidate": 0, "seed": seed, "plan": plan}
+                                            for seed in restart_seeds(cfg, restarts)], None)
+        else:
+            print(f"[study] {label}: training plan {name}")
+            train_step(cfg, root / label, plan, None)
         models.append((label, root / label))
     float_weights = root / "BF" / "model.pt"
     init = float_weights if scfg.init_from_float and float_weights.exists() else None
@@ -56,9 +63,10 @@ def run(cfg: DictConfig) -> dict:
               + (f" under {cap:g}" if cap is not None else ""))
         winner = search_step(cfg, searches[str(goal)], str(goal), cap)
         k = int(scfg.get("candidates", 1))
-        if k > 1:
-            print(f"[study] {label}: retraining the {k} best trials, keeping the best on validation")
-            select_step(cfg, root / label, searches[str(goal)], k, init)
+        if k > 1 or restarts > 1:
+            print(f"[study] {label}: retraining the {k} best trial(s) {restarts} time(s) each, "
+                  "keeping the best on validation")
+            select_step(cfg, root / label, search_jobs(cfg, searches[str(goal)], k, restarts), init)
         else:
             print(f"[study] {label}: retraining the winner {winner}")
             train_step(cfg, root / label, load_plan(str(winner)).to_dict(), init)
@@ -98,6 +106,10 @@ def _check_study(cfg: DictConfig) -> None:
     if not isinstance(k, int) or k < 1:
         raise HqrunError(f"study.candidates={k!r} must be an integer >= 1 (the number of top "
                          "trials per search retrained in full; 1 retrains only the winner).")
+    restarts = scfg.get("restarts", 1)
+    if not isinstance(restarts, int) or restarts < 1:
+        raise HqrunError(f"study.restarts={restarts!r} must be an integer >= 1 (full trainings per "
+                         "model with successive training seeds; the best on validation is kept).")
     for goal, cap in caps.items():
         if cap is not None and not (isinstance(cap, (int, float)) and cap > 0):
             raise HqrunError(f"study.max_cost.{goal}={cap!r} must be a positive number in the "

@@ -31,3 +31,7 @@ class StudyConfig:
     #: Best-scoring trials per search retrained in full; the one with the best validation
     #: accuracy becomes QE/QB (1 = AutoQKeras's way: retrain only the winner).
     candidates: int = 1
+    #: Full trainings of every model (baselines and each candidate), with training seeds
+    #: trainer.seed (or seed), +1, +2, ...; the best validation accuracy is kept. The data split
+    #: stays the same. 1 = one training each.
+    restarts: int = 1

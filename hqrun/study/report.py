@@ -190,18 +190,20 @@ def pareto_plot(trials_by_goal: dict[str, list[dict]], rows: list[ModelRow], pat
 
 
 def candidates_markdown(models: list[tuple[str, Path]]) -> list[str]:
-    """One table per searched model that was chosen among retrained candidates."""
+    """One table per model chosen among several full trainings (candidates and/or restarts)."""
     out: list[str] = []
     for label, d in models:
         path = d / "candidates.json"
         if not path.exists():
             continue
         rows = json.loads(path.read_text())
-        out += [f"## {label}: candidates retrained, chosen on validation accuracy", "",
-                "| candidate | trial | search accuracy (val) | cost | retrained val accuracy "
-                "| test accuracy | chosen |", "|---|---|---|---|---|---|---|"]
+        out += [f"## {label}: trainings compared, chosen on validation accuracy", "",
+                "| candidate | training seed | trial | search accuracy (val) | cost "
+                "| retrained val accuracy | test accuracy | chosen |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            out.append(f"| c{r['candidate']} | {r['trial_id']} | {_fmt(r.get('search_accuracy'), '.4f')} "
+            out.append(f"| c{r['candidate']} | {r.get('seed', '')} | {r.get('trial_id') or '-'} "
+                       f"| {_fmt(r.get('search_accuracy'), '.4f')} "
                        f"| {_fmt(r.get('cost'))} | {_fmt(r.get('val_accuracy'), '.4f')} "
                        f"| {_fmt(r.get('test_accuracy'), '.4f')} | {'yes' if r.get('chosen') else ''} |")
         out.append("")

@@ -85,34 +85,48 @@ def candidate_plans(search_dir: Path, k: int) -> list[tuple[dict, Path]]:
     return out
 
 
-def select_step(cfg: DictConfig, out_dir: Path, search_dir: Path, k: int,
-                init_from: Path | None) -> dict:
-    """Retrain the ``k`` best trials of a search in full and keep the one with the best
-    validation accuracy as ``out_dir`` (a plain training run directory).
+def restart_seeds(cfg: DictConfig, restarts: int) -> list[int]:
+    """Training seeds of the restarts of one model: the run's training seed, then the next ones.
 
-    A trial's accuracy comes from a few epochs and is noisy; a short list retrained to the end
-    and judged on validation data (never on test data) picks the final model more reliably than
-    the single best trial. Candidates train in ``<out_dir>_candidates/c<i>``; the choice is
+    Restarts differ in initial weights and batch order only: the data split keeps the run's
+    ``seed`` (``trainer.seed`` is the separate training seed).
+    """
+    base = cfg.trainer.get("seed")
+    base = int(cfg.get("seed", 0)) if base is None else int(base)
+    return [base + r for r in range(max(1, int(restarts)))]
+
+
+def select_step(cfg: DictConfig, out_dir: Path, jobs: list[dict], init_from: Path | None) -> dict:
+    """Train every job in full and keep the one with the best validation accuracy as ``out_dir``
+    (a plain training run directory).
+
+    A job is ``{"candidate": i, "plan": plan dict, "seed": training seed, ...}``; the other keys
+    (trial id, search accuracy, cost) are copied into the record. A search trial's accuracy comes
+    from a few epochs and one training seed is one draw of a noisy process; a short list trained
+    to the end and judged on validation data (never on test data) picks the final model more
+    reliably than one training of the single best trial. Jobs train in
+    ``<out_dir>_candidates/c<i>`` (first seed) and ``c<i>_s<seed>`` (the others); the choice is
     recorded in ``<out_dir>/candidates.json``.
     """
     if (out_dir / "metrics.json").exists() and (out_dir / "model.pt").exists():
         print(f"[study] {out_dir.name}: already trained, skipped")
         return json.loads((out_dir / "metrics.json").read_text())
-    from hqrun.models import load_plan
-
     rows = []
-    for i, (rec, plan_path) in enumerate(candidate_plans(search_dir, k)):
-        cand_dir = out_dir.parent / f"{out_dir.name}_candidates" / f"c{i}"
-        print(f"[study] {out_dir.name}: candidate {i} (trial {rec['trial_id']})")
-        metrics = train_step(cfg, cand_dir, load_plan(str(plan_path)).to_dict(), init_from)
-        rows.append({"candidate": i, "trial_id": rec["trial_id"], "dir": str(cand_dir),
-                     "search_accuracy": rec.get("accuracy"), "cost": rec.get("cost"),
-                     "val_accuracy": metrics["val"]["accuracy"],
+    first_seed: dict[int, int] = {}
+    for job in jobs:
+        i, seed = int(job["candidate"]), int(job["seed"])
+        first = first_seed.setdefault(i, seed) == seed
+        cand_dir = out_dir.parent / f"{out_dir.name}_candidates" / (f"c{i}" if first else f"c{i}_s{seed}")
+        print(f"[study] {out_dir.name}: candidate {i}, training seed {seed}"
+              + (f" (trial {job['trial_id']})" if job.get("trial_id") else ""))
+        metrics = train_step(_derive(cfg, **{"trainer.seed": seed}), cand_dir, job["plan"], init_from)
+        row = {k: v for k, v in job.items() if k != "plan"}
+        rows.append({**row, "dir": str(cand_dir), "val_accuracy": metrics["val"]["accuracy"],
                      "test_accuracy": metrics["test"]["accuracy"]})
     if not rows:
-        raise HqrunError(f"the search in {search_dir} has no finished trial to retrain; see its "
-                         "trials.csv (column error), fix the cause and rerun the same command.")
-    best = max(rows, key=lambda r: (r["val_accuracy"], -r["candidate"]))
+        raise HqrunError(f"nothing to train for {out_dir.name}: the search has no finished trial; "
+                         "see its trials.csv (column error), fix the cause and rerun the same command.")
+    best = max(rows, key=lambda r: (r["val_accuracy"], -r["candidate"], -r["seed"]))
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(best["dir"], tmp)
@@ -121,9 +135,22 @@ def select_step(cfg: DictConfig, out_dir: Path, search_dir: Path, k: int,
     (tmp / "candidates.json").write_text(json.dumps(rows, indent=2))
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
-    print(f"[study] {out_dir.name}: candidate {best['candidate']} chosen (validation accuracy "
-          f"{best['val_accuracy']:.4f})")
+    print(f"[study] {out_dir.name}: candidate {best['candidate']} (training seed {best['seed']}) "
+          f"chosen (validation accuracy {best['val_accuracy']:.4f})")
     return json.loads((out_dir / "metrics.json").read_text())
+
+
+def search_jobs(cfg: DictConfig, search_dir: Path, k: int, restarts: int) -> list[dict]:
+    """Jobs for :func:`select_step`: the ``k`` best trials of a search, each at every restart seed."""
+    from hqrun.models import load_plan
+
+    jobs = []
+    for i, (rec, plan_path) in enumerate(candidate_plans(search_dir, k)):
+        plan = load_plan(str(plan_path)).to_dict()
+        for seed in restart_seeds(cfg, restarts):
+            jobs.append({"candidate": i, "seed": seed, "plan": plan, "trial_id": rec["trial_id"],
+                         "search_accuracy": rec.get("accuracy"), "cost": rec.get("cost")})
+    return jobs
 
 
 def ptq_step(float_dir: Path, out_dir: Path, plan: dict) -> Path:
