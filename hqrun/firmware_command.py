@@ -114,8 +114,7 @@ def _source(cfg: Any) -> dict[str, Any]:
         if (d / "model.yaml").is_file():
             model_cfg = OmegaConf.to_container(OmegaConf.load(d / "model.yaml"), resolve=True)
         plan = str(d / "plan.yaml") if (d / "plan.yaml").is_file() else run_cfg.get("quant")
-        search_seed = (run_cfg.get("search") or {}).get("seed") if isinstance(run_cfg.get("search"), dict) else None
-        seed = search_seed if search_seed is not None else run_cfg.get("seed", _get(cfg, "seed", 0))
+        seed = run_cfg.get("seed", _get(cfg, "seed", 0))  # the split's seed (search.seed is not)
         return {"run_dir": d, "ckpt": ckpt, "model": model_cfg, "plan": plan,
                 "data": run_cfg.get("data") or _plain(_get(cfg, "data")), "seed": int(seed or 0),
                 "scaler": d / "scaler.json" if (d / "scaler.json").is_file() else None}

@@ -21,6 +21,7 @@ def _study(run_dir: Path, jets_file: Path) -> None:
           "trainer.max_epochs=2", "trainer.batch_size=64", "trainer.progress_bar=false",
           "search.max_trials=2", "search.epochs=1", "search.reference_epochs=1",
           "search.batch_size=64", "search.ray.num_cpus=1", "firmware.max_samples=60",
+          "search.seed=3",  # seeds the search only: every step keeps the split of `seed`
           f"hydra.run.dir={run_dir}"])
 
 
@@ -59,7 +60,7 @@ def test_capped_search_candidates_and_restarts_pick_the_best_validation_model(
     cap = 12000
     main(["experiment=quickstart", "data=jets_file", f"data.path={jets_file}", "study.goals=[bits]",
           "study.baselines=[float]", "study.firmware=false", "study.candidates=2",
-          "study.restarts=2", "trainer.seed=5", f"study.max_cost.bits={cap}", "trainer.max_epochs=2", "trainer.batch_size=64",
+          "study.restarts=2", "trainer.seed=5", "search.seed=9", f"study.max_cost.bits={cap}", "trainer.max_epochs=2", "trainer.batch_size=64",
           "trainer.progress_bar=false", "search.max_trials=3", "search.epochs=1",
           "search.reference_epochs=1", "search.batch_size=64", "search.ray.num_cpus=1",
           f"hydra.run.dir={run_dir}"])
@@ -74,6 +75,9 @@ def test_capped_search_candidates_and_restarts_pick_the_best_validation_model(
     qb = json.loads((run_dir / "QB" / "metrics.json").read_text())
     assert qb["val"]["accuracy"] == chosen["val_accuracy"]
     assert json.loads((run_dir / "QB" / "cost.json").read_text())["totals"]["size_bits"] <= cap
+    # the search split the data as the trainings did (search.seed does not move the split)
+    assert (run_dir / "search_bits" / "scaler.json").read_text() == \
+        (run_dir / "BF" / "scaler.json").read_text()
     report = (run_dir / "report.md").read_text()
     assert "QB: trainings compared, chosen on validation accuracy" in report
     assert "BF: trainings compared" in report

@@ -64,7 +64,9 @@ def run(cfg: Any) -> dict:
     build_space(scfg.space, backend.describe())      # any data is read or any trial starts
     run_dir.mkdir(parents=True, exist_ok=True)
     _save_config(cfg, run_dir / "config.yaml")   # hqrun firmware run=<dir>/winner reads it
-    splits = load_dataset(cfg.data, seed)
+    # The split is the run's `seed`'s, as in `hqrun train`: search.seed only seeds the search
+    # (sampling, trials), so a study's searches and its trained models see the same test jets.
+    splits = load_dataset(cfg.data, int(cfg.get("seed", 0)))
     splits.scaler.save(run_dir / "scaler.json")
     data = splits_to_data(splits, scfg.train_samples)
     print(f"[search] run dir {run_dir}: {scfg.algorithm} search, goal {scfg.goal.type}, "
