@@ -207,10 +207,33 @@ def _layer_config(entry: dict[str, Any], layer: IRLayer, opts: WriterOptions) ->
         prec["result"] = hls_precision(layer.out_type, modes=False)
     elif layer.op == "softmax":
         prec["result"] = opts.softmax_result
+        # Two tables with two index types: exp's is indexed by x_max - x (at most 2^width codes),
+        # the inverse's by the sum of exponentials (ap_fixed<18,8>). hls4ml sizes both from one
+        # table_size and shrinks it to the logits' width; for narrow logits the inverse table
+        # then maps every sum below 2 to 1/0 and saturates all outputs (a trained QB model with
+        # ap_fixed<7,4> logits: 32 % argmax agreement). So they are sized apart.
         entry["TableSize"] = softmax_table_size(layer, opts)
+        entry["exp_table_size"] = softmax_table_size(layer, opts)
+        entry["inv_table_size"] = max(int(opts.softmax_table_size), 1024)
+        if layer.in_type is not None:
+            diff = softmax_difference_type(layer.in_type)
+            types = import_hls4ml().model.types
+            # a layer attribute (as hls4ml's own HGQ converter sets it); hls4ml names and declares it
+            entry["inp_norm_t"] = types.FixedPrecisionType(diff.width, diff.integer, signed=diff.signed)
     elif layer.out_type is not None:
         prec["result"] = hls_precision(layer.out_type)
     entry["Trace"] = True
+
+
+def softmax_difference_type(t: FixedPointType) -> FixedPointType:
+    """Type of ``x_max - x`` inside hls4ml's stable softmax for logits of type ``t``.
+
+    hls4ml derives ``ap_ufixed<W-1, I-1>`` from logits ``ap_fixed<W, I>``, but the difference of
+    two such logits reaches ``2**I``: once the logits spread over more than half their range it
+    wraps and that class gets a far too large exponential. ``ap_ufixed<W, I>`` holds every
+    difference exactly. The logits themselves, and the bit-exact check on them, are untouched.
+    """
+    return FixedPointType(t.width, t.integer, False, "TRN", "WRAP") if t.signed else t
 
 
 def softmax_table_size(layer: IRLayer, opts: WriterOptions) -> int:
@@ -226,6 +249,8 @@ def softmax_table_size(layer: IRLayer, opts: WriterOptions) -> int:
     if t is not None:
         want = 1 << max(0, min(14, t.integer + 4))
         size = max(size, want)
+        # the table is indexed by the top bits of the difference: no more entries than codes
+        size = min(size, 1 << softmax_difference_type(t).width)
     return size
 
 

@@ -113,9 +113,24 @@ def small_conv1d(seed: int = 5) -> QSequential:
     return _randomise(model, torch.Generator().manual_seed(seed))
 
 
+def jet_spread_logits(seed: int = 6) -> QSequential:
+    """Narrow logits (2-bit last ReLU, ternary output kernel, as a QB model's) that spread over
+    more than half their type's range, where hls4ml's own softmax settings wrap ``x_max - x`` and
+    shrink the inverse table to uselessness (a trained QB model: 32 % argmax agreement)."""
+    plan = {**Q6, "name": "spread", "layers": {
+        "relu_3": {"activation": "quantized_relu(2,0)"},
+        "dense_4": {"kernel": "ternary", "bias": "quantized_bits(4,0,1,alpha=1)"}}}
+    model = _randomise(build_model({"name": "jet_dnn"}, plan, seed=seed), torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed)
+        model.dense_4.weight.copy_(torch.randn(model.dense_4.weight.shape, generator=gen).sign() * 0.3)
+    return model
+
+
 NAMED: dict[str, Callable[[], QSequential]] = {
     "jet_q6": jet_q6, "jet_hetero": jet_hetero, "jet_exotic": jet_exotic,
     "jet_bn_folded": jet_bn_folded, "cnn": small_cnn, "conv1d": small_conv1d,
+    "jet_spread_logits": jet_spread_logits,
 }
 
 

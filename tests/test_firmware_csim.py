@@ -80,6 +80,18 @@ def test_softmax_reported_separately(bundle):
     assert v.softmax["max_abs_deviation"] < 0.1
 
 
+def test_softmax_of_logits_spread_over_more_than_half_their_range(bundle):
+    """Narrow logits: x_max - x needs one more integer bit than hls4ml gives it, and the inverse
+    table must keep its own size when the exp table shrinks to the logits' width."""
+    ir, v = bundle["verdicts"]["jet_spread_logits"]
+    assert v.passed, v.summary()
+    logits = next(layer for layer in ir.layers if layer.name == "dense_4").out_type
+    assert logits.width <= 12  # narrow, as a trained QB model's
+    assert v.softmax["argmax_agreement"] >= 0.99, v.softmax
+    # before the fix: 0.50 here (and 32 % argmax agreement on a trained QB model)
+    assert v.softmax["max_abs_deviation"] < 0.1, v.softmax
+
+
 def test_project_pins_the_ir_types(bundle):
     """The written HLS code carries the IR's types (no hls4ml 'auto' precision left)."""
     text = (bundle["dir"] / "firmware" / "defines.h").read_text()
