@@ -212,9 +212,10 @@ def _layer_config(entry: dict[str, Any], layer: IRLayer, opts: WriterOptions) ->
         # table_size and shrinks it to the logits' width; for narrow logits the inverse table
         # then maps every sum below 2 to 1/0 and saturates all outputs (a trained QB model with
         # ap_fixed<7,4> logits: 32 % argmax agreement). So they are sized apart.
-        entry["TableSize"] = softmax_table_size(layer, opts)
-        entry["exp_table_size"] = softmax_table_size(layer, opts)
-        entry["inv_table_size"] = max(int(opts.softmax_table_size), 1024)
+        exp_size = softmax_table_size(layer, opts)
+        entry["TableSize"] = exp_size
+        entry["exp_table_size"] = exp_size
+        entry["inv_table_size"] = max(int(opts.softmax_table_size), 1024, exp_size)
         if layer.in_type is not None:
             diff = softmax_difference_type(layer.in_type)
             types = import_hls4ml().model.types
