@@ -91,8 +91,9 @@ def restart_seeds(cfg: DictConfig, restarts: int) -> list[int]:
     Restarts differ in initial weights and batch order only: the data split keeps the run's
     ``seed`` (``trainer.seed`` is the separate training seed).
     """
-    base = cfg.trainer.get("seed")
-    base = int(cfg.get("seed", 0)) if base is None else int(base)
+    from hqrun.train.command import training_seed
+
+    base = training_seed(cfg)
     return [base + r for r in range(max(1, int(restarts)))]
 
 

@@ -87,6 +87,13 @@ def fit_model_to_data(model_cfg: dict, splits: Any) -> tuple[dict, list[str]]:
     return model_cfg, changed
 
 
+def training_seed(cfg: Any) -> int:
+    """Seed of the initial weights and batch order: ``trainer.seed``, else the run's ``seed``
+    (which alone draws the data split)."""
+    seed = cfg.trainer.get("seed")
+    return int(cfg.get("seed", 0)) if seed is None else int(seed)
+
+
 def run(cfg: Any) -> dict:
     """Train one model as configured and write the run directory. Returns the metrics."""
     import torch
@@ -124,9 +131,7 @@ def run(cfg: Any) -> dict:
     initial_state = initial_weights(cfg.get("checkpoint"))
     record = {"model": model_cfg, "plan": plan.to_dict(), "class_names": list(splits.class_names),
               "feature_names": list(splits.feature_names)[:64], "data": str(cfg.data.get("name"))}
-    train_seed = cfg.trainer.get("seed")
-    train_seed = seed if train_seed is None else int(train_seed)
-    result = fit_and_evaluate(splits, cfg.trainer, model_cfg=model_cfg, plan=plan, seed=train_seed,
+    result = fit_and_evaluate(splits, cfg.trainer, model_cfg=model_cfg, plan=plan, seed=training_seed(cfg),
                               run_dir=run_dir, threads=threads, record=record, initial_state=initial_state)
     torch.save(result.model.state_dict(), run_dir / "model.pt")
     if cfg.trainer.get("roc_plot", True) and result.test_probs is not None:
