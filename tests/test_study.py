@@ -75,6 +75,10 @@ def test_capped_search_candidates_and_restarts_pick_the_best_validation_model(
     qb = json.loads((run_dir / "QB" / "metrics.json").read_text())
     assert qb["val"]["accuracy"] == chosen["val_accuracy"]
     assert json.loads((run_dir / "QB" / "cost.json").read_text())["totals"]["size_bits"] <= cap
+    for r in rows:   # study.fill_to_cap: parameters raised within the cap before training
+        assert r["trial_cost"] <= r["cost"] <= cap
+    assert json.loads((run_dir / "QB" / "cost.json").read_text())["totals"]["size_bits"] == \
+        chosen["cost"]
     # the search split the data as the trainings did (search.seed does not move the split)
     assert (run_dir / "search_bits" / "scaler.json").read_text() == \
         (run_dir / "BF" / "scaler.json").read_text()

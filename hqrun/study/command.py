@@ -63,10 +63,13 @@ def run(cfg: DictConfig) -> dict:
               + (f" under {cap:g}" if cap is not None else ""))
         winner = search_step(cfg, searches[str(goal)], str(goal), cap)
         k = int(scfg.get("candidates", 1))
-        if k > 1 or restarts > 1:
-            print(f"[study] {label}: retraining the {k} best trial(s) {restarts} time(s) each, "
-                  "keeping the best on validation")
-            select_step(cfg, root / label, search_jobs(cfg, searches[str(goal)], k, restarts), init)
+        filled = cap is not None and bool(scfg.get("fill_to_cap", False))
+        if k > 1 or restarts > 1 or filled:
+            print(f"[study] {label}: retraining the {k} best trial(s) {restarts} time(s) each"
+                  + (", parameters filled to the cap" if filled else "")
+                  + ", keeping the best on validation")
+            select_step(cfg, root / label,
+                        search_jobs(cfg, searches[str(goal)], k, restarts, str(goal), cap), init)
         else:
             print(f"[study] {label}: retraining the winner {winner}")
             train_step(cfg, root / label, load_plan(str(winner)).to_dict(), init)

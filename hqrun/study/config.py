@@ -31,6 +31,12 @@ class StudyConfig:
     #: Best-scoring trials per search retrained in full; the one with the best validation
     #: accuracy becomes QE/QB (1 = AutoQKeras's way: retrain only the winner).
     candidates: int = 1
+    #: Spread the candidates over families of activation widths: the best trial of each family
+    #: first, then the next best (hqrun/study/diversity.py). False: the k best trials.
+    spread_candidates: bool = True
+    #: Raise each capped candidate's kernel and bias quantizers to the most precise menu option
+    #: that keeps it under study.max_cost (hqrun.search.costcap.fill_to_cap) before training it.
+    fill_to_cap: bool = True
     #: Full trainings of every model (baselines and each candidate), with training seeds
     #: trainer.seed (or seed), +1, +2, ...; the best validation accuracy is kept. The data split
     #: stays the same. 1 = one training each.

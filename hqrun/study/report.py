@@ -204,10 +204,18 @@ def candidates_markdown(models: list[tuple[str, Path]]) -> list[str]:
         for r in rows:
             out.append(f"| c{r['candidate']} | {r.get('seed', '')} | {r.get('trial_id') or '-'} "
                        f"| {_fmt(r.get('search_accuracy'), '.4f')} "
-                       f"| {_fmt(r.get('cost'))} | {_fmt(r.get('val_accuracy'), '.4f')} "
+                       f"| {_cost_cell(r)} | {_fmt(r.get('val_accuracy'), '.4f')} "
                        f"| {_fmt(r.get('test_accuracy'), '.4f')} | {'yes' if r.get('chosen') else ''} |")
         out.append("")
     return out
+
+
+def _cost_cell(row: dict) -> str:
+    """The cost a candidate trained at; 'trial -> filled' when study.fill_to_cap raised it."""
+    trial, cost = _num(row.get("trial_cost")), _num(row.get("cost"))
+    if trial is not None and cost is not None and trial != cost:
+        return f"{_fmt(trial)} → {_fmt(cost)} (filled)"
+    return _fmt(row.get("cost"))
 
 
 def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict[str, Path],
@@ -238,7 +246,9 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
         f"Firmware: {n_exact} of {n_built} built models verified bit-exact.", "",
         "## Accuracy against cost", "",
         "![Pareto plot](pareto.png)" if plot else "(no finished search trial)", "",
-        "## Quantizers chosen by the searches", "", quantizer_table(rows), "",
+        "## Quantizers of the searched models, as trained", "",
+        "(the searches' choices; with study.fill_to_cap, kernels and biases raised to the cap)", "",
+        quantizer_table(rows), "",
         *candidates_markdown(models),
         "## ROC curves (test split)", "", *roc_lines, "",
     ]

@@ -11,7 +11,7 @@ import copy
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -63,9 +63,18 @@ def search_step(cfg: DictConfig, out_dir: Path, goal: str, max_cost: float | Non
     return winner
 
 
-def candidate_plans(search_dir: Path, k: int) -> list[tuple[dict, Path]]:
+def candidate_plans(search_dir: Path, k: int, spread: bool = False,
+                    fill: Callable[[dict], tuple[dict, dict, float]] | None = None
+                    ) -> list[tuple[dict, Path]]:
     """The ``k`` best-scoring trials of a finished search, each written as a plan file under
-    ``<search_dir>/candidates/`` (best first; the first one is the search's winner)."""
+    ``<search_dir>/candidates/`` (best first; the first one is the search's winner).
+
+    With ``spread``, the best trial of each family of activation widths comes first
+    (hqrun/study/diversity.py), so the full trainings compare data paths, not near-copies.
+    ``fill(config) -> (config, plan, cost)`` completes a trial before it is written (the
+    parameter quantizers raised to the cost cap, :func:`cap_filler`); the returned record then
+    carries the filled plan and cost, and the trial's own in ``trial_plan`` / ``trial_cost``.
+    """
     from hqrun.search.journal import Journal
     from hqrun.search.results import write_plan
     from hqrun.search.runner import ranked_records
@@ -75,14 +84,54 @@ def candidate_plans(search_dir: Path, k: int) -> list[tuple[dict, Path]]:
     # order, so "last" is the journal's last finished block, not the highest index)
     finished_blocks = list(journal.blocks_done())
     records = journal.trials(finished_blocks[-1] if finished_blocks else None)
-    out = []
     folder = search_dir / "candidates"
     folder.mkdir(exist_ok=True)
-    for i, rec in enumerate(ranked_records(records, k)):
-        path = folder / f"c{i}.yaml"
-        write_plan(rec["plan"], path, f"candidate_{i}", rec.get("widths"))
+    ranked = ranked_records(records, len(records))
+    if spread:
+        from hqrun.study.diversity import plan_family, spread_over_families
+
+        ranked = spread_over_families(ranked, len(ranked), plan_family)
+    out: list[tuple[dict, Path]] = []
+    seen: set[str] = set()
+    for rec in ranked:
+        if len(out) >= k:
+            break
+        if fill is not None and not finished_blocks:
+            config, plan, cost = fill(rec["config"])
+            if config != rec["config"]:
+                rec = {**rec, "config": config, "plan": plan, "cost": cost,
+                       "trial_plan": rec["plan"], "trial_cost": rec.get("cost")}
+        key = json.dumps([rec["plan"], rec.get("widths") or {}], sort_keys=True, default=str)
+        if key in seen:      # two trials that fill to the same plan are trained once
+            continue
+        seen.add(key)
+        path = folder / f"c{len(out)}.yaml"
+        write_plan(rec["plan"], path, f"candidate_{len(out)}", rec.get("widths"))
         out.append((rec, path))
     return out
+
+
+def cap_filler(cfg: DictConfig, goal: str, cap: float | None
+               ) -> Callable[[dict], tuple[dict, dict, float]] | None:
+    """The ``fill`` of :func:`candidate_plans` for one capped goal when ``study.fill_to_cap``
+    (None otherwise): parameter quantizers raised as far as the cap allows
+    (:func:`hqrun.search.costcap.fill_to_cap`)."""
+    if cap is None or not bool(cfg.study.get("fill_to_cap", False)):
+        return None
+    from hqrun.search.backend import HqrunBackend
+    from hqrun.search.costcap import fill_to_cap, price
+    from hqrun.search.space import build_space
+
+    backend = HqrunBackend(cfg.model, cfg.get("cost"))
+    space = build_space(cfg.search.space, backend.describe())
+
+    def fill(config: dict) -> tuple[dict, dict, float]:
+        if set(config) != set(space.keys):   # not a whole-space trial: leave it as it is
+            return config, space.plan(config), price(space, backend, config, goal)
+        filled = fill_to_cap(config, space, lambda c: price(space, backend, c, goal) <= cap)
+        return filled, space.plan(filled), price(space, backend, filled, goal)
+
+    return fill
 
 
 def restart_seeds(cfg: DictConfig, restarts: int) -> list[int]:
@@ -141,16 +190,22 @@ def select_step(cfg: DictConfig, out_dir: Path, jobs: list[dict], init_from: Pat
     return json.loads((out_dir / "metrics.json").read_text())
 
 
-def search_jobs(cfg: DictConfig, search_dir: Path, k: int, restarts: int) -> list[dict]:
-    """Jobs for :func:`select_step`: the ``k`` best trials of a search, each at every restart seed."""
+def search_jobs(cfg: DictConfig, search_dir: Path, k: int, restarts: int, goal: str = "",
+                cap: float | None = None) -> list[dict]:
+    """Jobs for :func:`select_step`: the ``k`` best trials of a search (spread over families
+    when ``study.spread_candidates``, filled to ``cap`` when ``study.fill_to_cap``), each at
+    every restart seed."""
     from hqrun.models import load_plan
 
+    spread = bool(cfg.study.get("spread_candidates", False))
+    fill = cap_filler(cfg, goal, cap) if goal else None
     jobs = []
-    for i, (rec, plan_path) in enumerate(candidate_plans(search_dir, k)):
+    for i, (rec, plan_path) in enumerate(candidate_plans(search_dir, k, spread, fill)):
         plan = load_plan(str(plan_path)).to_dict()
         for seed in restart_seeds(cfg, restarts):
             jobs.append({"candidate": i, "seed": seed, "plan": plan, "trial_id": rec["trial_id"],
-                         "search_accuracy": rec.get("accuracy"), "cost": rec.get("cost")})
+                         "search_accuracy": rec.get("accuracy"), "cost": rec.get("cost"),
+                         "trial_cost": rec.get("trial_cost", rec.get("cost"))})
     return jobs
 
 
