@@ -32,6 +32,8 @@ LIMITS = {"Dense": [4, 4], "Activation": [4]}
 @pytest.fixture(scope="module")
 def ray_session():
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if ray.is_initialized():   # an earlier test's search (e.g. a study's) left its session up
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
