@@ -8,7 +8,7 @@ the Pythia jet set under the 19,168 pJ cap (8-bit parameters, 150 epochs from th
 weights): the 2/2/3-bit ReLU stack (three bits before the output layer instead of in the middle,
 same energy) reached 0.6968 validation and 0.7013 test accuracy over four trainings, the 2/3/2
 stack that the evolution search put first 0.6946 and 0.6995 over eight; as ten-epoch search
-trials the two were tied (within 0.002 either way over four seeds). The search cannot tell such
+trials the two differed by at most 0.003 either way over four seeds. The search cannot tell such
 families apart, a full training can, so the short list should hold one trial per family before
 it holds two of one.
 
