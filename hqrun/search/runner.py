@@ -602,6 +602,11 @@ def best_record(records: list[dict], objective: str = "forgiving") -> dict | Non
     return ranked[0] if ranked else None
 
 
+def plan_key(record: dict) -> str:
+    """What makes two trials the same model: their plan and layer widths, as canonical text."""
+    return json.dumps([record.get("plan"), record.get("widths") or {}], sort_keys=True, default=str)
+
+
 def ranked_records(records: list[dict], k: int) -> list[dict]:
     """The ``k`` best-scoring trials with distinct plans, best first: completed trials before
     early-stopped ones (a stopped trial's accuracy is from fewer epochs), then by score."""
@@ -610,7 +615,7 @@ def ranked_records(records: list[dict], k: int) -> list[dict]:
     for statuses in (("ok",), ("stopped",)):
         group = scored_trials(records, statuses)
         for r in sorted(group, key=lambda r: (r["score"], r["accuracy"], -r["cost"]), reverse=True):
-            key = json.dumps([r.get("plan"), r.get("widths") or {}], sort_keys=True, default=str)
+            key = plan_key(r)
             if key not in seen and len(out) < k:
                 seen.add(key)
                 out.append(r)

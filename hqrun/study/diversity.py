@@ -23,7 +23,7 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 
 
 def activation_widths(plan: Mapping[str, Any]) -> tuple:
-    """The bit width of every activation quantizer of a plan, in layer order (None = float)."""
+    """(layer, bit width) of every activation quantizer of a plan, by layer name (None = float)."""
     from hqrun.search.space import default_spec_bits
 
     default = (plan.get("default") or {}).get("activation")

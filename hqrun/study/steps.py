@@ -77,7 +77,7 @@ def candidate_plans(search_dir: Path, k: int, spread: bool = False,
     """
     from hqrun.search.journal import Journal
     from hqrun.search.results import write_plan
-    from hqrun.search.runner import ranked_records
+    from hqrun.search.runner import plan_key, ranked_records
 
     journal = Journal(search_dir / "trials.jsonl")
     # block scheduler: only the block searched last holds whole plans (blocks may run in cost
@@ -101,7 +101,7 @@ def candidate_plans(search_dir: Path, k: int, spread: bool = False,
             if config != rec["config"]:
                 rec = {**rec, "config": config, "plan": plan, "cost": cost,
                        "trial_plan": rec["plan"], "trial_cost": rec.get("cost")}
-        key = json.dumps([rec["plan"], rec.get("widths") or {}], sort_keys=True, default=str)
+        key = plan_key(rec)
         if key in seen:      # two trials that fill to the same plan are trained once
             continue
         seen.add(key)
