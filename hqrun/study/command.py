@@ -17,8 +17,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hqrun.errors import HqrunError
-from hqrun.study.steps import (GOAL_LABELS, baseline_label, firmware_step, ptq_step, restart_seeds,
-                               search_jobs, search_step, select_step, train_step)
+from hqrun.study.steps import (GOAL_LABELS, baseline_label, fills_to_cap, firmware_step, ptq_step,
+                               restart_seeds, search_jobs, search_step, select_step, train_step)
 
 
 def study_dir(cfg: DictConfig) -> Path:
@@ -63,7 +63,7 @@ def run(cfg: DictConfig) -> dict:
               + (f" under {cap:g}" if cap is not None else ""))
         winner = search_step(cfg, searches[str(goal)], str(goal), cap)
         k = int(scfg.get("candidates", 1))
-        filled = cap is not None and bool(scfg.get("fill_to_cap", False))
+        filled = fills_to_cap(cfg, cap)
         if k > 1 or restarts > 1 or filled:
             print(f"[study] {label}: retraining the {k} best trial(s) {restarts} time(s) each"
                   + (", parameters filled to the cap" if filled else "")

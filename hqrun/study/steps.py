@@ -111,12 +111,17 @@ def candidate_plans(search_dir: Path, k: int, spread: bool = False,
     return out
 
 
+def fills_to_cap(cfg: DictConfig, cap: float | None) -> bool:
+    """Whether a goal capped at ``cap`` has its candidates filled (``study.fill_to_cap``)."""
+    return cap is not None and bool(cfg.study.get("fill_to_cap", False))
+
+
 def cap_filler(cfg: DictConfig, goal: str, cap: float | None
                ) -> Callable[[dict], tuple[dict, dict, float]] | None:
     """The ``fill`` of :func:`candidate_plans` for one capped goal when ``study.fill_to_cap``
     (None otherwise): parameter quantizers raised as far as the cap allows
     (:func:`hqrun.search.costcap.fill_to_cap`)."""
-    if cap is None or not bool(cfg.study.get("fill_to_cap", False)):
+    if not fills_to_cap(cfg, cap):
         return None
     from hqrun.search.backend import HqrunBackend
     from hqrun.search.costcap import fill_to_cap, price
