@@ -26,9 +26,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from hqrun.errors import QuantizerSpecError
+from hqrun.errors import CostModelError, FirmwareError, QuantizerSpecError
 
 from .fixedpoint import FixedPointType
+from .grid import FixedPointGrid
+from .lowering import Lowering
+from .operand import Operand
 
 __all__ = ["Quantizer", "registry", "format_value"]
 
@@ -162,6 +165,51 @@ class Quantizer(nn.Module):
         """The fixed-point type holding every output value, or None when outputs are not on one
         fixed grid (data-dependent scales such as alpha="auto", non-power-of-two alpha)."""
         return None
+
+    def fixed_point_grid(self) -> FixedPointGrid | None:
+        """Per-element formats of the outputs (``None`` when not on fixed-point grids).
+
+        Uniform quantizers return their one type as a grid of scalars (it broadcasts to any
+        tensor); quantizers whose elements have their own widths return arrays in the layout of
+        the tensor they quantize, and :meth:`fixed_point_type` is then the grid's union.
+        """
+        t = self.fixed_point_type()
+        return None if t is None else FixedPointGrid.uniform(t)
+
+    def operand(self) -> Operand:
+        """What the cost models need to know about the outputs (kind, bits, integer bits, sign).
+
+        The default describes a plain fixed-point value from the QKeras-style ``bits`` /
+        ``integer`` / ``keep_negative`` arguments and :meth:`fixed_point_type`; quantizers with
+        other arithmetic (powers of two, binary, ternary) override it.
+        """
+        t = self.fixed_point_type()
+        bits = int(getattr(self, "bits", 0) or 0) or (t.width if t is not None else 0)
+        integer = getattr(self, "integer", None)
+        signed = getattr(self, "keep_negative", None)
+        if t is not None:
+            signed = t.signed if signed is None else signed
+            integer = t.integer - int(t.signed) if integer is None else integer
+        if not bits:
+            raise CostModelError(
+                f"quantizer {self} has no bit width; the cost model needs quantizers that expose "
+                "`bits` (QKeras-style) or a fixed_point_type()."
+            )
+        grid = self.fixed_point_grid()
+        return Operand("fixed", bits, int(integer or 0), bool(True if signed is None else signed), t,
+                       grid=None if grid is None or grid.is_uniform else grid)
+
+    def lowering(self) -> Lowering:
+        """The exact firmware operation of this quantizer in an activation slot.
+
+        Raises :class:`~hqrun.errors.FirmwareError` (one paragraph: why, and what to use) when it
+        has none; that is the default, so a new quantizer is refused until it says otherwise.
+        """
+        raise FirmwareError(
+            f"the activation quantizer {self} has no exact fixed-point implementation (hls4ml "
+            "would use lookup tables or cannot express it), so the firmware would not be "
+            "bit-exact. Use quantized_relu(bits,integer) or quantized_bits(bits,integer) here."
+        )
 
     def max_value(self) -> float | None:
         """Largest output value (QKeras's ``max()``), None when data dependent."""

@@ -34,6 +34,19 @@ FLOAT_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
 }
 
+#: The torch class each float activation name builds (for reading a module back as a name).
+_FLOAT_CLASSES: dict[type, str] = {nn.ReLU: "relu", nn.Softmax: "softmax", nn.Sigmoid: "sigmoid",
+                                   nn.Tanh: "tanh"}
+
+
+def float_function_of(module: Any) -> str | None:
+    """The float activation name (relu, softmax, sigmoid, tanh) a torch module computes, or None."""
+    for cls, name in _FLOAT_CLASSES.items():
+        if isinstance(module, cls):
+            return name
+    return None
+
+
 #: Names that mean "no activation / no quantizer".
 _NOOP_NAMES = {"", "none", "linear", "identity"}
 
@@ -108,10 +121,7 @@ def spec_of(module: nn.Module | None) -> str | None:
         return None
     if is_quantizer(module):
         return str(module)
-    for name, factory in FLOAT_ACTIVATIONS.items():
-        if type(module) is type(factory()):
-            return name
-    return type(module).__name__
+    return float_function_of(module) or type(module).__name__
 
 
 # ---------------------------------------------------------------- Keras initialisers
@@ -212,6 +222,11 @@ class QLayer(nn.Module):
     #: Slot -> parameter that QKeras clips after every optimizer step when the slot is quantized.
     constrained_params: dict[str, str] = {}
     float_function: str | None = None
+    #: What the layer computes, for the type inference, cost model and firmware (one of
+    #: hqrun.quantizers.layer_kinds.LAYER_KINDS): they dispatch on this, never on class names.
+    type_kind: str | None = None
+    #: The Keras/QKeras layer class it mirrors (AutoQKeras's search-limit vocabulary).
+    keras_class: str = ""
 
     def slots(self) -> tuple[str, ...]:
         """The plan slots this instance accepts (e.g. no ``bias`` when ``use_bias=False``)."""
@@ -282,6 +297,8 @@ class QActivation(QLayer):
     """
 
     plan_slots = {"activation": "activation"}
+    type_kind = "activation"
+    keras_class = "Activation"
 
     def __init__(self, activation: Any, float_function: str | None = None) -> None:
         super().__init__()
@@ -334,6 +351,8 @@ class QInput(QLayer):
     """
 
     plan_slots = {"activation": "activation"}
+    type_kind = "input"
+    keras_class = "Input"
 
     def __init__(self, quantizer: Any = None) -> None:
         super().__init__()

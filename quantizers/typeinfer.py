@@ -38,6 +38,10 @@ from torch import nn
 
 from hqrun.errors import CostModelError
 
+from .layer_kinds import MAC_KINDS, layer_kind
+from .layers_core import QLayer, float_function_of
+from .operand import Operand, fixed_operand, float_operand
+
 __all__ = [
     "Operand",
     "LayerTypes",
@@ -51,8 +55,6 @@ __all__ = [
 
 POLICIES = ("exact", "qtools")
 
-#: Layer kinds with a multiply-accumulate datapath.
-MAC_KINDS = ("dense", "conv1d", "conv2d", "depthwise_conv2d")
 
 _SLOTS = ("input", "weight", "bias", "product", "accumulator", "output")
 
@@ -60,34 +62,15 @@ _SLOTS = ("input", "weight", "bias", "product", "accumulator", "output")
 # --------------------------------------------------------------------------------------------
 # Bit-level operand descriptions
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Operand:
-    """How one value slot is stored, as the cost models need it.
-
-    ``kind`` is ``fixed`` | ``po2`` | ``binary`` (+-1) | ``binary01`` (0/1) | ``ternary`` | ``float``.
-    ``bits`` is the storage / datapath width. ``int_bits`` follows QTools's convention (integer
-    bits *excluding* the sign; -1 for float) so QTools's width rules can be replayed exactly;
-    ``fixed`` is the exact :class:`FixedPointType` when the values lie on one fixed-point grid.
-    ``max_value`` is the po2 quantizer's ``max_value`` (None = unbounded), ``n_values`` the number
-    of distinct values actually used (known only when computed from weights).
-    """
-
-    kind: str
-    bits: int
-    int_bits: int
-    signed: bool
-    fixed: Any = None
-    max_value: float | None = None
-    n_values: int | None = None
-
-    @property
-    def is_float(self) -> bool:
-        return self.kind == "float"
-
-
-def float_operand(bits: int = 32) -> Operand:
-    """A floating-point value of ``bits`` bits (QTools knows fp16 and fp32)."""
-    return Operand("float", int(bits), -1, True)
+def _quantizer_operand(q: Any) -> Operand:
+    """A quantizer's own description of its outputs (every hqrun quantizer has ``operand()``)."""
+    fn = getattr(q, "operand", None)
+    if not callable(fn):
+        raise CostModelError(
+            f"{q!s} ({type(q).__name__}) is not an hqrun quantizer: it cannot say what its outputs "
+            "are. Quantizers derive from hqrun.quantizers.Quantizer and implement operand()."
+        )
+    return fn()
 
 
 def named_operand(name: str) -> Operand:
@@ -131,63 +114,15 @@ def _fpt(width: int, integer: int, signed: bool = True):
                           overflow="WRAP")
 
 
-def _qname(q: Any) -> str:
-    return type(q).__name__.lower()
-
-
 def operand_from_quantizer(q: Any) -> Operand | None:
     """Describe what a quantizer produces; ``None`` for no quantizer (float).
 
-    Reads the quantizer's class name and QKeras-style attributes (``bits``, ``integer``,
-    ``keep_negative``, ``use_01``, ``max_value``) and its ``fixed_point_type()``.
+    The quantizer answers for itself (:meth:`hqrun.quantizers.Quantizer.operand`): no table of
+    quantizer names lives here, so a new quantizer needs no edit of this module.
     """
     if q is None or isinstance(q, str):
         return None
-    name = _qname(q)
-    bits = int(getattr(q, "bits", 0) or 0)
-    ftype = None
-    if hasattr(q, "fixed_point_type"):
-        try:
-            ftype = q.fixed_point_type()
-        except Exception:  # noqa: BLE001 - a quantizer that cannot say is simply not on a grid
-            ftype = None
-    if "po2" in name:
-        signed = "relu" not in name
-        mv = getattr(q, "max_value_arg", None)  # QKeras's max_value argument
-        if mv is None:
-            mv = getattr(q, "max_value", None)
-            mv = None if callable(mv) else mv
-        return Operand("po2", bits, bits, signed, ftype, None if not mv else float(mv))
-    if "binary" in name or name == "bernoulli":
-        use01 = bool(getattr(q, "use_01", False)) or name == "bernoulli"
-        return Operand("binary01" if use01 else "binary", 1, 1, not use01, ftype)
-    if "ternary" in name:
-        return Operand("ternary", 2, 2, True, ftype)
-    if "relu" in name:
-        integer = getattr(q, "integer", None)
-        if integer is None and ftype is not None:
-            integer = ftype.integer - int(ftype.signed)
-        neg = getattr(q, "negative_slope", 0) or 0
-        kind = "binary01" if bits == 1 and integer == 1 else "fixed"
-        return Operand(kind, bits, int(integer or 0), bool(neg), ftype)
-    integer = getattr(q, "integer", None)
-    signed = getattr(q, "keep_negative", None)
-    if ftype is not None:
-        if signed is None:
-            signed = ftype.signed
-        if integer is None:
-            integer = ftype.integer - int(ftype.signed)
-        bits = bits or ftype.width
-    if signed is None:
-        signed = True
-    if integer is None:
-        integer = 0
-    if not bits:
-        raise CostModelError(
-            f"quantizer {q!s} ({type(q).__name__}) has no bit width; the cost model needs "
-            "quantizers that expose `bits` (QKeras-style) or a fixed_point_type()."
-        )
-    return Operand("fixed", bits, int(integer), bool(signed), ftype)
+    return _quantizer_operand(q)
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,30 +377,17 @@ def _type_str(t) -> str:
 # --------------------------------------------------------------------------------------------
 # Layer classification
 # --------------------------------------------------------------------------------------------
-_KIND_BY_CLASS = {
-    "qdense": "dense", "linear": "dense", "qdensebatchnorm": "dense",
-    "qconv1d": "conv1d", "conv1d": "conv1d",
-    "qconv2d": "conv2d", "conv2d": "conv2d",
-    "qdepthwiseconv2d": "depthwise_conv2d",
-    "qactivation": "activation",
-    "relu": "activation", "softmax": "activation", "sigmoid": "activation", "tanh": "activation",
-    "qbatchnormalization": "batchnorm", "batchnorm1d": "batchnorm", "batchnorm2d": "batchnorm",
-    "qaveragepooling2d": "avgpool2d", "avgpool2d": "avgpool2d",
-    "qinput": "input", "identity": "passthrough",
-    "flatten": "flatten", "dropout": "passthrough",
-    "maxpool2d": "maxpool", "maxpool1d": "maxpool",
-}
-
-
 def _kind(module: nn.Module, name: str) -> str:
-    cls = type(module).__name__.lower()
-    if cls in _KIND_BY_CLASS:
-        return _KIND_BY_CLASS[cls]
+    kind = layer_kind(module)
+    if kind is not None:
+        return kind
     raise CostModelError(
         f"layer '{name}' is a {type(module).__name__}, which the type inference / cost model "
-        "does not know. Supported: QDense, QConv1D, QConv2D, QDepthwiseConv2D, QActivation, "
-        "QBatchNormalization, QAveragePooling2D, QInput, Flatten, Dropout, MaxPool, Identity; "
-        "replace the layer or extend hqrun.quantizers.typeinfer."
+        "does not know. Supported: hqrun's quantized layers (QDense, QConv1D, QConv2D, "
+        "QDepthwiseConv2D, QActivation, QBatchNormalization, QAveragePooling2D, QInput, Flatten) "
+        "and torch's Linear, Conv1d/2d, ReLU, Softmax, BatchNorm, AvgPool2d, MaxPool, Dropout, "
+        "Identity; replace the layer, or give your layer class a `type_kind` (see "
+        "hqrun.quantizers.layer_kinds)."
     )
 
 
@@ -480,20 +402,19 @@ def _get(module: nn.Module, *names: str) -> Any:
 
 def _activation_info(module: nn.Module) -> tuple[Any, str]:
     """(quantizer or None, function name) of an activation layer or a fused activation."""
-    cls = type(module).__name__.lower()
-    if cls in ("relu", "softmax", "sigmoid", "tanh"):
-        return None, cls
+    own = float_function_of(module)
+    if own is not None:
+        return None, own
     act = getattr(module, "activation", None)
-    if act is None:
+    if act is None or isinstance(act, nn.Identity):
         return None, "linear"
     if isinstance(act, str):
         return None, act.lower()
-    if isinstance(act, nn.Module) and type(act).__name__.lower() in (
-            "relu", "softmax", "sigmoid", "tanh", "identity"):
-        n = type(act).__name__.lower()
-        return None, "linear" if n == "identity" else n
-    if hasattr(act, "bits") or hasattr(act, "fixed_point_type"):
-        return act, _qname(act)
+    fn = float_function_of(act)
+    if fn is not None:
+        return None, fn
+    if callable(getattr(act, "operand", None)):
+        return act, getattr(act, "name", "") or type(act).__name__.lower()
     return None, getattr(act, "__name__", type(act).__name__).lower()
 
 
@@ -769,8 +690,8 @@ def _mac_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str
             else float_operand(32)
         return
     prod_t, acc_t = _exact_mac_types(kernel, bias, wtype, b.fixed if b is not None else None, xt)
-    lt.operands["product"] = _fixed_operand(prod_t)
-    lt.operands["accumulator"] = _fixed_operand(acc_t)
+    lt.operands["product"] = fixed_operand(prod_t)
+    lt.operands["accumulator"] = fixed_operand(acc_t)
     if act_q is not None:
         lt.operands["output"] = operand_from_quantizer(act_q)
     elif act_name not in ("linear", "none"):
@@ -778,10 +699,6 @@ def _mac_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str
         lt.flags.append("float_activation")
     else:
         lt.operands["output"] = lt.operands["accumulator"]
-
-
-def _fixed_operand(t) -> Operand:
-    return Operand("fixed", int(t.width), int(t.integer) - int(t.signed), bool(t.signed), t)
 
 
 def _exact_mac_types(kernel: np.ndarray, bias: np.ndarray | None, wt, bt, xt):
@@ -905,7 +822,7 @@ def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy:
         fake = Multiplier("mul", xin, 1.0, 0.0)
         acc = qtools_accumulator(fake, area, use_bias=False)
         out = acc
-        if type(module).__name__.startswith("Q"):
+        if isinstance(module, QLayer):
             # QTools: a quantized pooling multiplies the sum by Q(1/area); with no average
             # quantizer that factor is the default intermediate type (int8)
             avg = operand_from_quantizer(_get(module, "average_quantizer")) \
@@ -927,7 +844,7 @@ def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy:
     fx = _frac_bits(t)
     acc_t = fit_type(Fraction(t.min_value) * area if t.min_value < 0 else 0,
                      Fraction(t.max_value) * area, fx)
-    lt.operands["accumulator"] = _fixed_operand(acc_t)
+    lt.operands["accumulator"] = fixed_operand(acc_t)
     recip = getattr(module, "quantized_reciprocal", None)
     rtype = _values_type(recip().detach().double().numpy(), 24) if callable(recip) else None
     if q is not None:
@@ -936,11 +853,11 @@ def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy:
         r = Fraction(float(recip()))
         fr = _frac_bits(rtype)
         lo = Fraction(t.min_value) * area * r if t.min_value < 0 else 0
-        lt.operands["output"] = _fixed_operand(fit_type(lo, Fraction(t.max_value) * area * r,
+        lt.operands["output"] = fixed_operand(fit_type(lo, Fraction(t.max_value) * area * r,
                                                         fx + fr))
     elif area & (area - 1) == 0:
         sh = area.bit_length() - 1
-        lt.operands["output"] = _fixed_operand(fit_type(
+        lt.operands["output"] = fixed_operand(fit_type(
             Fraction(t.min_value) if t.min_value < 0 else 0, Fraction(t.max_value), fx + sh))
     else:
         lt.operands["output"] = float_operand(32)
