@@ -12,7 +12,8 @@ from .api import ExportConfig, FirmwareResult, export, quantize_samples
 from .csim import CSimResult, run_csim
 from .emulate import Emulation, emulate
 from .hls4ml_writer import WriterOptions, to_hls4ml
-from .ir import FirmwareIR, IRLayer, build_ir
+from .convert import build_ir
+from .ir import FirmwareIR, IRLayer
 from .verify import Verification, verify
 
 __all__ = [

@@ -27,7 +27,8 @@ from hqrun.quantizers.fixedpoint import FixedPointType
 from .csim import run_csim
 from .emulate import emulate, quantize_input, to_values
 from .hls4ml_writer import WriterOptions, to_hls4ml
-from .ir import FirmwareIR, build_ir
+from .convert import build_ir
+from .ir import FirmwareIR
 from .report import build_report, run_synthesis, write_build_options, write_report
 from .verify import Verification, verify
 

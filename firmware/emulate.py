@@ -15,6 +15,7 @@ import numpy as np
 
 from hqrun.errors import FirmwareError
 from hqrun.quantizers.fixedpoint import FixedPointType
+from hqrun.quantizers.grid import FixedPointGrid
 
 from .ir import FirmwareIR, IRLayer
 
@@ -51,11 +52,48 @@ def requantize(codes: np.ndarray, frac_from: int, t: FixedPointType) -> np.ndarr
     return q.astype(np.int64)
 
 
-def quantize_input(x: np.ndarray, t: FixedPointType) -> np.ndarray:
-    """Float inputs → integer codes of ``t`` (the cast hls4ml's bridge performs on its inputs)."""
+def requantize_grid(codes: np.ndarray, frac_from: int, grid: FixedPointGrid,
+                    t: FixedPointType) -> np.ndarray:
+    """Cast each element of ``codes`` (at ``frac_from``) to its own format in ``grid``; return
+    the codes in the LSB of ``t``, the grid's union. Elements without bits become 0.
+
+    The per-element form of :func:`requantize`: the same rounding and overflow, element by element,
+    as a learned-width quantizer does in PyTorch and the per-element casts do in firmware.
+    """
+    n = np.asarray(codes, dtype=np.int64)
+    g = grid.broadcast_to(n.shape[1:])
+    frac = np.broadcast_to(g.fractional, n.shape)
+    shift = frac_from - frac
+    right = np.maximum(shift, 0)
+    q = np.where(shift > 0, n >> right, n << np.maximum(-shift, 0))
+    if grid.rounding != "TRN":
+        r = n - (q << right)
+        half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
+        if grid.rounding == "RND":
+            up = r >= half
+        else:  # RND_CONV: half to even
+            up = (r > half) | ((r == half) & ((q & 1) == 1))
+        q = q + ((shift > 0) & up)
+    lo, hi = (np.broadcast_to(a, n.shape).astype(np.int64) for a in g.code_range())
+    width = np.broadcast_to(g.width, n.shape)
+    if grid.overflow == "WRAP":
+        span = np.int64(1) << np.maximum(width, 0)
+        q = np.where(width > 0, ((q - lo) % np.maximum(span, 1)) + lo, 0)
+    else:
+        q = np.clip(q, lo, hi)
+    q = np.where(width > 0, q, 0)
+    return (q << np.maximum(t.fractional - frac, 0)).astype(np.int64)
+
+
+def quantize_input(x: np.ndarray, t: FixedPointType, grid: FixedPointGrid | None = None) -> np.ndarray:
+    """Float inputs → integer codes of ``t`` (the cast hls4ml's bridge performs on its inputs);
+    with a per-element ``grid`` each feature is first put on its own format."""
     v = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(v)):
         raise FirmwareError("input samples contain NaN or inf; clean the data before export.")
+    if grid is not None:
+        values = grid.broadcast_to(v.shape[1:]).quantize(v).numpy()
+        return np.round(np.ldexp(values, t.fractional)).astype(np.int64)
     scaled = np.ldexp(v, t.fractional)
     if t.rounding == "RND_CONV":
         n = np.round(scaled)
@@ -120,7 +158,14 @@ def _linear(x: np.ndarray, layer: IRLayer, frac_x: int) -> np.ndarray:
         b = layer.bias << (acc_t.fractional - layer.bias_type.fractional)
         acc = acc + b.reshape((1, -1) + extra)
     acc = requantize(acc, acc_t.fractional, acc_t)
-    return requantize(acc, acc_t.fractional, layer.out_type)
+    return _cast(acc, acc_t.fractional, layer)
+
+
+def _cast(codes: np.ndarray, frac_from: int, layer: IRLayer) -> np.ndarray:
+    """A layer's result cast: to its one type, or element by element to its grid."""
+    if layer.out_grid is not None:
+        return requantize_grid(codes, frac_from, layer.out_grid, layer.out_type)
+    return requantize(codes, frac_from, layer.out_type)
 
 
 def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
@@ -131,14 +176,14 @@ def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
                             f"{tuple(ir.input_shape)}.")
     codes: dict[str, np.ndarray] = {}
     floats: dict[str, np.ndarray] = {}
-    cur = quantize_input(x, ir.input_type)
+    cur = quantize_input(x, ir.input_type, ir.input_grid)
     cur_t: FixedPointType = ir.input_type
     codes[ir.layers[0].name] = cur
     for layer in ir.layers[1:]:
         if layer.op in ("dense", "conv1d", "conv2d"):
             cur = _linear(cur, layer, cur_t.fractional)
         elif layer.op == "relu":
-            cur = requantize(np.maximum(cur, 0), cur_t.fractional, layer.out_type)
+            cur = _cast(np.maximum(cur, 0), cur_t.fractional, layer)
         elif layer.op == "flatten":
             if layer.attrs.get("channels_last") and cur.ndim > 2:
                 cur = np.moveaxis(cur, 1, -1)

@@ -157,6 +157,13 @@ class Quantizer(nn.Module):
         return self.training and not self.is_stochastic
 
     @property
+    def grid_from_values(self) -> bool:
+        """True when the output grid is chosen from the data (``alpha="auto_po2"``: a power-of-two
+        scale per channel). The values then lie on a fixed-point grid that only the quantized
+        values themselves reveal, so cost model and firmware read the type off them."""
+        return getattr(self, "alpha", None) == "auto_po2"
+
+    @property
     def is_identity(self) -> bool:
         """True for the no-op ``linear`` quantizer."""
         return False
