@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .csim import CSimResult
+from .backends import SimResult
 from .emulate import Emulation
 from .ir import FirmwareIR
 
@@ -41,6 +41,7 @@ class Verification:
     softmax: dict[str, Any] | None = None
     accuracy: dict[str, float] | None = None
     layers_compared: list[str] = field(default_factory=list)
+    simulator: str = "simulation"
 
     @property
     def passed(self) -> bool:
@@ -56,11 +57,11 @@ class Verification:
     def summary(self) -> str:
         if self.passed:
             torch_part = "" if self.torch_equal is None else " and to the PyTorch model"
-            return (f"bit-exact: C simulation identical to hqrun's fixed-point emulation{torch_part} "
+            return (f"bit-exact: the {self.simulator} is identical to hqrun's fixed-point emulation{torch_part} "
                     f"on {self.n_samples}/{self.n_samples} samples at {self.check_layer!r} "
                     f"({self.check_type})")
         if not self.csim_equal:
-            return (f"MISMATCH: C simulation differs from the emulation on {self.n_mismatch}/"
+            return (f"MISMATCH: the {self.simulator} differs from the emulation on {self.n_mismatch}/"
                     f"{self.n_samples} samples; first at sample {self.first_mismatch_sample}, first "
                     f"divergent layer {self.first_divergent_layer!r}. {self.mismatch_detail or ''}")
         return (f"MISMATCH: hqrun's emulation differs from the PyTorch model on "
@@ -92,7 +93,7 @@ def torch_reference(model: nn.Module, x: np.ndarray, dtype: torch.dtype = torch.
     return y.detach().to(torch.float64).cpu().numpy()
 
 
-def _first_divergence(ir: FirmwareIR, emu: Emulation, csim: CSimResult, sample: int) -> tuple[str | None, str]:
+def _first_divergence(ir: FirmwareIR, emu: Emulation, csim: SimResult, sample: int) -> tuple[str | None, str]:
     for layer in ir.layers[1:]:
         if layer.name not in csim.codes or layer.name not in emu.codes:
             continue
@@ -107,7 +108,7 @@ def _first_divergence(ir: FirmwareIR, emu: Emulation, csim: CSimResult, sample: 
     return None, "no traced layer differs (only the final output)"
 
 
-def verify(ir: FirmwareIR, emu: Emulation, csim: CSimResult, model: nn.Module | None = None,
+def verify(ir: FirmwareIR, emu: Emulation, csim: SimResult, model: nn.Module | None = None,
            x: np.ndarray | None = None, labels: np.ndarray | None = None) -> Verification:
     """Compare C-sim with the emulation (and the emulation with ``model(x)`` when given)."""
     check = ir.last_quantized()
@@ -118,7 +119,8 @@ def verify(ir: FirmwareIR, emu: Emulation, csim: CSimResult, model: nn.Module | 
         got = np.round(np.ldexp(csim.output.reshape(ref.shape), check.out_type.fractional)).astype(np.int64)
     bad = np.any((ref != got).reshape(n, -1), axis=1)
     v = Verification(n, check.name, check.out_type.hls_name, not bool(bad.any()), int(bad.sum()),
-                     layers_compared=[name for name in csim.codes if name in emu.codes])
+                     layers_compared=[name for name in csim.codes if name in emu.codes],
+                     simulator=str(csim.extra.get("simulator", "simulation")))
     if bad.any():
         s = int(np.flatnonzero(bad)[0])
         v.first_mismatch_sample = s

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import sys
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,7 +27,8 @@ from hqrun.errors import FirmwareError
 from hqrun.firmware_options import WriterFields
 from hqrun.quantizers.fixedpoint import FixedPointType
 
-from .ir import FirmwareIR, IRLayer
+from ...imports import import_unshadowed
+from ...ir import FirmwareIR, IRLayer
 
 __all__ = ["WriterOptions", "import_hls4ml", "to_hls4ml", "hls_precision", "layer_name_map"]
 
@@ -42,9 +41,9 @@ class WriterOptions(WriterFields):
     """
 
     def validate(self) -> None:
-        if self.backend not in ("Vitis", "Vivado"):
-            raise FirmwareError(f"firmware backend {self.backend!r} is not supported; use Vitis "
-                                "(default) or Vivado.")
+        if self.vendor not in ("Vitis", "Vivado"):
+            raise FirmwareError(f"firmware.vendor={self.vendor!r} is not supported by the hls4ml "
+                                "backend; use Vitis (default) or Vivado.")
         if self.io_type != "io_parallel":
             raise FirmwareError(f"io_type={self.io_type!r}: hqrun exports io_parallel only (the "
                                 "latency-optimised, fully unrolled design of the paper).")
@@ -57,36 +56,9 @@ class WriterOptions(WriterFields):
 
 
 def import_hls4ml():
-    """Import hls4ml, even from a checkout's root directory.
-
-    hls4ml imports the top-level PyPI package ``quantizers``; run from hqrun's repository root
-    (a notebook there, ``python -m pytest``), the checkout's own ``quantizers/`` folder is first
-    on ``sys.path`` and shadows it. Import with such entries masked so the right one is cached.
-    """
-    if "hls4ml" in sys.modules:
-        return sys.modules["hls4ml"]
-    cached = sys.modules.get("quantizers")
-    if cached is not None and not hasattr(cached, "get_fixed_quantizer_np"):
-        for key in [k for k in sys.modules if k == "quantizers" or k.startswith("quantizers.")]:
-            del sys.modules[key]
-
-    def shadows(entry: str) -> bool:
-        base = entry or os.getcwd()
-        return os.path.isfile(os.path.join(base, "quantizers", "fixedpoint.py"))
-
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if not shadows(p)]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            import hls4ml  # noqa: PLC0415
-    except ImportError as err:
-        raise FirmwareError(
-            f"hls4ml could not be imported ({err}); install it with `pip install hls4ml==1.3.0` "
-            "(no TensorFlow needed)."
-        ) from None
-    finally:
-        sys.path[:] = saved
-    return hls4ml
+    """hls4ml, imported even from a checkout's root (see :mod:`hqrun.firmware.imports`)."""
+    return import_unshadowed("hls4ml", "install it with `pip install hls4ml==1.3.0` (no "
+                                       "TensorFlow needed).")
 
 
 def hls_precision(t: FixedPointType, modes: bool = True) -> str:
@@ -261,7 +233,7 @@ def _hls_config(irs: Sequence[FirmwareIR], model: nn.Module, opts: WriterOptions
     with contextlib.redirect_stdout(io.StringIO()):
         cfg = hls4ml.utils.config_from_pytorch_model(
             model, shapes[0] if len(shapes) == 1 else shapes, granularity="name",
-            backend=opts.backend, default_precision=hls_precision(irs[0].input_type),
+            backend=opts.vendor, default_precision=hls_precision(irs[0].input_type),
             default_reuse_factor=int(opts.reuse_factor), channels_last_conversion="full",
             transpose_outputs=False,
         )
@@ -297,7 +269,7 @@ def to_hls4ml(irs: FirmwareIR | Sequence[FirmwareIR], out_dir: str, opts: Writer
             warnings.filterwarnings("ignore", message=".*table size.*")
             hls_model = hls4ml.converters.convert_from_pytorch_model(
                 model, output_dir=str(out_dir), project_name=opts.project_name,
-                backend=opts.backend, hls_config=cfg, io_type=opts.io_type, part=opts.part,
+                backend=opts.vendor, hls_config=cfg, io_type=opts.io_type, part=opts.part,
                 clock_period=opts.clock_period,
             )
             hls_model.write()
