@@ -77,6 +77,9 @@ class Quantizer(nn.Module):
 
     name: ClassVar[str] = ""
     positional: ClassVar[int] = 0
+    #: The float activation this quantizer stands for in an activation layer (relu, sigmoid,
+    #: tanh) or None; a plan's default activation applies to layers whose function is relu.
+    float_function: ClassVar[str | None] = None
     bits: int
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

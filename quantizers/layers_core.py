@@ -328,19 +328,11 @@ class QActivation(QLayer):
 
 
 def _infer_float_function(spec: Any, module: nn.Module | None) -> str | None:
+    """The float function an activation layer stands for: a float name, or what its quantizer
+    says it approximates (``Quantizer.float_function``: relu, sigmoid, tanh or None)."""
     if isinstance(spec, str) and spec.strip().lower() in FLOAT_ACTIVATIONS:
         return spec.strip().lower()
-    text = spec if isinstance(spec, str) else (str(module) if module is not None else "")
-    if isinstance(spec, dict):
-        text = str(spec.get("class_name", ""))
-    text = text.strip().lower()
-    if text.startswith("quantized_relu") or text.startswith("relu"):
-        return "relu"
-    if "sigmoid" in text:
-        return "sigmoid"
-    if "tanh" in text:
-        return "tanh"
-    return None
+    return getattr(module, "float_function", None) or float_function_of(module)
 
 
 class QInput(QLayer):

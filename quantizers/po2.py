@@ -216,6 +216,7 @@ class quantized_relu_po2(_Po2Common):  # noqa: N801 - QKeras name
     """
 
     name = "quantized_relu_po2"
+    float_function = "relu"
     _operand_signed = False
     positional = 1
 
