@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 from omegaconf import OmegaConf
 
 from hqrun.search.config import SearchConfig
@@ -24,7 +25,7 @@ from hqrun.search.results import front_records, write_results
 from hqrun.search.runner import run_search
 from hqrun.search.toy import ToyBackend, toy_data
 
-ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # Ray / whole-study runs: the full suite runs them, the fast lane not
 
 LIMITS = {"Dense": [4, 4], "Activation": [4]}
 
@@ -99,7 +100,8 @@ def test_random_search_with_faults_and_artefacts(ray_session, tmp_path):
 
 def _winner_round_trip(run_dir, out):
     """winner.yaml is a plan hqrun.models loads and builds as it is."""
-    models = pytest.importorskip("hqrun.models")
+    import hqrun.models as models
+
     plan = models.load_plan(str(run_dir / "winner.yaml"))
     best = max((r for r in out.records if r["status"] == "ok"), key=lambda r: r["score"])
     assert plan.to_dict()["layers"] == best["plan"]["layers"]

@@ -10,6 +10,8 @@ import pytest
 from hqrun.cli import main
 from jets_data import write_tiny_jets
 
+pytestmark = pytest.mark.slow  # Ray / whole-study runs: the full suite runs them, the fast lane not
+
 
 @pytest.fixture(scope="module")
 def jets_file(tmp_path_factory) -> Path:
