@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 from torch import nn
 
+from hqrun import atomic
 from hqrun.errors import FirmwareError
 from hqrun.firmware_options import ExportFields
 from hqrun.quantizers.fixedpoint import FixedPointType
@@ -103,9 +104,7 @@ def _check_replaceable(dst: Path) -> None:
 
 def _replace_dir(src: Path, dst: Path) -> None:
     _check_replaceable(dst)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(src, dst)
+    atomic.replace_dir(src, dst)  # the old export is set aside until the new one is in place
 
 
 def export(model: nn.Module, x_samples: np.ndarray, out_dir: str | os.PathLike,

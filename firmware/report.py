@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
+
+from hqrun import atomic
 
 from .hls4ml_writer import WriterOptions, import_hls4ml
 from .ir import FirmwareIR
@@ -30,16 +33,21 @@ def synthesis_tool(backend: str) -> str | None:
 
 
 def synthesis_command(backend: str, project_dir: str) -> str:
-    """Shell command that synthesises the written project later (what hls4ml's build runs)."""
+    """Shell command that synthesises the written project later (what hls4ml's build runs).
+
+    The directory is shell-quoted: a user copies this line into a shell.
+    """
+    where = shlex.quote(str(project_dir))
     if backend == "Vitis":
-        return f"cd {project_dir} && vitis-run --tcl build_prj.tcl --mode hls"
-    return (f'cd {project_dir} && vivado_hls -f build_prj.tcl "reset=1 csim=0 synth=1 cosim=0 '
+        return f"cd {where} && vitis-run --tcl build_prj.tcl --mode hls"
+    return (f'cd {where} && vivado_hls -f build_prj.tcl "reset=1 csim=0 synth=1 cosim=0 '
             'validation=0 export=0 vsynth=0 fifo_opt=0"')
 
 
 def write_build_options(project_dir: str) -> None:
     """Vitis's build script reads its switches from build_opt.tcl; write synth-only defaults."""
-    Path(project_dir, "build_opt.tcl").write_text(
+    atomic.write_text(
+        Path(project_dir, "build_opt.tcl"),
         "array set opt {\n    reset      1\n    csim       0\n    synth      1\n    cosim      0\n"
         "    validation 0\n    export     0\n    vsynth     0\n    fifo_opt   0\n}\n"
     )
@@ -163,7 +171,7 @@ def write_report(report: dict[str, Any], directory: str | os.PathLike) -> tuple[
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     j = d / "report.json"
-    j.write_text(json.dumps(report, indent=2, default=str))
+    atomic.write_text(j, json.dumps(report, indent=2, default=str))
     m = d / "report.md"
-    m.write_text(_md(report))
+    atomic.write_text(m, _md(report))
     return j, m
