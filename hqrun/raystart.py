@@ -115,21 +115,38 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, *,
         return False
     kwargs = ray_init_kwargs(address, num_cpus, log_to_driver, extra)
     if address:
+        _cluster_node_address_in_this_process(True)   # undo an earlier local session's switch
         ray.init(**kwargs)
         return True
-    _no_cluster_probe_in_this_process()
+    _cluster_node_address_in_this_process(False)
     with _environment(proxies), _quiet_token_banner():
         ray.init(**kwargs)
     return True
 
 
-def _no_cluster_probe_in_this_process() -> None:
-    """Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when its constants are imported; in a
-    process that imported Ray before hqrun could set it (a notebook, pytest), set the constant
-    itself so ``get_node_ip_address()`` answers 127.0.0.1 without asking 8.8.8.8."""
+#: Ray's own value of its cluster switch in this process, before hqrun changed it (if it did).
+_RAY_CLUSTER_DEFAULT: bool | None = None
+
+
+def _cluster_node_address_in_this_process(enabled: bool) -> None:
+    """Switch how this process's Ray finds its node address: the routed interface (``enabled``,
+    what joining a cluster needs) or 127.0.0.1 (a local session, no 8.8.8.8 probe).
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when its constants are imported; in a
+    process that imported Ray before hqrun set it (a notebook, pytest) the constant itself is
+    set, and restored when the same process later joins a cluster.
+    """
+    global _RAY_CLUSTER_DEFAULT
     constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None and getattr(constants, "ENABLE_RAY_CLUSTER", False):
+    if constants is None or not hasattr(constants, "ENABLE_RAY_CLUSTER"):
+        return
+    if not enabled:
+        if _RAY_CLUSTER_DEFAULT is None:
+            _RAY_CLUSTER_DEFAULT = bool(constants.ENABLE_RAY_CLUSTER)
         constants.ENABLE_RAY_CLUSTER = False
+    elif _RAY_CLUSTER_DEFAULT:      # hqrun switched it off: switch it back on
+        constants.ENABLE_RAY_CLUSTER = True
+        os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
 
 
 @contextlib.contextmanager
