@@ -48,6 +48,7 @@ class GuardRunDir(Callback):
             sweep_dir = check_output_path(str(OmegaConf.select(config, "hydra.sweep.dir")),
                                           "hydra.sweep.dir")
             check_name(str(OmegaConf.select(config, "hydra.job.name")), "hydra.job.name")
+            _check_subdir(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir"))
             _refuse_used_sweep_dir(sweep_dir)
         except HqrunError as err:
             _refuse(err)
@@ -59,6 +60,14 @@ def release_job_claim() -> None:
     if claimed is not None:
         claimed.release()
     rundir.set_job_claim(None)
+
+
+def _check_subdir(template: Any) -> None:
+    """Each job's directory is ``hydra.sweep.subdir`` below the sweep dir: it may not leave it."""
+    parts = Path(str(template or "")).parts
+    if Path(str(template or "")).is_absolute() or ".." in parts:
+        raise RunDirError(f"hydra.sweep.subdir={template!r} would put jobs outside "
+                          "hydra.sweep.dir; use a relative name such as ${hydra.job.num}.")
 
 
 def _refuse_used_sweep_dir(sweep_dir: Path) -> None:
