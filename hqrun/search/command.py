@@ -55,11 +55,10 @@ def run(cfg: Any) -> dict:
     from hqrun.search.space import build_space
 
     torch.set_num_threads(int(cfg.get("threads", 1) or 1))
-    scfg = cfg.search
-    seed = _seed(cfg)
+    scfg = check_config(cfg.search)                  # parsed once; bad settings and spaces fail
+    seed = _seed(cfg)                                # here, before any data is read or any trial
     backend = HqrunBackend(cfg.model, cfg.get("cost"))
-    check_config(scfg)                               # bad settings and spaces fail here, before
-    build_space(scfg.space, backend.describe())      # any data is read or any trial starts
+    build_space(scfg.space, backend.describe())
     with claimed_dir(resolve_run_dir(cfg), "search", what="the search run directory") as claimed:
         return _run(cfg, scfg, seed, backend, claimed)
 

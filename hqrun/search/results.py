@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from hqrun import atomic
 from hqrun.search.pareto import pareto_front
-from hqrun.search.runner import best_record
+from hqrun.search.ranking import best_record
 
 CSV_FIELDS = ("trial_id", "block", "status", "accuracy", "cost", "score", "epochs", "time",
               "cost_bits", "cost_energy", "cost_ebops", "pareto", "plan", "widths", "config",

@@ -78,7 +78,7 @@ def candidate_plans(search_dir: Path, k: int, spread: bool = False,
     """
     from hqrun.search.journal import Journal
     from hqrun.search.results import write_plan
-    from hqrun.search.runner import plan_key, ranked_records
+    from hqrun.search.ranking import plan_key, ranked_records
 
     journal = Journal(search_dir / "trials.jsonl")
     # block scheduler: only the block searched last holds whole plans (blocks may run in cost
