@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import sys
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from hqrun.firmware_options import WriterFields
 from hqrun.quantizers.fixedpoint import FixedPointType
 
 from .ir import FirmwareIR, IRLayer
+from .pypi_import import import_beside_checkout
 
 __all__ = ["WriterOptions", "import_hls4ml", "to_hls4ml", "hls_precision", "layer_name_map"]
 
@@ -57,36 +56,8 @@ class WriterOptions(WriterFields):
 
 
 def import_hls4ml():
-    """Import hls4ml, even from a checkout's root directory.
-
-    hls4ml imports the top-level PyPI package ``quantizers``; run from hqrun's repository root
-    (a notebook there, ``python -m pytest``), the checkout's own ``quantizers/`` folder is first
-    on ``sys.path`` and shadows it. Import with such entries masked so the right one is cached.
-    """
-    if "hls4ml" in sys.modules:
-        return sys.modules["hls4ml"]
-    cached = sys.modules.get("quantizers")
-    if cached is not None and not hasattr(cached, "get_fixed_quantizer_np"):
-        for key in [k for k in sys.modules if k == "quantizers" or k.startswith("quantizers.")]:
-            del sys.modules[key]
-
-    def shadows(entry: str) -> bool:
-        base = entry or os.getcwd()
-        return os.path.isfile(os.path.join(base, "quantizers", "fixedpoint.py"))
-
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if not shadows(p)]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            import hls4ml  # noqa: PLC0415
-    except ImportError as err:
-        raise FirmwareError(
-            f"hls4ml could not be imported ({err}); install it with `pip install hls4ml==1.3.0` "
-            "(no TensorFlow needed)."
-        ) from None
-    finally:
-        sys.path[:] = saved
-    return hls4ml
+    """Import hls4ml, even from a checkout's root directory (see :mod:`.pypi_import`)."""
+    return import_beside_checkout("hls4ml", "`pip install hls4ml==1.3.0` (no TensorFlow needed)", quiet=True)
 
 
 def hls_precision(t: FixedPointType, modes: bool = True) -> str:
