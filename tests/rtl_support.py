@@ -1,11 +1,13 @@
 """Shared pieces of the RTL backend tests: tool skips and one "write + verify" helper.
 
-A test skips only when an external program is missing (iverilog, Verilator, Yosys), with the
-package to install as the reason; CI installs them (.ci/run), so there they always run.
+A test skips only when an external program or the optional ``rtl`` extra is missing (iverilog,
+Verilator, Yosys, alkaid), with what to install as the reason; CI installs them (.ci/run,
+scripts/install.sh), so there they always run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,9 @@ from hqrun.firmware.backends import rtl
 from hqrun.firmware.backends.rtl.tools import find_verilator, which
 from hqrun.firmware.emulate import quantize_input, to_values
 
+needs_alkaid = pytest.mark.skipif(
+    importlib.util.find_spec("alkaid") is None,
+    reason="rtl extra missing: alkaid is not installed (pip install -e '.[rtl]')")
 needs_iverilog = pytest.mark.skipif(
     which("iverilog") is None or which("vvp") is None,
     reason="iverilog is not installed (sudo apt-get install iverilog)")

@@ -18,6 +18,9 @@ from hqrun.firmware.backends.rtl.casts import cast, cast_grid, fold_constant
 from hqrun.firmware.emulate import requantize, requantize_grid
 from hqrun.quantizers.fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedPointType
 from hqrun.quantizers.grid import FixedPointGrid
+from rtl_support import needs_alkaid
+
+pytestmark = needs_alkaid
 
 FINE = 16  # fractional bits at which the scaled source values are exact (for the reference)
 

@@ -22,10 +22,10 @@ from hqrun.firmware.backends import rtl
 from hqrun.firmware.emulate import to_values
 from hqrun.firmware.verify import torch_reference
 from hqrun.quantizers.grid import FixedPointGrid
-from rtl_support import input_codes, needs_iverilog, needs_verilator, write_and_verify
+from rtl_support import input_codes, needs_alkaid, needs_iverilog, needs_verilator, write_and_verify
 
 torch.set_num_threads(1)
-pytestmark = needs_iverilog
+pytestmark = [needs_alkaid, needs_iverilog]
 N_SAMPLES = 40  # iverilog spends ~0.1 s per sample on a jet-sized design
 N_FUZZ = 40
 

@@ -9,9 +9,9 @@ import pytest
 import firmware_cases as fc
 from hqrun.firmware import build_ir
 from hqrun.firmware.backends import rtl
-from rtl_support import needs_yosys
+from rtl_support import needs_alkaid, needs_yosys
 
-pytestmark = needs_yosys
+pytestmark = [needs_alkaid, needs_yosys]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,10 @@ missing-tool messages, project writing."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +23,9 @@ from hqrun.firmware.backends.rtl.options import family_of_part
 from hqrun.firmware.backends.rtl.packing import Field, PortLayout, pack_hex, unpack_hex
 from hqrun.firmware.backends.rtl.yosys_stat import parse_stat, summarise_cells
 from hqrun.firmware.ir import IRLayer
+from hqrun.firmware.pypi_import import import_beside_checkout
 from hqrun.quantizers.fixedpoint import FixedPointType
+from rtl_support import needs_alkaid
 
 # ----------------------------------------------------------------------------- options
 def test_family_follows_the_part():
@@ -156,6 +162,7 @@ def small_ir():
     return build_ir(model, tuple(model.input_shape))
 
 
+@needs_alkaid
 def test_weights_wider_than_the_solver_are_refused(small_ir, tmp_path):
     ir = copy.deepcopy(small_ir)
     dense = next(layer for layer in ir.layers if layer.op == "dense")
@@ -167,6 +174,7 @@ def test_weights_wider_than_the_solver_are_refused(small_ir, tmp_path):
     assert not (tmp_path / "rtl").exists()
 
 
+@needs_alkaid
 def test_unsupported_layer_is_refused_by_name(small_ir, tmp_path):
     ir = copy.deepcopy(small_ir)
     prev = ir.layers[0]
@@ -176,6 +184,7 @@ def test_unsupported_layer_is_refused_by_name(small_ir, tmp_path):
         rtl.write(ir, tmp_path / "rtl")
 
 
+@needs_alkaid
 def test_foreign_directory_is_not_overwritten(small_ir, tmp_path):
     (tmp_path / "rtl").mkdir()
     (tmp_path / "rtl" / "notes.txt").write_text("mine")
@@ -184,6 +193,7 @@ def test_foreign_directory_is_not_overwritten(small_ir, tmp_path):
     assert (tmp_path / "rtl" / "notes.txt").read_text() == "mine"
 
 
+@needs_alkaid
 def test_project_records_logits_and_softmax_note_and_is_rewritten(tmp_path):
     model = fc.jet_spread_logits()
     ir = build_ir(model, tuple(model.input_shape))
@@ -202,6 +212,7 @@ def _hide_tools(monkeypatch):
     monkeypatch.setattr(tools, "which", lambda program: None)
 
 
+@needs_alkaid
 def test_missing_iverilog_names_the_debian_package(small_ir, tmp_path, monkeypatch):
     project = rtl.write(small_ir, tmp_path / "rtl")
     _hide_tools(monkeypatch)
@@ -213,6 +224,7 @@ def test_missing_iverilog_names_the_debian_package(small_ir, tmp_path, monkeypat
         rtl.simulate(project, x, "verilator")
 
 
+@needs_alkaid
 def test_missing_yosys_leaves_a_reason_instead_of_counts(small_ir, tmp_path, monkeypatch):
     project = rtl.write(small_ir, tmp_path / "rtl")
     _hide_tools(monkeypatch)
@@ -223,3 +235,22 @@ def test_missing_yosys_leaves_a_reason_instead_of_counts(small_ir, tmp_path, mon
     section = rtl.report_section(project, None, status)
     assert "estimate_vs_synthesis" not in section
     assert any("synthesis not run" in line for line in rtl.report_markdown(section))
+
+
+# ----------------------------------------------------------------------------- imports
+def test_missing_package_names_the_install_command():
+    with pytest.raises(FirmwareError, match=r"hqrun_no_such_pkg could not be imported .*pip install x"):
+        import_beside_checkout("hqrun_no_such_pkg", "`pip install x`")
+
+
+@needs_alkaid
+def test_alkaid_imports_from_the_repository_root():
+    """The checkout's quantizers/ folder shadows PyPI's `quantizers`, which alkaid imports."""
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import sys; sys.path.insert(0, ''); "
+            "from hqrun.firmware.backends.rtl.alkaid_api import alkaid; a = alkaid(); "
+            "assert hasattr(sys.modules['quantizers'], 'get_fixed_quantizer_np'); print(a.version)")
+    res = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "0.8.2"
