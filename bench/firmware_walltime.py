@@ -63,7 +63,7 @@ def trained_q6(epochs: int, seed: int = 0) -> tuple[torch.nn.Module, np.ndarray,
 
 def run_one(ir, x_codes, emu, latency: int, root: Path, args) -> dict:
     opts = rtl.RtlOptions(latency_cycles=latency, simulator=args.simulator,
-                          synth_timeout_s=args.synth_timeout, abc9=args.abc9)
+                          synth_timeout_s=args.synth_timeout)
     row: dict = {"latency_cycles": latency}
     t0 = time.perf_counter()
     project = rtl.write(ir, root / f"q6_L{latency}", opts)
@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--latencies", type=int, nargs="+", default=[0, 3])
     parser.add_argument("--simulator", default="auto", choices=["auto", "iverilog", "verilator"])
     parser.add_argument("--synth-timeout", type=float, default=1800.0)
-    parser.add_argument("--abc9", action="store_true")
     parser.add_argument("--no-synth", action="store_true")
     parser.add_argument("--keep", type=Path, default=None, help="keep the projects in this folder")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")

@@ -55,7 +55,6 @@ class RtlOptions:
         clock_period: ns; only written into the vendor constraint files alkaid emits (Yosys does
             no timing, so hqrun claims no Fmax).
         flatten: pass ``-flatten`` to ``synth_xilinx`` (optimise across alkaid's small modules).
-        abc9: pass ``-abc9`` (the newer ABC flow) instead of the default ``abc``.
         synth_timeout_s: wall-clock limit of one Yosys run.
         sim_timeout_s: wall-clock limit of one iverilog compile plus simulation.
         simulator: ``auto`` (Verilator for large batches when installed, else iverilog),
@@ -69,7 +68,6 @@ class RtlOptions:
     family: str = ""
     clock_period: float = 5.0
     flatten: bool = True
-    abc9: bool = False
     synth_timeout_s: float = 1800.0
     sim_timeout_s: float = 900.0
     simulator: str = "auto"

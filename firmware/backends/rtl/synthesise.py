@@ -36,17 +36,27 @@ class RtlSynthesisTimeout(FirmwareError):
 
 
 def synth_script(project: RtlProject, opts: RtlOptions) -> str:
-    """The Yosys script: read the sources, ``synth_xilinx`` for the family, flatten, ``stat``."""
-    flags = [f"-family {opts.yosys_family}", f"-top {project.top}"]
+    """The Yosys script: read the sources, ``synth_xilinx`` for the family, flatten, ``stat``.
+
+    ``-noiopad``: the design is a kernel inside a larger FPGA design (Vivado's out-of-context
+    flow), not a chip top level, so no I/O buffers are inserted. Which ABC flow ran (Yosys 0.70
+    always runs ABC9, 0.23 the older ABC by default) is read back from the log.
+    """
+    flags = [f"-family {opts.yosys_family}", f"-top {project.top}", "-noiopad"]
     if opts.flatten:
         flags.append("-flatten")
-    if opts.abc9:
-        flags.append("-abc9")
     reads = "\n".join(f"read_verilog -defer {src}" for src in project.sources)
     return (f"# hqrun RTL synthesis of {project.top} (part {opts.part})\n{reads}\n"
             f"synth_xilinx {' '.join(flags)}\n"
             "flatten\n"  # counts of a hierarchical run, summed into one module
             f"tee -q -o {STAT_FILE} stat\n")
+
+
+def _abc_flow(log: str) -> str:
+    """Which ABC technology mapping the log shows: ``abc9``, ``abc`` or ``unknown``."""
+    if "Executing ABC9 pass" in log:
+        return "abc9"
+    return "abc" if "Executing ABC pass" in log else "unknown"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -58,7 +68,8 @@ def _write_atomic(path: Path, text: str) -> None:
 def synthesise(project: RtlProject, opts: RtlOptions | None = None) -> dict[str, Any]:
     """Synthesise ``project`` with Yosys and return the counts.
 
-    Returns a dict with ``tool``, ``tool_version``, ``family``, ``part``, ``flatten``, ``abc``,
+    Returns a dict with ``tool``, ``tool_version``, ``family``, ``part``, ``flatten``, ``abc``
+    (the ABC flow the log shows),
     ``lut``, ``ff``, ``carry``, ``dsp``, ``bram`` (18 Kb units), ``lutram``, ``muxf``, ``cells``
     (every cell type), ``seconds``, ``script``, ``latency_cycles`` and ``fmax`` (always None,
     with ``timing_note`` saying why).
@@ -93,10 +104,11 @@ def synthesise(project: RtlProject, opts: RtlOptions | None = None) -> dict[str,
         raise FirmwareError(f"Yosys failed on RTL design {project.top!r} (exit {res.returncode}): "
                             f"{' '.join(lines[-5:])[:1500] or 'see ' + str(root / LOG_FILE)}")
     cells = parse_stat((root / STAT_FILE).read_text())
+    log = (root / LOG_FILE).read_text(errors="replace") if (root / LOG_FILE).exists() else ""
     result: dict[str, Any] = {
         "tool": "yosys", "tool_version": yosys.version, "runner": yosys.name,
         "family": opts.yosys_family, "part": opts.part, "flatten": bool(opts.flatten),
-        "abc": "abc9" if opts.abc9 else "abc", **summarise_cells(cells), "cells": cells,
+        "abc": _abc_flow(log), **summarise_cells(cells), "cells": cells,
         "seconds": round(seconds, 2), "script": script, "latency_cycles": project.latency_cycles,
         "fmax": None, "timing_note": "Yosys does no timing analysis: no Fmax is claimed",
     }

@@ -61,6 +61,6 @@ def summarise_cells(cells: dict[str, int]) -> dict[str, float | int]:
         "dsp": _sum(cells, r"DSP\w*"),
         "bram": 2 * _sum(cells, r"RAMB36\w*") + _sum(cells, r"RAMB18\w*"),
         "lutram": _sum(cells, r"RAM(32|64|128|256)\w*"),
-        "muxf": _sum(cells, r"MUXF[78]"),
+        "muxf": _sum(cells, r"MUXF\d"),
         "inv": _sum(cells, r"INV"),
     }
