@@ -12,7 +12,8 @@ jet sample shipped with hqrun; the samples simulated are its whole test split (4
 - *write*: IR → alkaid trace → Verilog project on disk;
 - *simulate*: one simulator build and run over every sample, compared bit for bit with
   hqrun's emulation (which the firmware tests tie to the PyTorch model);
-- *synthesise*: Yosys ``synth_xilinx -family xcup -flatten`` → LUT/FF/CARRY/DSP/BRAM.
+- *synthesise*: Yosys ``synth_xilinx -family xcup -noiopad -flatten`` (LUT mapping ``--mapper``,
+  classic ABC by default) → LUT/FF/CARRY/DSP/BRAM.
 
 It prints seconds per stage, the Yosys counts and alkaid's own LUT/FF estimate with its relative
 error, and writes everything to ``--out`` (JSON) when given. Run it under ``nice`` on a shared
@@ -63,7 +64,8 @@ def trained_q6(epochs: int, seed: int = 0) -> tuple[torch.nn.Module, np.ndarray,
 
 def run_one(ir, x_codes, emu, latency: int, root: Path, args) -> dict:
     opts = rtl.RtlOptions(latency_cycles=latency, simulator=args.simulator,
-                          synth_timeout_s=args.synth_timeout)
+                          synth_timeout_s=args.synth_timeout, mapper=args.mapper,
+                          yosys=args.yosys)
     row: dict = {"latency_cycles": latency}
     t0 = time.perf_counter()
     project = rtl.write(ir, root / f"q6_L{latency}", opts)
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--latencies", type=int, nargs="+", default=[0, 3])
     parser.add_argument("--simulator", default="auto", choices=["auto", "iverilog", "verilator"])
     parser.add_argument("--synth-timeout", type=float, default=1800.0)
+    parser.add_argument("--mapper", default="abc", choices=["abc", "abc9"], help="Yosys LUT mapping")
+    parser.add_argument("--yosys", default="auto", choices=["auto", "yowasp", "path"])
     parser.add_argument("--no-synth", action="store_true")
     parser.add_argument("--keep", type=Path, default=None, help="keep the projects in this folder")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
@@ -119,7 +123,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"  alkaid estimate: {row['estimate']['lut']} LUT, {row['estimate']['ff']} FF")
             if "lut" in syn:
                 print(f"  yosys ({syn['tool_version'].split('(')[0].strip()}, {syn['family']}, "
-                      f"{syn['abc']}): synthesise {row['synthesise_s']} s -> LUT {syn['lut']}, FF {syn['ff']}, "
+                      f"{syn['abc']}): synthesise {row['synthesise_s']} s -> LUT {syn['lut']}, "
+                      f"FF {syn['ff']}, "
                       f"CARRY {syn['carry']}, DSP {syn['dsp']}, BRAM {syn['bram']}, INV {syn['inv']}, "
                       f"MUXF {syn['muxf']}; estimate error {row['lut_relative_error']:+.1%}")
             elif syn:

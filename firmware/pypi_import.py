@@ -57,6 +57,7 @@ def import_beside_checkout(name: str, install_hint: str, quiet: bool = False) ->
         with sink:
             return importlib.import_module(name)
     except ImportError as err:
-        raise FirmwareError(f"{name} could not be imported ({err}); install it with {install_hint}.") from None
+        raise FirmwareError(f"{name} could not be imported ({err}); install it with "
+                            f"{install_hint}.") from None
     finally:
         sys.path[:] = saved

@@ -40,7 +40,8 @@ def test_family_follows_the_part():
     ({"latency_cycles": -1}, "latency_cycles"), ({"latency_cycles": 2.5}, "latency_cycles"),
     ({"top_name": "1top"}, "top_name"), ({"top_name": "a b"}, "top_name"),
     ({"part": "5cgxfc7c7f23c8"}, "family"), ({"yosys": "vivado"}, "yosys"),
-    ({"simulator": "modelsim"}, "simulator"), ({"synth_timeout_s": 0}, "synth_timeout_s"),
+    ({"simulator": "modelsim"}, "simulator"), ({"mapper": "vpr"}, "mapper"),
+    ({"synth_timeout_s": 0}, "synth_timeout_s"),
     ({"latency": 3}, "unknown RTL option"),
 ])
 def test_bad_options_are_one_paragraph(bad, word):

@@ -55,6 +55,9 @@ class RtlOptions:
         clock_period: ns; only written into the vendor constraint files alkaid emits (Yosys does
             no timing, so hqrun claims no Fmax).
         flatten: pass ``-flatten`` to ``synth_xilinx`` (optimise across alkaid's small modules).
+        mapper: LUT mapping of ``synth_xilinx``: ``abc9`` (Yosys's own flow; the only one of
+            Yosys 0.70) or ``abc`` (the classic ABC in synth_xilinx's ``map_luts`` step; much
+            faster on large flattened designs, and what Debian's Yosys 0.23 runs by default).
         synth_timeout_s: wall-clock limit of one Yosys run.
         sim_timeout_s: wall-clock limit of one iverilog compile plus simulation.
         simulator: ``auto`` (Verilator for large batches when installed, else iverilog),
@@ -68,6 +71,7 @@ class RtlOptions:
     family: str = ""
     clock_period: float = 5.0
     flatten: bool = True
+    mapper: str = "abc9"
     synth_timeout_s: float = 1800.0
     sim_timeout_s: float = 900.0
     simulator: str = "auto"
@@ -107,6 +111,9 @@ class RtlOptions:
                 f"RTL part {self.part!r} (family {self.family!r}) maps to no Yosys synth_xilinx family; "
                 f"set family to one of {', '.join(f'{k} ({v})' for k, v in FAMILIES.items())}."
             )
+        if self.mapper not in ("abc9", "abc"):
+            raise FirmwareError(f"RTL mapper={self.mapper!r}: use abc9 (Yosys's synth_xilinx as is) "
+                                "or abc (the classic ABC LUT mapping, faster on large designs).")
         if self.simulator not in ("auto", "iverilog", "verilator"):
             raise FirmwareError(f"RTL simulator={self.simulator!r}: use auto, iverilog or verilator.")
         if self.yosys not in ("auto", "yowasp", "path"):

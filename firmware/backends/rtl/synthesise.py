@@ -35,19 +35,39 @@ class RtlSynthesisTimeout(FirmwareError):
     """Yosys did not finish within ``synth_timeout_s`` (the message says what to change)."""
 
 
+#: LUT mapping with the classic ABC instead of ABC9: synth_xilinx's own ``map_luts`` step with
+#: ``abc -luts`` (what Yosys ran before ABC9 became its only flow). synth_xilinx's ``-run``
+#: labels keep every other step Yosys's own.
+_MAP_LUTS_ABC = """opt_expr -mux_undef -noclkinv
+abc -luts 2:2,3,6:5,10,20
+clean
+xilinx_srl -fixed -minlen 3
+techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6
+xilinx_dffopt
+opt_lut_ins -tech xilinx
+"""
+
+
 def synth_script(project: RtlProject, opts: RtlOptions) -> str:
     """The Yosys script: read the sources, ``synth_xilinx`` for the family, flatten, ``stat``.
 
     ``-noiopad``: the design is a kernel inside a larger FPGA design (Vivado's out-of-context
-    flow), not a chip top level, so no I/O buffers are inserted. Which ABC flow ran (Yosys 0.70
-    always runs ABC9, 0.23 the older ABC by default) is read back from the log.
+    flow), not a chip top level, so no I/O buffers are inserted. ``mapper="abc"`` runs
+    synth_xilinx up to its LUT mapping, maps with the classic ABC, then runs synth_xilinx's
+    remaining steps: Yosys 0.70's ABC9 (its only flow) spends tens of minutes on a flattened
+    jet-sized design in the WebAssembly build. Which ABC ran is read back from the log.
     """
     flags = [f"-family {opts.yosys_family}", f"-top {project.top}", "-noiopad"]
     if opts.flatten:
         flags.append("-flatten")
     reads = "\n".join(f"read_verilog -defer {src}" for src in project.sources)
-    return (f"# hqrun RTL synthesis of {project.top} (part {opts.part})\n{reads}\n"
-            f"synth_xilinx {' '.join(flags)}\n"
+    synth = " ".join(flags)
+    if opts.mapper == "abc":
+        body = (f"synth_xilinx {synth} -run :map_luts\n{_MAP_LUTS_ABC}"
+                f"synth_xilinx {synth} -run finalize:\n")
+    else:
+        body = f"synth_xilinx {synth}\n"
+    return (f"# hqrun RTL synthesis of {project.top} (part {opts.part})\n{reads}\n{body}"
             "flatten\n"  # counts of a hierarchical run, summed into one module
             f"tee -q -o {STAT_FILE} stat\n")
 
