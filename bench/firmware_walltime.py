@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--latencies", type=int, nargs="+", default=[0, 3])
     parser.add_argument("--simulator", default="auto", choices=["auto", "iverilog", "verilator"])
     parser.add_argument("--synth-timeout", type=float, default=1800.0)
-    parser.add_argument("--mapper", default="abc", choices=["abc", "abc9"], help="Yosys LUT mapping")
+    parser.add_argument("--mapper", default="abc", choices=["abc", "abc9"],
+                        help="Yosys LUT mapping (abc9 did not finish Q6 within 30 min in yowasp)")
     parser.add_argument("--yosys", default="auto", choices=["auto", "yowasp", "path"])
     parser.add_argument("--no-synth", action="store_true")
     parser.add_argument("--keep", type=Path, default=None, help="keep the projects in this folder")

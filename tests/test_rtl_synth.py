@@ -30,8 +30,9 @@ def test_synthesis_counts_match_the_design(tiny_project, mapper):
     assert "synth_xilinx -family xcup -top hqrun_rtl -noiopad -flatten" in result["script"]
     assert result["abc"] == mapper and result["flatten"] is True  # read back from Yosys's log
     assert not any(cell.endswith("BUF") for cell in result["cells"])  # -noiopad: no I/O buffers
-    # every register bit of alkaid's pipeline is one flip-flop; distributed arithmetic: no DSP
-    assert result["ff"] == tiny_project.estimate["ff"] > 0
+    # at most one flip-flop per register bit of alkaid's pipeline (Yosys drops constant ones);
+    # distributed arithmetic: no DSP, no BRAM
+    assert 0 < result["ff"] <= tiny_project.estimate["ff"]
     assert result["dsp"] == 0 and result["bram"] == 0
     assert result["lut"] > 0 and result["carry"] > 0 and result["seconds"] > 0
     assert result["lut"] == sum(n for c, n in result["cells"].items() if c.startswith("LUT"))

@@ -55,9 +55,10 @@ class RtlOptions:
         clock_period: ns; only written into the vendor constraint files alkaid emits (Yosys does
             no timing, so hqrun claims no Fmax).
         flatten: pass ``-flatten`` to ``synth_xilinx`` (optimise across alkaid's small modules).
-        mapper: LUT mapping of ``synth_xilinx``: ``abc9`` (Yosys's own flow; the only one of
-            Yosys 0.70) or ``abc`` (the classic ABC in synth_xilinx's ``map_luts`` step; much
-            faster on large flattened designs, and what Debian's Yosys 0.23 runs by default).
+        mapper: LUT mapping of ``synth_xilinx``: ``abc`` (default: the classic ABC in
+            synth_xilinx's ``map_luts`` step, what Debian's Yosys 0.23 runs by default; the Q6 jet
+            model maps in ~2.5 min) or ``abc9`` (Yosys 0.70's only flow; in the WebAssembly build
+            it did not finish the combinational Q6 jet model within 30 min).
         synth_timeout_s: wall-clock limit of one Yosys run.
         sim_timeout_s: wall-clock limit of one iverilog compile plus simulation.
         simulator: ``auto`` (Verilator for large batches when installed, else iverilog),
@@ -71,7 +72,7 @@ class RtlOptions:
     family: str = ""
     clock_period: float = 5.0
     flatten: bool = True
-    mapper: str = "abc9"
+    mapper: str = "abc"
     synth_timeout_s: float = 1800.0
     sim_timeout_s: float = 900.0
     simulator: str = "auto"
