@@ -26,7 +26,8 @@ def build_report(ir: FirmwareIR, backend: str, verification: Verification, proje
                  synthesis: dict[str, Any], timings: dict[str, float],
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
-        "status": "PASSED" if verification.passed else "FAILED",
+        "status": "PASSED" if verification.passed else (
+            "UNVERIFIED" if verification.not_run else "FAILED"),
         "summary": verification.summary(),
         "backend": backend,
         "project_dir": str(project_dir),

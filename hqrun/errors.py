@@ -37,6 +37,11 @@ class FirmwareError(HqrunError, RuntimeError):
     """The firmware cannot reproduce the model exactly, or its build/simulation failed."""
 
 
+class ToolMissingError(FirmwareError):
+    """An external program a firmware step needs (a simulator, a synthesis tool) is not installed;
+    the message names the package. The step carries on without that part where it can."""
+
+
 class SearchError(HqrunError, ValueError):
     """A search space, objective or scheduler setting is invalid."""
 

@@ -69,7 +69,7 @@ class Hls4mlBackend:
         return run_synthesis(project.hls_model, project.opts, str(project.project_dir),
                              options.synthesize)
 
-    def describe(self, project: _Project, options: Any) -> dict[str, Any]:
+    def describe(self, project: _Project, options: Any, synthesis: dict[str, Any]) -> dict[str, Any]:
         opts = project.opts
         return {
             "project_name": opts.project_name,
