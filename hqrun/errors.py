@@ -39,3 +39,7 @@ class FirmwareError(HqrunError, RuntimeError):
 
 class SearchError(HqrunError, ValueError):
     """A search space, objective or scheduler setting is invalid."""
+
+
+class InterchangeError(HqrunError, ValueError):
+    """A model cannot be exported to, or imported from, QONNX exactly."""
