@@ -104,10 +104,7 @@ def export_run(cfg: Any) -> dict:
 # ---------------------------------------------------------------------------- import
 def _inputs(cfg: Any, options: dict[str, Any]) -> tuple[np.ndarray | None, Any, dict | None]:
     """(samples or None for random, scaler, data config) as ``import.verify_on`` says."""
-    mode = options.get("verify_on", "random")
-    if mode not in VERIFY_ON:
-        raise ConfigError(f"import.verify_on={mode!r}: use {' or '.join(VERIFY_ON)}.")
-    if mode == "random":
+    if options.get("verify_on", "random") == "random":
         return None, None, None
     from hqrun.data import load_dataset
 
@@ -119,9 +116,14 @@ def _inputs(cfg: Any, options: dict[str, Any]) -> tuple[np.ndarray | None, Any, 
     return x, splits.scaler, data_cfg
 
 
+#: What Hydra and hqrun's job record put into a run directory before (or after) the command.
+_JOB_FILES = (".hydra", "job_status.json", "error.txt")
+
+
 def _check_out_dir(out: Path) -> None:
-    """A run directory is never overwritten: only Hydra's own files may be there already."""
-    if out.exists() and any(p.name != ".hydra" and not p.name.endswith(".log") for p in out.iterdir()):
+    """A run directory is never overwritten: only Hydra's and the job record's files may be there."""
+    if out.exists() and any(p.name not in _JOB_FILES and not p.name.endswith(".log")
+                            for p in out.iterdir()):
         raise ConfigError(f"{out} already holds files; hqrun import writes a new run directory. "
                           "Choose another out_dir (or let Hydra make one).")
 
@@ -201,6 +203,8 @@ def import_run(cfg: Any) -> dict:
     if not name.replace("_", "").isalnum():
         raise ConfigError(f"import.name={name!r} must be letters, digits and underscores (it names "
                           "conf/model/<name>.yaml and conf/quant/<name>.yaml).")
+    if options.get("verify_on", "random") not in VERIFY_ON:
+        raise ConfigError(f"import.verify_on={options.get('verify_on')!r}: use {' or '.join(VERIFY_ON)}.")
     _require_qonnx()
     from .importer import import_qonnx
 
