@@ -133,3 +133,20 @@ def test_import_never_writes_into_a_finished_run(imported, capsys, exported):
     with pytest.raises(SystemExit):
         main(["import", f"source={exported / 'model.onnx'}", f"hydra.run.dir={imported}"])
     assert "already holds files" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("group, schema", [("export", "ExportConfig"), ("import", "ImportConfig")])
+def test_config_groups_match_their_schemas_exactly(group, schema):
+    from dataclasses import asdict
+
+    from hqrun.interchange import config
+
+    data = yaml.safe_load((CONF / group / "default.yaml").read_text())
+    assert data == asdict(getattr(config, schema)())
+
+
+def test_a_misspelt_option_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["export", "run=nowhere", "export.formt=qonnx", f"hydra.run.dir={tmp_path}"])
+    assert info.value.code != 0
+    assert "formt" in capsys.readouterr().err

@@ -5,6 +5,7 @@ written where a good one belongs."""
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -223,3 +224,9 @@ def test_wide_accumulators_are_named_as_float32_risks():
     wide = build_model({"name": "jet_dnn"}, "q16", seed=0)
     risks = float32_risks(wide, FixedPointType(16, 6), (16,))
     assert risks and risks[0].startswith("dense_1: accumulator") and "24-bit" in risks[0]
+
+
+def test_a_missing_qonnx_is_a_one_paragraph_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "qonnx", None)  # `import qonnx` now fails
+    with pytest.raises(InterchangeError, match=r"qonnx is missing.*\[interchange\]"):
+        to_qonnx(fc.jet_q6())

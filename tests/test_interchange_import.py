@@ -113,6 +113,17 @@ def test_a_graph_without_softmax_or_input_quant_is_a_layers_model():
     assert _equal_to_qonnx(result, proto)
 
 
+def test_a_float_relu_is_a_relu_layer_without_quantizer():
+    g = Graph()
+    h = g.node("Relu", [g.node("MatMul", [g.quant("x", 2.0**-3, 6), g.weight((5, 4), 2.0**-3, 4, seed=1)])])
+    y = g.node("MatMul", [h, g.weight((4, 2), 2.0**-2, 3, seed=2)])
+    proto = g.model((5,), y, (2,))
+    result = import_qonnx(proto, n_random=1000)
+    assert [e["type"] for e in result.model_config["layers"]] == ["input", "dense", "relu", "dense"]
+    assert "relu_1" not in result.plan.layers
+    assert _equal_to_qonnx(result, proto)
+
+
 def test_a_hand_built_conv_model_is_imported_bit_exact():
     g = Graph()
     x = g.quant("x", 2.0**-4, 8)

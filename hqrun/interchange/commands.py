@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from hqrun.errors import ConfigError, InterchangeError
+from hqrun.errors import ConfigError
 
 from .config import EXPORT_FORMATS, VERIFY_ON
+from .deps import require_qonnx
 
 __all__ = ["export_run", "import_run"]
 
@@ -40,18 +41,6 @@ def _plain(obj: Any) -> Any:
 def _group(cfg: Any, name: str) -> dict[str, Any]:
     group = cfg.get(name) if hasattr(cfg, "get") else None
     return dict(_plain(group) or {})
-
-
-def _require_qonnx() -> None:
-    try:
-        import onnx  # noqa: F401
-        import qonnx  # noqa: F401
-    except ImportError as err:
-        raise InterchangeError(
-            f"QONNX interchange needs the packages onnx and qonnx ({err.name} is missing); install "
-            "hqrun's interchange extra: pip install -c constraints.txt -e '.[interchange]' (scripts/"
-            "install.sh does by default)."
-        ) from None
 
 
 # ---------------------------------------------------------------------------- export
@@ -75,7 +64,7 @@ def export_run(cfg: Any) -> dict:
     if options.get("format") not in EXPORT_FORMATS:
         raise ConfigError(f"export.format={options.get('format')!r}: hqrun exports "
                           f"{', '.join(EXPORT_FORMATS)}.")
-    _require_qonnx()
+    require_qonnx()
     from .exporter import export_qonnx
 
     torch.set_num_threads(int(cfg.get("threads", 1) or 1))
@@ -131,8 +120,6 @@ def _check_out_dir(out: Path) -> None:
 def _write_run_dir(out: Path, result: Any, source: Path, scaler: Any, data_cfg: dict | None,
                    seed: int, name: str) -> None:
     """Every file of the imported run, each written atomically (temp file + rename)."""
-    import torch
-
     from hqrun.data.preprocess import Scaler
 
     from . import artifacts
@@ -205,7 +192,7 @@ def import_run(cfg: Any) -> dict:
                           "conf/model/<name>.yaml and conf/quant/<name>.yaml).")
     if options.get("verify_on", "random") not in VERIFY_ON:
         raise ConfigError(f"import.verify_on={options.get('verify_on')!r}: use {' or '.join(VERIFY_ON)}.")
-    _require_qonnx()
+    require_qonnx()
     from .importer import import_qonnx
 
     torch.set_num_threads(int(cfg.get("threads", 1) or 1))

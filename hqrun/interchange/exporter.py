@@ -27,6 +27,7 @@ from hqrun.quantizers.fixedpoint import FixedPointType
 
 from . import artifacts
 from .clean import clean
+from .deps import require_qonnx
 from .execute import GraphRunner
 from .export_graph import build_graph
 from .formats import QuantFormat
@@ -94,6 +95,7 @@ def to_qonnx(model: nn.Module, path: str | Path | None = None, *,
     """
     from hqrun.models.plan import plan_from_model
 
+    require_qonnx()
     shape = tuple(input_shape or getattr(model, "input_shape", None) or ())
     if not shape:
         raise InterchangeError("to_qonnx needs the model's per-sample input shape: build the model "

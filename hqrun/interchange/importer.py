@@ -26,6 +26,7 @@ from hqrun.errors import HqrunError, InterchangeError
 from hqrun.quantizers.fixedpoint import FixedPointType
 
 from .clean import clean, with_batch_size
+from .deps import require_qonnx
 from .execute import GraphRunner
 from .read_graph import LayerSpec, ReadGraph, read_graph
 from .verify import Comparison, compare_logits, model_logits
@@ -55,6 +56,7 @@ def load_qonnx(source: Any) -> Any:
 
     Files are read as ONNX protobuf data only (no external data files, nothing executed).
     """
+    require_qonnx()
     import onnx
     from qonnx.core.modelwrapper import ModelWrapper
 

@@ -360,7 +360,7 @@ def _activation(r: _Reader, node: Any, relu: Any | None, x: str, is_input: bool)
     if is_input:
         r.add_layer(LayerSpec("input", _hinted_name(node), slots={"activation": spec}, nodes=nodes))
     else:
-        _attach_activation(r, spec, nodes, relu or node, node)
+        _attach_activation(r, spec, relu is not None, nodes, relu or node, node)
     return node.output[0]
 
 
@@ -379,22 +379,27 @@ def _checked_hint(spec: Any, fmt: QuantFormat, relu: bool) -> str | None:
     return spec if hinted_relu == relu and hinted.same_as(fmt) else None
 
 
-def _attach_activation(r: _Reader, spec: SlotSpec, nodes: list[str], *hinted: Any) -> None:
-    """An activation goes into the layer before it when an hqrun export said it was that
-    layer's own (QKeras's ``activation=`` argument), else it becomes a layer of its own."""
+#: The plan spec of a float ReLU fused into a layer (QKeras's ``activation="relu"``).
+FLOAT_RELU = "relu"
+
+
+def _attach_activation(r: _Reader, spec: SlotSpec | None, relu: bool, nodes: list[str],
+                       *hinted: Any) -> None:
+    """Add an activation: ``relu`` says whether a Relu node is part of it, ``spec`` its
+    quantizer (None: a float ReLU). It goes into the layer before it when an hqrun export said
+    it was that layer's own (QKeras's ``activation=`` argument), else it is a layer of its own
+    (``relu`` when it starts with a ReLU, else ``activation``)."""
     hint = next((read_hint(n) for n in hinted if read_hint(n)), {})
     prev = r.layers[-1] if r.layers else None
     fused = (prev is not None and hint.get("slot") == "activation" and hint.get("layer") == prev.name
              and prev.type in ("dense", "conv1d", "conv2d", "depthwise_conv2d", "avgpool2d")
              and "activation" not in prev.slots)
     if fused:
-        prev.slots["activation"] = spec
+        prev.slots["activation"] = spec or SlotSpec([FLOAT_RELU], _label(hinted[0]))
         prev.nodes += nodes
         return
-    relu_only = spec.candidates == ["relu"]
-    layer = LayerSpec("relu" if relu_only or spec.candidates[0].startswith("quantized_relu(")
-                      else "activation", _hinted_name(*hinted), nodes=nodes)
-    if not relu_only:
+    layer = LayerSpec("relu" if relu else "activation", _hinted_name(*hinted), nodes=nodes)
+    if spec is not None:
         layer.slots["activation"] = spec
     r.add_layer(layer)
 
@@ -418,7 +423,7 @@ def read_graph(wrapper: Any) -> ReadGraph:
             break
         op = node.op_type
         if pending_relu is not None and op not in QUANT_OPS:
-            _attach_activation(r, SlotSpec(["relu"], _label(pending_relu)), [pending_relu.name], pending_relu)
+            _attach_activation(r, None, True, [pending_relu.name], pending_relu)
             pending_relu = None
         if op in QUANT_OPS:
             x = _activation(r, node, pending_relu, x, is_input=not r.layers and pending_relu is None)
@@ -447,7 +452,7 @@ def read_graph(wrapper: Any) -> ReadGraph:
         else:
             raise _refuse(node, "this operator has no hqrun layer.")
     if pending_relu is not None:
-        _attach_activation(r, SlotSpec(["relu"], _label(pending_relu)), [pending_relu.name], pending_relu)
+        _attach_activation(r, None, True, [pending_relu.name], pending_relu)
     if x != out:
         raise InterchangeError(f"the walk from the input ended at tensor {x!r}, not at the graph "
                                f"output {out!r}; hqrun imports one chain from input to output.")
