@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 from torch import nn
 
+from hqrun import atomic
 from hqrun.errors import FirmwareError
 from hqrun.firmware_options import ExportFields, RtlFields
 from hqrun.quantizers.fixedpoint import FixedPointType
@@ -54,6 +55,12 @@ class ExportConfig(ExportFields):
             self.vendor, self.backend = self.backend, "hls4ml"
         if isinstance(self.rtl, Mapping):
             self.rtl = RtlFields(**dict(self.rtl))
+
+    def validate(self) -> None:
+        """Refuse bad settings (unknown backend, its own knobs, synthesis mode) before any work."""
+        if self.synthesize not in ("auto", "always", "never"):
+            raise FirmwareError(f"synthesize={self.synthesize!r}: use auto, always or never.")
+        get_backend(self.backend).validate(self)
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any] | "ExportConfig" | None) -> "ExportConfig":
@@ -116,9 +123,7 @@ def _check_replaceable(dst: Path) -> None:
 
 def _replace_dir(src: Path, dst: Path) -> None:
     _check_replaceable(dst)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(src, dst)
+    atomic.replace_dir(src, dst)  # the old export is set aside until the new one is in place
 
 
 def _timed(timings: dict[str, float], key: str, fn: Any, *args: Any) -> Any:
@@ -150,8 +155,7 @@ def export(model: nn.Module, x_samples: np.ndarray, out_dir: str | os.PathLike,
         FirmwareError: the model cannot be exported exactly, or the simulation disagrees.
     """
     cfg = ExportConfig.from_mapping(config)
-    if cfg.synthesize not in ("auto", "always", "never"):
-        raise FirmwareError(f"synthesize={cfg.synthesize!r}: use auto, always or never.")
+    cfg.validate()
     backend = get_backend(cfg.backend)
     x = np.asarray(x_samples)
     if x.ndim < 2 or x.shape[0] == 0:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from hqrun.errors import CostModelError, FirmwareError
+from hqrun.safenames import check_identifier
 from hqrun.quantizers.fixedpoint import FixedPointType
 from hqrun.quantizers.layer_kinds import MAC_KINDS, layer_kind
 from hqrun.quantizers.layers_core import float_function_of
@@ -356,6 +357,8 @@ def build_ir(model: nn.Module, input_shape: Sequence[int],
     layers = [first]
     for idx in range(start, len(kids)):
         name, layer = kids[idx]
+        # names become C++/Verilog identifiers and file names in every backend
+        check_identifier(name, "firmware layer name", error=FirmwareError)
         kind = layer_kind(layer)
         convert = CONVERTERS.get(kind or "")
         if convert is None:

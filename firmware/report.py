@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from hqrun import atomic
+
 from .ir import FirmwareIR
 from .verify import Verification
 
@@ -91,7 +93,7 @@ def write_report(report: dict[str, Any], directory: str | os.PathLike,
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     j = d / "report.json"
-    j.write_text(json.dumps(report, indent=2, default=str))
+    atomic.write_text(j, json.dumps(report, indent=2, default=str))
     m = d / "report.md"
-    m.write_text(_md(report, backend_lines(report)))
+    atomic.write_text(m, _md(report, backend_lines(report)))
     return j, m

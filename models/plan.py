@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from hqrun.errors import HqrunError, PlanError
+from hqrun.safenames import check_name
 
 #: Slots the default entry may set.
 DEFAULT_SLOTS = ("kernel", "bias", "activation")
@@ -80,7 +81,7 @@ class Plan:
                 f"{data.get('name', '?')!r}; a plan has only {', '.join(_TOP_KEYS)} "
                 "(per-layer quantizers go under `layers: {dense_1: {kernel: ...}}`)."
             )
-        name = str(data.get("name") or "plan")
+        name = check_name(str(data.get("name") or "plan"), "plan name", error=PlanError)
         default_in = data.get("default") or {}
         if not isinstance(default_in, Mapping):
             raise PlanError(f"plan {name!r}: `default` must map kernel/bias/activation to specs.")
@@ -157,7 +158,9 @@ class Plan:
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
         if path is not None:
-            Path(path).write_text(text)
+            from hqrun import atomic
+
+            atomic.write_text(path, text)
         return text
 
     # ------------------------------------------------------------ against a model

@@ -23,6 +23,7 @@ from hqrun.search.config import SearchConfig
 from hqrun.search.journal import Journal
 from hqrun.search.results import front_records, write_results
 from hqrun.search.runner import run_search
+from hqrun.raystart import start_ray
 from hqrun.search.toy import ToyBackend, toy_data
 
 pytestmark = pytest.mark.slow  # Ray / whole-study runs: the full suite runs them, the fast lane not
@@ -32,10 +33,9 @@ LIMITS = {"Dense": [4, 4], "Activation": [4]}
 
 @pytest.fixture(scope="module")
 def ray_session():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     if ray.is_initialized():   # an earlier test's search (e.g. a study's) left its session up
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_ray(num_cpus=2)    # hqrun's one way to start Ray: loopback only, no dashboard probes
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -39,6 +39,9 @@ class Backend(Protocol):
 
     name: str
 
+    def validate(self, options: Any) -> None:
+        """Refuse (FirmwareError) settings this backend cannot use, before any work."""
+
     def check(self, ir: Any, options: Any) -> None:
         """Refuse (FirmwareError) what this backend cannot build exactly, before any file."""
 

@@ -54,14 +54,14 @@ def build_priced_model(cfg: Any) -> torch.nn.Module:
     ckpt_path = _find_checkpoint(cfg)
     if ckpt_path is None:
         return build_model(model_cfg, load_plan(plan_src), seed=int(cfg.get("seed", 0) or 0))
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    record = (ckpt.get("hyper_parameters") or {}).get("record") or {}
+    from hqrun.modelfile import load_model_file
+
+    loaded = load_model_file(ckpt_path, "checkpoint")   # tensors and plain data only, never code
+    record = loaded.record
     model_cfg = record.get("model", model_cfg)
     plan_src = record.get("plan", plan_src)
     model = build_model(model_cfg, load_plan(plan_src))
-    state = ckpt.get("state_dict", ckpt)
-    state = {k.removeprefix("model."): v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(loaded.state, strict=False)
     if missing:
         raise ConfigError(
             f"checkpoint {ckpt_path} does not fit the model built from its record (missing "
@@ -94,9 +94,11 @@ def run(cfg: Any) -> dict:
     settings = _settings(cfg.get("cost"))
     model = build_priced_model(cfg)
     report = estimate(model, settings=settings)
-    out = output_dir(cfg, "cost")
-    out.mkdir(parents=True, exist_ok=True)
-    report.to_json(out / "cost.json")
+    from hqrun.rundir import claimed_dir
+
+    with claimed_dir(output_dir(cfg, "cost"), "cost", what="the cost output directory") as claimed:
+        out = claimed.create()   # never a finished run's dir (hqrun.rundir)
+        report.to_json(out / "cost.json")
     if settings.print_table:
         print(report.table())
         print(f"cost.json written to {out / 'cost.json'}")

@@ -37,7 +37,9 @@ class CostReport:
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         text = json.dumps(self.to_dict(), indent=indent, default=_default)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            from hqrun import atomic
+
+            atomic.write_text(path, text + "\n")
         return text
 
     def table(self) -> str:

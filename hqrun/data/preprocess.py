@@ -142,10 +142,24 @@ class Scaler:
                    list(data.get("feature_names", [])), data.get("kind", "standard"))
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as handle:
-            json.dump(self.to_dict(), handle, indent=1)
+        from hqrun import atomic
+
+        atomic.write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Scaler":
-        with open(path) as handle:
-            return cls.from_dict(json.load(handle))
+        """Read ``scaler.json``; a damaged file is a :class:`DataError`, not a traceback."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                scaler = cls.from_dict(json.load(handle))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataError(
+                f"{path} is not a readable scaler ({type(err).__name__}: {err}); it should be the "
+                "scaler.json `hqrun train` wrote (mean and scale per feature). Restore it from "
+                "the run, or retrain."
+            ) from None
+        if scaler.mean.ndim != 1 or scaler.mean.shape != scaler.scale.shape or \
+                not (np.all(np.isfinite(scaler.mean)) and np.all(np.isfinite(scaler.scale))):
+            raise DataError(f"{path} is not a usable scaler: mean and scale must be finite lists "
+                            "of the same length. Restore it from the run, or retrain.")
+        return scaler

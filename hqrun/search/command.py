@@ -9,7 +9,6 @@ metrics.json). Rerun the same command with the same run dir to resume.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ def resolve_run_dir(cfg: Any) -> Path:
     """search.run_dir, else Hydra's run dir, else runs/search/<timestamp>."""
     explicit = cfg.search.get("run_dir") if hasattr(cfg.search, "get") else cfg.search.run_dir
     if explicit:
-        return Path(os.path.expanduser(str(explicit)))
+        from hqrun.safenames import check_output_path
+
+        return check_output_path(explicit, "search.run_dir")
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -31,13 +32,12 @@ def resolve_run_dir(cfg: Any) -> Path:
 
 
 def _save_config(cfg: Any, path: Path) -> None:
-    try:
-        from omegaconf import OmegaConf
+    from omegaconf import OmegaConf
 
-        if OmegaConf.is_config(cfg):
-            OmegaConf.save(cfg, path, resolve=True)
-    except Exception:  # noqa: BLE001 - a record, not a requirement
-        pass
+    from hqrun import atomic
+
+    if OmegaConf.is_config(cfg):
+        atomic.write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def _seed(cfg: Any) -> int:
@@ -49,24 +49,36 @@ def run(cfg: Any) -> dict:
     """The ``hqrun search`` command (``cfg`` is the composed, validated config)."""
     import torch
 
-    from hqrun.data import load_dataset
-    from hqrun.search.backend import HqrunBackend, splits_to_data
-    from hqrun.search.results import leaderboard, write_results
-    from hqrun.search.runner import check_config, run_search
+    from hqrun.rundir import claimed_dir
+    from hqrun.search.backend import HqrunBackend
+    from hqrun.search.runner import check_config
     from hqrun.search.space import build_space
 
     torch.set_num_threads(int(cfg.get("threads", 1) or 1))
     scfg = cfg.search
     seed = _seed(cfg)
-    run_dir = resolve_run_dir(cfg)
     backend = HqrunBackend(cfg.model, cfg.get("cost"))
     check_config(scfg)                               # bad settings and spaces fail here, before
     build_space(scfg.space, backend.describe())      # any data is read or any trial starts
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _save_config(cfg, run_dir / "config.yaml")   # hqrun firmware run=<dir>/winner reads it
+    with claimed_dir(resolve_run_dir(cfg), "search", what="the search run directory") as claimed:
+        return _run(cfg, scfg, seed, backend, claimed)
+
+
+def _run(cfg: Any, scfg: Any, seed: int, backend: Any, claimed: Any) -> dict:
+    """The search in its claimed directory: inputs checked, then the first file written."""
+    from hqrun import atomic
+    from hqrun.data import load_dataset
+    from hqrun.search.backend import splits_to_data
+    from hqrun.search.results import leaderboard, write_results
+    from hqrun.search.runner import check_resume, run_search
+
+    run_dir = claimed.path
+    check_resume(run_dir, scfg)   # another search's directory, or a damaged search.json: now
     # The split is the run's `seed`'s, as in `hqrun train`: search.seed only seeds the search
     # (sampling, trials), so a study's searches and its trained models see the same test jets.
     splits = load_dataset(cfg.data, int(cfg.get("seed", 0)))
+    claimed.create()
+    _save_config(cfg, run_dir / "config.yaml")   # hqrun firmware run=<dir>/winner reads it
     splits.scaler.save(run_dir / "scaler.json")
     data = splits_to_data(splits, scfg.train_samples)
     print(f"[search] run dir {run_dir}: {scfg.algorithm} search, goal {scfg.goal.type}, "
@@ -94,7 +106,8 @@ def run(cfg: Any) -> dict:
               f"{w['test_accuracy']:.4f}, {goal} {w['cost'][goal]:.6g} "
               f"(float reference: val accuracy {outcome.reference.accuracy:.4f}, "
               f"{goal} {outcome.reference.cost.get(goal, float('nan')):.6g})")
-    (run_dir / "search_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    # search_summary.json last: its presence marks a finished search (hqrun.rundir, the study)
+    atomic.write_json(run_dir / "search_summary.json", summary, default=str)
     print(f"[search] wrote {run_dir}/winner.yaml, trials.csv, pareto.png; next: "
           f"`hqrun train plan={run_dir}/winner.yaml` or `hqrun firmware run={run_dir}/winner`")
     return summary
@@ -107,6 +120,8 @@ def retrain_plan(cfg: Any, splits: Any, backend: Any, outcome: Any, rec: dict, o
 
     from hqrun.search.results import write_plan
     from hqrun.train.runner import fit_and_evaluate
+
+    from hqrun import atomic
 
     done = out_dir / "metrics.json"
     if done.exists():      # resumed after the retraining finished
@@ -137,6 +152,6 @@ def retrain_plan(cfg: Any, splits: Any, backend: Any, outcome: Any, rec: dict, o
         "search_accuracy": rec.get("accuracy"), "search_score": rec.get("score"),
         "metrics": result.metrics,
     }
-    (out_dir / "model.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(model_cfg)))
-    done.write_text(json.dumps(metrics, indent=2, default=str))
+    atomic.write_text(out_dir / "model.yaml", OmegaConf.to_yaml(OmegaConf.create(model_cfg)))
+    atomic.write_json(done, metrics, default=str)
     return metrics

@@ -7,11 +7,13 @@ Everything here is derived from the journal, so the artefacts can be rebuilt at 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from hqrun import atomic
 from hqrun.search.pareto import pareto_front
 from hqrun.search.runner import best_record
 
@@ -30,23 +32,22 @@ def front_records(records: Sequence[dict]) -> list[dict]:
 
 def write_trials_csv(records: Sequence[dict], path: Path) -> None:
     front = {r["trial_id"] for r in front_records(records)}
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for r in records:
-            costs = r.get("costs") or {}
-            w.writerow({
-                "trial_id": r["trial_id"], "block": r.get("block"), "status": r["status"],
-                "accuracy": r.get("accuracy"), "cost": r.get("cost"), "score": r.get("score"),
-                "epochs": r.get("epochs"), "time": r.get("time"),
-                "cost_bits": costs.get("bits"), "cost_energy": costs.get("energy"),
-                "cost_ebops": costs.get("ebops"), "pareto": r["trial_id"] in front,
-                "plan": json.dumps(r.get("plan"), sort_keys=True),
-                "widths": json.dumps(r.get("widths") or {}, sort_keys=True),
-                "config": json.dumps(r.get("config"), sort_keys=True), "error": r.get("error"),
-            })
-    tmp.replace(path)
+    fh = io.StringIO(newline="")
+    w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    for r in records:
+        costs = r.get("costs") or {}
+        w.writerow({
+            "trial_id": r["trial_id"], "block": r.get("block"), "status": r["status"],
+            "accuracy": r.get("accuracy"), "cost": r.get("cost"), "score": r.get("score"),
+            "epochs": r.get("epochs"), "time": r.get("time"),
+            "cost_bits": costs.get("bits"), "cost_energy": costs.get("energy"),
+            "cost_ebops": costs.get("ebops"), "pareto": r["trial_id"] in front,
+            "plan": json.dumps(r.get("plan"), sort_keys=True),
+            "widths": json.dumps(r.get("widths") or {}, sort_keys=True),
+            "config": json.dumps(r.get("config"), sort_keys=True), "error": r.get("error"),
+        })
+    atomic.write_text(path, fh.getvalue())
 
 
 def write_plan(plan: dict, path: Path, name: str, widths: dict | None = None) -> None:
@@ -63,10 +64,10 @@ def write_plan(plan: dict, path: Path, name: str, widths: dict | None = None) ->
     out = {"name": name, "input": plan.get("input"),
            "default": {s: (plan.get("default") or {}).get(s) for s in ("kernel", "bias", "activation")},
            "layers": {k: dict(layers[k]) for k in sorted(layers, key=_natural)}}
-    path.write_text(yaml.safe_dump(out, sort_keys=False, default_flow_style=False))
+    atomic.write_text(path, yaml.safe_dump(out, sort_keys=False, default_flow_style=False))
     if widths:
-        path.with_suffix(".model.yaml").write_text(
-            yaml.safe_dump({"width_multiplier": dict(widths)}, sort_keys=False))
+        atomic.write_text(path.with_suffix(".model.yaml"),
+                          yaml.safe_dump({"width_multiplier": dict(widths)}, sort_keys=False))
 
 
 def plot_pareto(records: Sequence[dict], path: Path, goal: str, references: dict[str, tuple]
@@ -103,8 +104,10 @@ def plot_pareto(records: Sequence[dict], path: Path, goal: str, references: dict
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic.savefig(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def leaderboard(records: Sequence[dict], top: int = 10, goal: str = "cost") -> str:

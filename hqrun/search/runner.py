@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
@@ -21,7 +22,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from hqrun.errors import SearchError
+from hqrun import atomic
+from hqrun.errors import SearchError, StorageError
 from hqrun.search.blocks import Block, schedule_blocks
 from hqrun.search.config import ALGORITHMS, OBJECTIVES
 from hqrun.search.journal import Journal, scored_trials
@@ -127,19 +129,38 @@ def fingerprint(cfg: Any) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def check_resume(run_dir: Path, cfg: Any) -> bool:
+    """Whether ``run_dir`` already holds this search (True: resume it); reads, never writes.
+
+    Raises :class:`SearchError` when the directory holds a search with other settings, or a
+    ``search.json`` that cannot be read (one paragraph, before any file is written).
+    """
+    header = Path(run_dir) / "search.json"
+    if not header.exists():
+        return False
+    try:
+        old = json.loads(header.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        old = err
+    if not isinstance(old, dict) or not isinstance(old.get("fingerprint"), str):
+        why = (f"{type(old).__name__}: {old}" if isinstance(old, Exception)
+               else f"valid JSON but not a record with a fingerprint")
+        raise SearchError(
+            f"{header} is unreadable ({why}); it records which search this directory holds, so "
+            "the search cannot be resumed safely. Restore search.json from a backup, or start "
+            "the search in a new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
+    if old["fingerprint"] != fingerprint(cfg):
+        raise SearchError(
+            f"the run dir {run_dir} holds a different search (its search.json was written "
+            "with other search settings). Resume it with the same search options, or pass a "
+            "new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
+    return True
+
+
 def _check_run_dir(run_dir: Path, cfg: Any) -> None:
-    header = run_dir / "search.json"
-    fp = fingerprint(cfg)
-    if header.exists():
-        old = json.loads(header.read_text())
-        if old.get("fingerprint") != fp:
-            raise SearchError(
-                f"the run dir {run_dir} holds a different search (its search.json was written "
-                "with other search settings). Resume it with the same search options, or pass a "
-                "new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
-        return
-    header.write_text(json.dumps({"fingerprint": fp, "config": _plain(cfg)}, indent=2,
-                                 default=str))
+    if not check_resume(run_dir, cfg):
+        atomic.write_json(run_dir / "search.json", {"fingerprint": fingerprint(cfg),
+                                                    "config": _plain(cfg)}, default=str)
 
 
 # --------------------------------------------------------------------------- reference
@@ -151,45 +172,54 @@ def train_reference(backend: Backend, data: TrialData, cfg: Any, run_dir: Path,
     pt, js = run_dir / "reference.pt", run_dir / "reference.json"
     model = backend.build(float_plan(), {})
     if pt.exists() and js.exists():
-        meta = json.loads(js.read_text())
-        state = torch.load(pt, map_location="cpu", weights_only=True)
-        return Reference(state, meta["accuracy"], meta["cost"], meta["layer_costs"])
+        return _load_reference(pt, js)
     torch.manual_seed(seed)
     model = backend.build(float_plan(), {})
     acc = train_model(model, data, int(_get(cfg, "reference_epochs")), int(_get(cfg, "batch_size")),
                       float(_get(cfg, "learning_rate")), seed)
     info = backend.reference_cost(model)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    tmp = pt.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, pt)
-    js.write_text(json.dumps({"accuracy": acc, "cost": info.totals,
-                              "layer_costs": info.layers}, indent=2))
+    atomic.torch_save(state, pt)
+    atomic.write_json(js, {"accuracy": acc, "cost": info.totals, "layer_costs": info.layers})
     return Reference(state, acc, dict(info.totals), dict(info.layers))
+
+
+def _load_reference(pt: Path, js: Path) -> Reference:
+    """The cached float reference, read as data; a damaged cache is one paragraph."""
+    from hqrun.errors import ModelFileError
+    from hqrun.modelfile import load_model_file
+
+    fix = (f"Delete {pt.name} and {js.name} in {pt.parent} to train the float reference again, "
+           "then rerun the same command (finished trials are kept).")
+    try:
+        state = load_model_file(pt, "the search's cached float reference", sidecar=False,
+                                fix=fix).state
+    except ModelFileError as err:
+        raise SearchError(str(err)) from None
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+        reference = Reference(state, float(meta["accuracy"]), dict(meta["cost"]),
+                              dict(meta["layer_costs"]))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise SearchError(f"{js} is unreadable ({type(err).__name__}: {err}). {fix}") from None
+    return reference
 
 
 # --------------------------------------------------------------------------- Ray plumbing
 
 
 def init_ray(cfg: Any) -> None:
-    """Start (or join) Ray quietly; reuse a session that is already up (tests, notebooks)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    """Start (or join) Ray quietly, on loopback only (:mod:`hqrun.raystart`); reuse a session
+    that is already up (tests, notebooks)."""
+    from hqrun.raystart import start_ray
+
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
-    import ray
-
-    if ray.is_initialized():
-        return
     rcfg = _get(cfg, "ray")
     address = _get(rcfg, "address")
-    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                  configure_logging=False)
     try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=_get(rcfg, "num_cpus"), **kwargs)
+        start_ray(address, _get(rcfg, "num_cpus"))
     except Exception as err:  # noqa: BLE001 - connection errors come in many types
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         raise SearchError(f"could not start {where}: {err}. For a cluster run `ray start "
@@ -240,8 +270,35 @@ def _trainable(config: dict, ctx: TrialContext) -> None:
                 return
 
 
+class _StorageAbort:
+    """The first disk-full/read-only error the journal hit during a Tune run.
+
+    Ray Tune catches exceptions raised in callbacks, logs a traceback and goes on with the next
+    trial, whose result could not be recorded either. So the callback records the error here
+    instead, a Tune stopper ends the run, and :func:`_run_tuner` raises it once afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.error: StorageError | None = None
+
+    def stopper(self):
+        from ray.tune.stopper import Stopper
+
+        abort = self
+
+        class StopOnStorageError(Stopper):
+            def __call__(self, trial_id: str, result: dict) -> bool:
+                return abort.error is not None
+
+            def stop_all(self) -> bool:
+                return abort.error is not None
+
+        return StopOnStorageError()
+
+
 def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, epochs: int,
-                      session: str, progress: Callable[[dict], None]):
+                      session: str, progress: Callable[[dict], None],
+                      abort: _StorageAbort | None = None):
     from ray.tune import Callback
 
     class JournalCallback(Callback):
@@ -265,7 +322,13 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
                 "costs": {k[5:]: v for k, v in res.items() if k.startswith("cost_")},
                 "finished_at": time.time(),
             }
-            journal.append(rec)
+            try:
+                journal.append(rec)
+            except StorageError as err:   # disk full: stop the run, report it once
+                if abort is None:
+                    raise
+                abort.error = abort.error or err
+                return
             progress(rec)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -342,9 +405,11 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
     storage.mkdir(parents=True, exist_ok=True)
     part = f"part_{len(list(storage.iterdir())):03d}"
     session = f"{part}" if block is None else f"b{block}-{part}"
-    import logging
-
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    abort = _StorageAbort()
+    quiet = _StorageErrorFilter()
+    for name in _RAY_STORAGE_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -355,10 +420,35 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
             name=part, storage_path=str(storage.resolve()), verbose=0,
             failure_config=FailureConfig(max_failures=int(_get(cfg, "retries", 0))),
             callbacks=[_journal_callback(journal, space, block, int(_get(cfg, "epochs")),
-                                         session, progress)],
+                                         session, progress, abort)],
+            stop=abort.stopper(),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        for name in _RAY_STORAGE_LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
+    if abort.error is not None:
+        raise abort.error
+
+
+#: Ray Tune loggers that print a traceback when Ray's own storage (run_dir/ray) is full.
+_RAY_STORAGE_LOGGERS = ("ray.tune.execution.experiment_state", "ray.train._internal.syncer",
+                        "ray.tune.execution.tune_controller")
+
+
+class _StorageErrorFilter(logging.Filter):
+    """Drops Ray Tune's tracebacks for a full disk or read-only directory (while it copies its
+    own experiment state, which hqrun does not read: the journal is the record). hqrun's journal
+    and artefact writes hit the same condition and report it once, as one paragraph."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Some of these records carry the error as exc_info, others format the traceback into
+        # the message from inside the except block (where sys.exc_info() still holds it).
+        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        return not (exc is not None
+                    and (isinstance(exc, StorageError) or atomic.is_storage_error(exc)))
 
 
 # --------------------------------------------------------------------------- the search
@@ -591,9 +681,9 @@ def _unkey(d: Mapping) -> dict:
 
 
 def write_schedule(run_dir: Path, blocks: list[Block]) -> None:
-    (run_dir / "blocks.json").write_text(json.dumps(
-        [{"index": b.index, "pattern": b.pattern, "layers": list(b.layers), "cost": b.cost,
-          "trials": b.trials} for b in blocks], indent=2))
+    atomic.write_json(run_dir / "blocks.json",
+                      [{"index": b.index, "pattern": b.pattern, "layers": list(b.layers),
+                        "cost": b.cost, "trials": b.trials} for b in blocks])
 
 
 def best_record(records: list[dict], objective: str = "forgiving") -> dict | None:

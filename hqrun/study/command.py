@@ -16,7 +16,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from hqrun import atomic
 from hqrun.errors import HqrunError
+from hqrun.safenames import check_name
 from hqrun.study.steps import (GOAL_LABELS, baseline_label, fills_to_cap, firmware_step, ptq_step,
                                restart_seeds, search_jobs, search_step, select_step, train_step)
 
@@ -36,7 +38,7 @@ def run(cfg: DictConfig) -> dict:
     _check_study(cfg)
     root = study_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "study_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    atomic.write_text(root / "study_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     models: list[tuple[str, Path]] = []
 
     restarts = int(scfg.get("restarts", 1))
@@ -87,7 +89,7 @@ def run(cfg: DictConfig) -> dict:
                 (directory / "firmware_error.json").unlink(missing_ok=True)
             except HqrunError as err:  # recorded in the report; the other models go on
                 print(f"[study] {label}: firmware refused or failed: {err}")
-                (directory / "firmware_error.json").write_text(json.dumps({"error": str(err)}))
+                atomic.write_json(directory / "firmware_error.json", {"error": str(err)})
 
     class_names = _class_names(models)
     command = "hqrun " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -99,6 +101,10 @@ def run(cfg: DictConfig) -> dict:
 def _check_study(cfg: DictConfig) -> None:
     """Refuse study settings that would only fail after the baselines have trained."""
     scfg = cfg.study
+    for name in scfg.baselines:   # each becomes a directory of the study (BF, Q6, ...)
+        check_name(str(name), "study.baselines entry")
+    for goal in scfg.goals:       # each becomes search_<goal>/
+        check_name(str(goal), "study.goals entry")
     caps = scfg.get("max_cost") or {}
     uncapped = [str(g) for g in scfg.goals if caps.get(str(g)) is None]
     if cfg.search.get("objective") == "accuracy" and uncapped:

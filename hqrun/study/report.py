@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import yaml
 
+from hqrun import atomic
+
 
 @dataclass
 class ModelRow:
@@ -184,8 +186,10 @@ def pareto_plot(trials_by_goal: dict[str, list[dict]], rows: list[ModelRow], pat
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic.savefig(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -253,9 +257,9 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
         "## ROC curves (test split)", "", *roc_lines, "",
     ]
     path = study_dir / "report.md"
-    path.write_text("\n".join(text))
+    atomic.write_text(path, "\n".join(text))
     summary = {"models": [{"label": r.label, "accuracy": r.accuracy, "accuracy_kind": r.accuracy_kind,
                            "cost": r.cost, "bit_exact": r.bit_exact,
                            "dir": str(r.directory) if r.directory else None} for r in rows]}
-    (study_dir / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic.write_json(study_dir / "report.json", summary, default=str)
     return path

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hqrun import atomic
 from hqrun.errors import HqrunError
 
 #: Row labels the paper uses: BF (float), Q6 (homogeneous 6-bit), QE (energy), QB (bits).
@@ -187,9 +188,8 @@ def select_step(cfg: DictConfig, out_dir: Path, jobs: list[dict], init_from: Pat
     shutil.copytree(best["dir"], tmp)
     for row in rows:
         row["chosen"] = row is best
-    (tmp / "candidates.json").write_text(json.dumps(rows, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    atomic.write_json(tmp / "candidates.json", rows)
+    atomic.replace_dir(tmp, out_dir)
     print(f"[study] {out_dir.name}: candidate {best['candidate']} (training seed {best['seed']}) "
           f"chosen (validation accuracy {best['val_accuracy']:.4f})")
     return json.loads((out_dir / "metrics.json").read_text())
@@ -225,16 +225,22 @@ def ptq_step(float_dir: Path, out_dir: Path, plan: dict) -> Path:
     if (out_dir / "model.pt").exists():
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    from hqrun.modelfile import load_model_file, save_model_file
     from hqrun.models import load_plan
 
     config = OmegaConf.load(float_dir / "config.yaml")
     with open_dict(config):
         config.quant = plan
         config.plan = None
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
-    load_plan(plan).to_yaml(out_dir / "plan.yaml")
-    for name in ("model.pt", "scaler.json"):
-        shutil.copyfile(float_dir / name, out_dir / name)
+    atomic.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(config))
+    ptq_plan = load_plan(plan)
+    ptq_plan.to_yaml(out_dir / "plan.yaml")
+    atomic.write_bytes(out_dir / "scaler.json", (float_dir / "scaler.json").read_bytes())
+    # the float weights under the fixed-point plan: model.json says so (model.pt last)
+    loaded = load_model_file(float_dir / "model.pt", "the float baseline's weights")
+    save_model_file(out_dir / "model.pt", loaded.state,
+                    {**loaded.record, "model": OmegaConf.to_container(config.model, resolve=True),
+                     "plan": ptq_plan.to_dict()})
     return out_dir
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from hqrun import atomic
 from hqrun.errors import HqrunError
 from hqrun.sweep.jobstatus import read_status
 
@@ -92,10 +94,11 @@ def write_csv(rows: Iterable[dict[str, Any]], path: Path) -> Path:
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, handle.getvalue())
     return path
 
 
@@ -133,8 +136,10 @@ def plot_rows(rows: list[dict[str, Any]], path: Path) -> Optional[Path]:
     ax.set_ylabel(y_key)
     ax.set_title(f"{len(ok)} of {len(rows)} jobs finished")
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        atomic.savefig(fig, path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

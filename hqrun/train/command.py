@@ -8,7 +8,6 @@ logs. Later commands (``hqrun cost run=…``, ``hqrun firmware run=…``) read i
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -95,62 +94,76 @@ def training_seed(cfg: Any) -> int:
 
 
 def run(cfg: Any) -> dict:
-    """Train one model as configured and write the run directory. Returns the metrics."""
+    """Train one model as configured and write the run directory. Returns the metrics.
+
+    Every input (settings, plan, starting weights, data) is read and checked before the run
+    directory is created, so a bad input leaves nothing behind; the directory is claimed first
+    (:func:`hqrun.rundir.claim`), so a finished run is never written over.
+    """
     import torch
     from omegaconf import OmegaConf
 
+    from hqrun import atomic
     from hqrun.data import load_dataset
     from hqrun.data.datasets import check_data_config
+    from hqrun.modelfile import load_model_file, save_model_file
+    from hqrun.rundir import claimed_dir
     from hqrun.train.plots import plot_roc
-    from hqrun.train.runner import check_trainer_config, fit_and_evaluate
+    from hqrun.train.runner import build_from_plan, check_trainer_config, fit_and_evaluate, load_initial_state
 
     check_data_config(cfg.data)  # every value checked before any file is read
     check_trainer_config(cfg.trainer)
-    initial_weights(cfg.get("checkpoint"))  # a wrong path fails now, not after loading data
+    initial_path = initial_weights(cfg.get("checkpoint"))  # a wrong path fails now, not after loading data
     threads = int(cfg.get("threads", 1) or 1)
     torch.set_num_threads(threads)
     seed = int(cfg.get("seed", 0))
-    run_dir = output_dir(cfg, "train")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with claimed_dir(output_dir(cfg, "train"), "train", what="the training run directory") as claimed:
+        run_dir = claimed.path
 
-    plan = resolve_plan(cfg)  # a bad plan fails before the data are read
-    splits = load_dataset(cfg.data, seed)
-    model_cfg, changed = fit_model_to_data(OmegaConf.to_container(cfg.model, resolve=True), splits)
-    for line in changed:
-        print(f"hqrun train: {line} (from the data)")
-    summary = splits.summary()
-    print(f"hqrun train: data {cfg.data.get('name', '?')} ({summary['n_train']} train / {summary['n_val']} "
-          f"val / {summary['n_test']} test), model {model_cfg.get('name')}, plan {plan.name}, run dir {run_dir}")
+        plan = resolve_plan(cfg)  # a bad plan fails before the data are read
+        # Starting weights are read as data (weights_only) and checked against the model now.
+        initial_state = load_model_file(initial_path, "checkpoint").state if initial_path else None
+        splits = load_dataset(cfg.data, seed)
+        model_cfg, changed = fit_model_to_data(OmegaConf.to_container(cfg.model, resolve=True), splits)
+        probe = build_from_plan(model_cfg, plan)   # the plan fits the model, the weights fit both
+        load_initial_state(probe, initial_state)
+        del probe
+        for line in changed:
+            print(f"hqrun train: {line} (from the data)")
+        summary = splits.summary()
+        print(f"hqrun train: data {cfg.data.get('name', '?')} ({summary['n_train']} train / {summary['n_val']} "
+              f"val / {summary['n_test']} test), model {model_cfg.get('name')}, plan {plan.name}, run dir {run_dir}")
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved["model"] = model_cfg
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
-    plan.to_yaml(run_dir / "plan.yaml")
-    splits.scaler.save(run_dir / "scaler.json")
+        claimed.create()
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved["model"] = model_cfg
+        atomic.write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
+        plan.to_yaml(run_dir / "plan.yaml")
+        splits.scaler.save(run_dir / "scaler.json")
 
-    initial_state = initial_weights(cfg.get("checkpoint"))
-    record = {"model": model_cfg, "plan": plan.to_dict(), "class_names": list(splits.class_names),
-              "feature_names": list(splits.feature_names)[:64], "data": str(cfg.data.get("name"))}
-    result = fit_and_evaluate(splits, cfg.trainer, model_cfg=model_cfg, plan=plan, seed=training_seed(cfg),
-                              run_dir=run_dir, threads=threads, record=record, initial_state=initial_state)
-    torch.save(result.model.state_dict(), run_dir / "model.pt")
-    if cfg.trainer.get("roc_plot", True) and result.test_probs is not None:
-        plot_roc(result.test_probs, splits.y_test, splits.class_names, run_dir / "roc.png",
-                 title=f"ROC, test split ({model_cfg.get('name')}, {plan.name})")
-    metrics = {"model": model_cfg.get("name"), "plan": plan.name, "data": summary,
-               **result.metrics, "history": result.history,
-               "checkpoint": Path(result.checkpoint).name if result.checkpoint else None}
-    (run_dir / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=1))
-    if cfg.get("cost") is not None:  # the trained model's price, for sweeps and the study
-        from hqrun.cost.command import price
+        record = {"model": model_cfg, "plan": plan.to_dict(), "class_names": list(splits.class_names),
+                  "feature_names": list(splits.feature_names)[:64], "data": str(cfg.data.get("name"))}
+        result = fit_and_evaluate(splits, cfg.trainer, model_cfg=model_cfg, plan=plan, seed=training_seed(cfg),
+                                  run_dir=run_dir, threads=threads, record=record, initial_state=initial_state)
+        save_model_file(run_dir / "model.pt", result.model.state_dict(), record)
+        if cfg.trainer.get("roc_plot", True) and result.test_probs is not None:
+            plot_roc(result.test_probs, splits.y_test, splits.class_names, run_dir / "roc.png",
+                     title=f"ROC, test split ({model_cfg.get('name')}, {plan.name})")
+        metrics = {"model": model_cfg.get("name"), "plan": plan.name, "data": summary,
+                   **result.metrics, "history": result.history,
+                   "checkpoint": Path(result.checkpoint).name if result.checkpoint else None}
+        if cfg.get("cost") is not None:  # the trained model's price, for sweeps and the study
+            from hqrun.cost.command import price
 
-        price(result.model, cfg.cost).to_json(run_dir / "cost.json")
-    test = result.metrics["test"]
-    aucs = ", ".join(f"{k} {v:.3f}" for k, v in test["roc_auc"].items())
-    print(f"hqrun train: best epoch {result.metrics['best_epoch']} of {result.metrics['epochs_run']}; "
-          f"test accuracy {test['accuracy']:.4f}; ROC AUC {aucs}")
-    print(f"hqrun train: wrote {run_dir}")
-    return metrics
+            price(result.model, cfg.cost).to_json(run_dir / "cost.json")
+        # metrics.json last: its presence marks a finished training (hqrun.rundir, the study)
+        atomic.write_json(run_dir / "metrics.json", _json_safe(metrics), indent=1)
+        test = result.metrics["test"]
+        aucs = ", ".join(f"{k} {v:.3f}" for k, v in test["roc_auc"].items())
+        print(f"hqrun train: best epoch {result.metrics['best_epoch']} of {result.metrics['epochs_run']}; "
+              f"test accuracy {test['accuracy']:.4f}; ROC AUC {aucs}")
+        print(f"hqrun train: wrote {run_dir}")
+        return metrics
 
 
 def _json_safe(obj: Any) -> Any:

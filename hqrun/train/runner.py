@@ -113,9 +113,9 @@ def load_initial_state(model: nn.Module, initial_state: Any) -> None:
     if isinstance(initial_state, nn.Module):
         state = initial_state.state_dict()
     elif isinstance(initial_state, (str, os.PathLike)):
-        state = torch.load(initial_state, map_location="cpu", weights_only=False)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}
+        from hqrun.modelfile import load_model_file
+
+        state = load_model_file(initial_state, "checkpoint").state   # data only, never code
     else:
         state = initial_state
     params = dict(model.named_parameters())
@@ -216,6 +216,7 @@ def fit_and_evaluate(
         cbs.append(_EpochReporter(epoch_callback))
     checkpoint_cb = None
     logger: Any = False
+    plugins: list[Any] = []
     if run_dir is not None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +225,9 @@ def fit_and_evaluate(
                                             save_top_k=1, enable_version_counter=False,
                                             auto_insert_metric_name=False)
             cbs.append(checkpoint_cb)
+            from hqrun.train.checkpointio import AtomicCheckpointIO
+
+            plugins.append(AtomicCheckpointIO())   # best.ckpt renamed into place, never torn
         if _get(trainer_cfg, "csv_log", True):
             from pytorch_lightning.loggers import CSVLogger
 
@@ -234,6 +238,7 @@ def fit_and_evaluate(
         devices=1,
         logger=logger,
         callbacks=cbs,
+        plugins=plugins or None,
         enable_checkpointing=checkpoint_cb is not None,
         enable_progress_bar=show_progress(_get(trainer_cfg, "progress_bar", "auto")),
         enable_model_summary=False,

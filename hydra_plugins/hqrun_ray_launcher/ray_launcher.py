@@ -11,7 +11,6 @@ that fail are returned as failed jobs instead of aborting the others.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -39,19 +38,11 @@ def _run_one(hydra_context: HydraContext, task_function: TaskFunction, config: D
 
 
 def start_ray(address: Optional[str], num_cpus: Optional[int], init: dict[str, Any]) -> None:
-    """Start (or join) Ray once per process, with hqrun's quiet defaults."""
-    import ray
+    """Start (or join) Ray once per process: hqrun's loopback-only settings
+    (:mod:`hqrun.raystart`), then ``hydra.launcher.init`` on top."""
+    from hqrun.raystart import start_ray as start
 
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if address:
-        kwargs["address"] = address
-    elif num_cpus is not None:
-        kwargs["num_cpus"] = num_cpus
-    kwargs.update(init)
-    ray.init(**kwargs)
+    start(address, num_cpus, log_to_driver=True, extra=init)
 
 
 class RayLauncher(Launcher):

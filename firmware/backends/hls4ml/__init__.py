@@ -43,8 +43,10 @@ class Hls4mlBackend:
 
     name = "hls4ml"
 
-    def check(self, ir: Any, options: Any) -> None:
+    def validate(self, options: Any) -> None:
         writer_options(options).validate()
+
+    def check(self, ir: Any, options: Any) -> None:
         for layer in ir.layers[1:]:
             if layer.out_grid is not None:
                 raise FirmwareError(

@@ -11,6 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hqrun import atomic
+
 from .writer import WriterOptions, import_hls4ml
 
 __all__ = ["synthesis_tool", "synthesis_command", "run_synthesis", "write_build_options"]
@@ -26,7 +28,10 @@ def synthesis_tool(vendor: str) -> str | None:
 
 
 def synthesis_command(vendor: str, project_dir: str) -> str:
-    """Shell command that synthesises the written project later (what hls4ml's build runs)."""
+    """Shell command that synthesises the written project later (what hls4ml's build runs).
+
+    The directory is shell-quoted: a user copies this line into a shell.
+    """
     where = shlex.quote(str(project_dir))
     if vendor == "Vitis":
         return f"cd {where} && vitis-run --tcl build_prj.tcl --mode hls"
@@ -36,7 +41,8 @@ def synthesis_command(vendor: str, project_dir: str) -> str:
 
 def write_build_options(project_dir: str) -> None:
     """Vitis's build script reads its switches from build_opt.tcl; write synth-only defaults."""
-    Path(project_dir, "build_opt.tcl").write_text(
+    atomic.write_text(
+        Path(project_dir, "build_opt.tcl"),
         "array set opt {\n    reset      1\n    csim       0\n    synth      1\n    cosim      0\n"
         "    validation 0\n    export     0\n    vsynth     0\n    fifo_opt   0\n}\n",
     )

@@ -26,6 +26,7 @@ from torch import nn
 from hqrun.errors import FirmwareError
 from hqrun.firmware_options import WriterFields
 from hqrun.quantizers.fixedpoint import FixedPointType
+from hqrun.safenames import check_identifier
 
 from ...imports import import_unshadowed
 from ...ir import FirmwareIR, IRLayer
@@ -49,6 +50,9 @@ class WriterOptions(WriterFields):
                                 "latency-optimised, fully unrolled design of the paper).")
         if self.strategy not in ("Latency", "Resource"):
             raise FirmwareError(f"strategy={self.strategy!r}: use Latency or Resource.")
+        # project_name becomes a C++ name, file names and a word in hls4ml's build_lib.sh,
+        # which runs through a shell: only a plain identifier is safe there.
+        check_identifier(self.project_name, "firmware.project_name", error=FirmwareError)
         if int(self.reuse_factor) < 1:
             raise FirmwareError(f"reuse_factor={self.reuse_factor} must be ≥ 1.")
         if float(self.clock_period) <= 0:
@@ -125,7 +129,9 @@ def _shadow_model(irs: Sequence[FirmwareIR]) -> nn.Module:
         names = []
         pending: np.ndarray | None = None
         for layer in ir.layers[1:]:
-            key = _prefix(i, many) + layer.name
+            # the key is spliced into the generated forward() below and into hls4ml's C++
+            key = check_identifier(_prefix(i, many) + layer.name, "firmware layer name",
+                                   error=FirmwareError)
             if layer.op == "flatten" and layer.attrs.get("channels_last") and len(layer.in_shape) > 1:
                 idx = np.arange(int(np.prod(layer.in_shape))).reshape(layer.in_shape)
                 pending = np.moveaxis(idx, 0, -1).reshape(-1)
@@ -143,7 +149,7 @@ def _shadow_model(irs: Sequence[FirmwareIR]) -> nn.Module:
             lines.append(f"    {arg} = self.{key}({arg})")
     lines.append(f"    return {args[0] if not many else '(' + ', '.join(args) + ',)'}")
     namespace: dict[str, Any] = {}
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from layer names we created
+    exec("\n".join(lines), namespace)  # noqa: S102 - only identifiers checked above are spliced in
     cls = type("HqrunShadow", (nn.Module,), {"forward": namespace["forward"]})
     model = cls()
     for key, mod in mods.items():
