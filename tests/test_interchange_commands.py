@@ -132,7 +132,7 @@ def test_mistakes_are_one_paragraph_errors(tmp_path, capsys, exported):
 def test_import_never_writes_into_a_finished_run(imported, capsys, exported):
     with pytest.raises(SystemExit):
         main(["import", f"source={exported / 'model.onnx'}", f"hydra.run.dir={imported}"])
-    assert "already holds files" in capsys.readouterr().err
+    assert "never overwrites a finished run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("group, schema", [("export", "ExportConfig"), ("import", "ImportConfig")])

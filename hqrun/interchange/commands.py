@@ -105,24 +105,12 @@ def _inputs(cfg: Any, options: dict[str, Any]) -> tuple[np.ndarray | None, Any, 
     return x, splits.scaler, data_cfg
 
 
-#: What Hydra and hqrun's job record put into a run directory before (or after) the command.
-_JOB_FILES = (".hydra", "job_status.json", "error.txt")
-
-
-def _check_out_dir(out: Path) -> None:
-    """A run directory is never overwritten: only Hydra's and the job record's files may be there."""
-    if out.exists() and any(p.name not in _JOB_FILES and not p.name.endswith(".log")
-                            for p in out.iterdir()):
-        raise ConfigError(f"{out} already holds files; hqrun import writes a new run directory. "
-                          "Choose another out_dir (or let Hydra make one).")
-
-
 def _write_run_dir(out: Path, result: Any, source: Path, scaler: Any, data_cfg: dict | None,
                    seed: int, name: str) -> None:
-    """Every file of the imported run, each written atomically (temp file + rename)."""
+    """Every file of the imported run, each written atomically (``hqrun.atomic``)."""
+    from hqrun import atomic
     from hqrun.data.preprocess import Scaler
-
-    from . import artifacts
+    from hqrun.modelfile import save_model_file
 
     plan = result.plan.to_dict()
     state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
@@ -135,19 +123,19 @@ def _write_run_dir(out: Path, result: Any, source: Path, scaler: Any, data_cfg: 
         config["data"] = data_cfg
     data = source.read_bytes()
     record = {"model": result.model_config, "plan": plan, "source": str(source)}
-    artifacts.write_bytes(out / "source.onnx", data)
-    artifacts.write_yaml(out / "config.yaml", config)
-    artifacts.write_yaml(out / "plan.yaml", plan)
-    artifacts.write_torch(out / "model.pt", state)
-    artifacts.write_torch(out / "best.ckpt", {"state_dict": {f"model.{k}": v for k, v in state.items()},
-                                              "hyper_parameters": {"record": record}})
-    artifacts.write_text(out / "scaler.json", json.dumps(scaler.to_dict(), indent=1))
-    artifacts.write_yaml(out / "conf" / "model" / f"{name}.yaml", result.model_config)
-    artifacts.write_yaml(out / "conf" / "quant" / f"{name}.yaml", plan)
+    atomic.write_bytes(out / "source.onnx", data)
+    atomic.write_yaml(out / "config.yaml", config)
+    atomic.write_yaml(out / "plan.yaml", plan)
+    save_model_file(out / "model.pt", state, record)   # + model.json, the record beside it
+    atomic.torch_save({"state_dict": {f"model.{k}": v for k, v in state.items()},
+                       "hyper_parameters": {"record": record}}, out / "best.ckpt")
+    atomic.write_json(out / "scaler.json", scaler.to_dict(), indent=1)
+    atomic.write_yaml(out / "conf" / "model" / f"{name}.yaml", result.model_config)
+    atomic.write_yaml(out / "conf" / "quant" / f"{name}.yaml", plan)
     metrics = {"import": {"source": str(source), "source_sha256": hashlib.sha256(data).hexdigest(),
                           **result.report}, "model": result.model_config.get("name"), "plan": name}
-    artifacts.write_json(out / "metrics.json", metrics)
-    artifacts.write_text(out / "report.md", _import_markdown(result, source, out, name, data_cfg))
+    atomic.write_text(out / "report.md", _import_markdown(result, source, out, name, data_cfg))
+    atomic.write_json(out / "metrics.json", metrics, indent=1)   # last: the run is complete
 
 
 def _import_markdown(result: Any, source: Path, out: Path, name: str, data_cfg: dict | None) -> str:
@@ -176,7 +164,8 @@ def import_run(cfg: Any) -> dict:
     """Hydra entry of ``hqrun import``; returns the import's metrics."""
     import torch
 
-    from hqrun.rundir import output_dir
+    from hqrun.rundir import claimed_dir, output_dir
+    from hqrun.safenames import check_name
 
     source = cfg.get("source")
     if not source:
@@ -186,26 +175,23 @@ def import_run(cfg: Any) -> dict:
     if not path.is_file():
         raise ConfigError(f"source={source} is not a file; pass the path of a QONNX .onnx model.")
     options = _group(cfg, "import")
-    name = str(options.get("name") or "imported")
-    if not name.replace("_", "").isalnum():
-        raise ConfigError(f"import.name={name!r} must be letters, digits and underscores (it names "
-                          "conf/model/<name>.yaml and conf/quant/<name>.yaml).")
+    name = check_name(options.get("name") or "imported", "import.name")  # a file name and a Hydra option
     if options.get("verify_on", "random") not in VERIFY_ON:
         raise ConfigError(f"import.verify_on={options.get('verify_on')!r}: use {' or '.join(VERIFY_ON)}.")
     require_qonnx()
     from .importer import import_qonnx
 
     torch.set_num_threads(int(cfg.get("threads", 1) or 1))
-    out = output_dir(cfg, "import")
-    _check_out_dir(out)
-    x, scaler, data_cfg = _inputs(cfg, options)
-    seed = int(cfg.get("seed", 0) or 0)
-    print(f"hqrun import: reading {path}")
-    result = import_qonnx(path, inputs=x, n_random=int(options.get("samples", 10000)), seed=seed,
-                          input_type=str(options.get("input_type")), name=name,
-                          batch_size=int(options.get("batch_size", 5000)))
-    out.mkdir(parents=True, exist_ok=True)
-    _write_run_dir(out, result, path, scaler, data_cfg, seed, name)
+    with claimed_dir(output_dir(cfg, "import"), "import", what="the import's run directory") as claimed:
+        out = claimed.path
+        x, scaler, data_cfg = _inputs(cfg, options)
+        seed = int(cfg.get("seed", 0) or 0)
+        print(f"hqrun import: reading {path}")
+        result = import_qonnx(path, inputs=x, n_random=int(options.get("samples", 10000)), seed=seed,
+                              input_type=str(options.get("input_type")), name=name,
+                              batch_size=int(options.get("batch_size", 5000)))
+        claimed.create()   # proven: only now does the run directory get files
+        _write_run_dir(out, result, path, scaler, data_cfg, seed, name)
     print(f"hqrun import: model {result.model_config.get('name')}, plan {name}: "
           f"{result.comparison.summary()} ({result.inputs})")
     for note in result.report["notes"]:

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from hqrun import atomic
 from hqrun.errors import InterchangeError
 from hqrun.quantizers.fixedpoint import FixedPointType
 
-from . import artifacts
 from .clean import clean
 from .deps import require_qonnx
 from .execute import GraphRunner
@@ -73,7 +73,7 @@ class QonnxGraph:
 
     def save(self, path: str | Path) -> Path:
         """Write the graph to ``path`` atomically."""
-        return artifacts.write_bytes(path, self.to_bytes())
+        return atomic.write_bytes(path, self.to_bytes())
 
 
 def to_qonnx(model: nn.Module, path: str | Path | None = None, *,
@@ -198,6 +198,13 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_replaceable(path: Path) -> None:
+    """Only an earlier export (it has a report.json) or an empty directory may be replaced."""
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / REPORT).is_file())):
+        raise InterchangeError(f"{path} exists and is not an hqrun QONNX export; refusing to "
+                               "overwrite it. Choose another export.out_dir or remove it.")
+
+
 def export_qonnx(model: nn.Module, x: np.ndarray, out_dir: str | Path, *,
                  labels: np.ndarray | None = None,
                  input_type: str | FixedPointType | None = DEFAULT_INPUT_TYPE,
@@ -234,17 +241,14 @@ def export_qonnx(model: nn.Module, x: np.ndarray, out_dir: str | Path, *,
     report = _report(graph, data, x, vs32, vs64, risks, accuracy, seconds, extra_report)
     out = Path(out_dir)
     final = out if vs32.exact else out.parent / f"{out.name}.FAILED"
+    _check_replaceable(final)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        artifacts.write_bytes(tmp / MODEL_FILE, data)
-        artifacts.write_json(tmp / REPORT, report)
-        artifacts.write_text(tmp / "report.md", _markdown(report))
-        try:
-            artifacts.replace_dir(tmp, final, REPORT)
-        except FileExistsError:
-            raise InterchangeError(f"{final} exists and is not an hqrun QONNX export; refusing to "
-                                   "overwrite it. Choose another export.out_dir or remove it.") from None
+        atomic.write_bytes(tmp / MODEL_FILE, data)
+        atomic.write_json(tmp / REPORT, report, indent=1)
+        atomic.write_text(tmp / "report.md", _markdown(report))
+        atomic.replace_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,6 @@ importer checks every hint against the values before using it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from hqrun.errors import HqrunError, InterchangeError
 from hqrun.quantizers.layers_core import conv_padding
+from hqrun.safenames import is_identifier
 
 from .builder import read_hint
 from .formats import QuantFormat, is_power_of_two
@@ -90,13 +90,12 @@ def _refuse(node: Any, why: str) -> InterchangeError:
     return InterchangeError(f"{_label(node)}: {why} hqrun imports chains of {SUPPORTED_NODES}.")
 
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
 def _hinted_name(*nodes: Any) -> str | None:
+    """The layer name an hqrun export noted, if it is a usable identifier (layer names become
+    C++ names in firmware)."""
     for node in nodes:
         name = read_hint(node).get("layer")
-        if isinstance(name, str) and _IDENT.match(name):
+        if is_identifier(name):
             return name
     return None
 
