@@ -46,7 +46,9 @@ def _group(cfg: Any, name: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- export
 def _export_dir(options: dict[str, Any], run_dir: Path | None, cfg: Any) -> Path:
     if options.get("out_dir"):
-        return Path(str(options["out_dir"])).expanduser()
+        from hqrun.safenames import check_output_path
+
+        return check_output_path(options["out_dir"], "export.out_dir")
     if run_dir is not None:
         return run_dir / "export" / options["format"]
     from hqrun.rundir import output_dir
@@ -69,7 +71,9 @@ def export_run(cfg: Any) -> dict:
 
     torch.set_num_threads(int(cfg.get("threads", 1) or 1))
     src = _source(cfg)
-    model, model_cfg = load_trained(src["model"], src["plan"], src["ckpt"])
+    _export_dir(options, src["run_dir"], cfg)  # a bad export.out_dir fails before any work
+    model, model_cfg = load_trained(src["model"], src["plan"], src["ckpt"],
+                                    same_plan=src["run_dir"] is not None)
     splits = _test_split(src["data"], src["seed"], src["scaler"])
     x, y = splits.X_test, splits.y_test
     if options.get("max_samples"):
