@@ -121,6 +121,7 @@ def test_mistakes_are_one_paragraph_errors(tmp_path, capsys, exported):
         (["import", f"source={tmp_path / 'none.onnx'}"], "not a file"),
         (["import", f"source={exported / 'model.onnx'}", "import.verify_on=maybe"], "verify_on"),
         (["export", "run=" + str(tmp_path), "export.format=onnx"], "hqrun exports qonnx"),
+        (["export", f"run={exported.parent.parent}", "export.out_dir=../escape"], "export.out_dir"),
     ]):
         with pytest.raises(SystemExit) as info:
             main([*argv, f"hydra.run.dir={tmp_path / str(k)}"])
