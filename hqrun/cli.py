@@ -22,6 +22,8 @@ HYDRA_COMMANDS: dict[str, str] = {
     "search": "hqrun.search.command:run",
     "firmware": "hqrun.firmware_command:run",
     "study": "hqrun.study.command:run",
+    "export": "hqrun.interchange.commands:export_run",
+    "import": "hqrun.interchange.commands:import_run",
 }
 
 #: Flag-driven commands -> "module:function" taking the remaining argv.

@@ -58,3 +58,7 @@ class StorageError(HqrunError):
 class RunDirError(HqrunError, ValueError):
     """An output directory holds a finished run (or another command's run) that must not be
     overwritten, or another hqrun command is writing into it right now."""
+
+
+class InterchangeError(HqrunError, ValueError):
+    """A model cannot be exported to, or imported from, QONNX exactly."""
