@@ -39,9 +39,29 @@ def build_report(ir: FirmwareIR, backend: str, verification: Verification, proje
         "verification": verification.to_dict(),
         "estimate": estimate,
         "synthesis": synthesis,
+        "estimate_vs_synthesis": calibrated_vs_synthesis(backend, estimate, synthesis),
         "timings_s": timings,
         **(extra or {}),
     }
+
+
+def calibrated_vs_synthesis(backend: str, estimate: dict[str, Any] | None,
+                            synthesis: dict[str, Any] | None) -> dict[str, Any] | None:
+    """hqrun.cost's calibrated LUT/FF estimate of the RTL build against Yosys's counts of it.
+
+    Why here: the estimate is what a search optimises, so every RTL build that is synthesised
+    checks it once more. None unless both exist (the hls4ml backend builds another design).
+    """
+    totals = (estimate or {}).get("totals") or {}
+    syn = synthesis or {}
+    if backend != "rtl" or totals.get("lut") is None or not syn.get("lut"):
+        return None
+    out = {"calibration": totals.get("lut_calibration"), "lut_estimate": totals["lut"],
+           "lut_yosys": syn["lut"], "lut_relative_error": round((totals["lut"] - syn["lut"]) / syn["lut"], 4),
+           "ff_estimate": totals.get("ff"), "ff_yosys": syn.get("ff"),
+           "note": "(estimate - yosys) / yosys; the estimate is hqrun.cost's, calibrated against "
+                   "Yosys on other models (docs/cost.md)"}
+    return out
 
 
 def _md(report: dict[str, Any], backend_lines: list[str]) -> str:
@@ -80,6 +100,11 @@ def _md(report: dict[str, Any], backend_lines: list[str]) -> str:
     est = report.get("estimate")
     if est:
         lines += ["", "## Cost-model estimate", ""]
+        cmp_ = report.get("estimate_vs_synthesis")
+        if cmp_:
+            lines.append(f"- calibrated RTL estimate ({cmp_['calibration']}): LUT {cmp_['lut_estimate']} vs "
+                         f"Yosys {cmp_['lut_yosys']} ({cmp_['lut_relative_error']:+.1%}); FF "
+                         f"{cmp_['ff_estimate']} vs {cmp_['ff_yosys']}")
         totals = est.get("totals", est) if isinstance(est, dict) else est
         if isinstance(totals, dict):
             for k, val in totals.items():

@@ -176,8 +176,10 @@ def _test_split(data_cfg: Any, seed: int, scaler_path: Path | None):
     return splits
 
 
-def _estimate(model, input_type, input_shape, cost_cfg: Any, clock_period: float) -> dict | None:
-    """hqrun.cost's estimate for the same types and clock (informative; never blocks export)."""
+def _estimate(model, input_type, input_shape, cost_cfg: Any, clock_period: float,
+              rtl_latency_cycles: int = 0) -> dict | None:
+    """hqrun.cost's estimate for the same types, clock and RTL pipeline depth (informative;
+    never blocks export)."""
     try:
         from hqrun.cost import estimate
     except ImportError:
@@ -187,6 +189,7 @@ def _estimate(model, input_type, input_shape, cost_cfg: Any, clock_period: float
         fpga = dict(settings.get("fpga") or {})
         fpga["clock_period_ns"] = float(clock_period)
         settings["fpga"] = fpga
+        settings["rtl"] = {**dict(settings.get("rtl") or {}), "latency_cycles": int(rtl_latency_cycles)}
         rep = estimate(model, input_type=input_type, settings=settings, input_shape=input_shape,
                        policy="exact")
         d = rep.to_dict()
@@ -233,7 +236,8 @@ def run(cfg: Any) -> dict:
     estimate = None
     if _get(fw_cfg, "estimate", True):
         ir = ir or build_ir(model, shape, export_cfg.parsed_input_type())
-        estimate = _estimate(model, ir.input_type, shape, _get(cfg, "cost"), export_cfg.clock_period)
+        estimate = _estimate(model, ir.input_type, shape, _get(cfg, "cost"), export_cfg.clock_period,
+                             export_cfg.rtl.latency_cycles)
     out = _output_dir(fw_cfg, src["run_dir"])
     print(f"hqrun firmware: model {model_cfg.get('name')} from {src['ckpt']}, "
           f"{min(len(x), export_cfg.max_samples or len(x))} test samples, writing {out}")

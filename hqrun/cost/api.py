@@ -10,6 +10,7 @@ from torch import nn
 from hqrun.cost.config import CostConfig, make_config
 from hqrun.cost.energy import layer_energies, priced_layers, total_energy
 from hqrun.cost.fpga import model_fpga
+from hqrun.cost.lut_model import load_calibration, rtl_estimate
 from hqrun.cost.report import CostReport
 from hqrun.cost.size import layer_sizes, total_size
 from hqrun.quantizers.typeinfer import (
@@ -78,6 +79,7 @@ def estimate(
     sizes = layer_sizes(priced, cfg.size)
     ref_sizes = layer_sizes(ref_types, cfg.size, reference=True)
     fpga = model_fpga(exact, cfg.fpga)
+    rtl = rtl_estimate(exact, load_calibration(cfg.rtl.calibration), cfg.rtl.latency_cycles)
     priced_names = {lt.name for lt in priced_layers(priced, cfg.qtools_quirks)}
     rows = []
     for lt, ex in zip(priced, exact):
@@ -94,6 +96,7 @@ def estimate(
                                  else _zero_energy()),
             "size": sizes[lt.name].as_dict(), "reference_size": ref_sizes[lt.name].as_dict(),
             "fpga": fpga[lt.name].as_dict(),
+            "rtl": {"lut": int(round(rtl.layer_lut.get(lt.name, 0.0)))},
             "flags": sorted(set(lt.flags) | set(ex.flags)),
             "priced": lt.name in priced_names,
         }
@@ -111,13 +114,20 @@ def estimate(
         "parameter_bits": int(sum(s.parameters for s in sizes.values())),
         "activation_bits": int(sum(s.activations for s in sizes.values())),
         "ebops": int(sum(f.ebops for f in t_fpga)),
-        "lut": int(sum(f.lut for f in t_fpga)),
-        "dsp": int(sum(f.dsp for f in t_fpga)),
-        "ff": int(sum(f.ff for f in t_fpga)),
-        "latency_cycles": int(sum(f.latency_cycles for f in t_fpga)),
+        # the RTL (distributed-arithmetic) build, calibrated against Yosys: hqrun.cost.lut_model
+        "lut": int(round(rtl.lut)),
+        "ff": int(round(rtl.ff)),
+        "rtl_latency_cycles": rtl.latency_cycles,
+        "lut_source": rtl.source,
+        "lut_calibration": rtl.calibration_id,
+        # the hls4ml build (io_parallel, latency strategy, reuse 1): first-order rules, fpga.py
+        "hls_lut": int(sum(f.lut for f in t_fpga)),
+        "hls_dsp": int(sum(f.dsp for f in t_fpga)),
+        "hls_ff": int(sum(f.ff for f in t_fpga)),
+        "hls_latency_cycles": int(sum(f.latency_cycles for f in t_fpga)),
         "clock_period_ns": cfg.fpga.clock_period_ns,
     }
-    totals["latency_ns"] = totals["latency_cycles"] * cfg.fpga.clock_period_ns
+    totals["hls_latency_ns"] = totals["hls_latency_cycles"] * cfg.fpga.clock_period_ns
     return CostReport(policy=pol, rows=rows, totals=totals, settings=asdict(cfg), flags=flags)
 
 

@@ -53,7 +53,8 @@ class SizeConfig:
 
 @dataclass
 class FpgaConfig:
-    """Rules of the hls4ml-style (io_parallel, latency strategy, reuse 1) resource estimate."""
+    """Rules of the hls4ml-style (io_parallel, latency strategy, reuse 1) resource estimate
+    (the ``hls_*`` totals; the RTL build's calibrated estimate is :class:`RtlCostConfig`)."""
 
     clock_period_ns: float = 5.0
     dsp_min_width: int = 10  # a constant multiply goes to a DSP when both operands are this wide
@@ -63,6 +64,19 @@ class FpgaConfig:
     activation_cycles: int = 1
     softmax_cycles: int = 3
     assumed_input: str = "quantized_bits(8,0,alpha=1)"  # used when the model input is float
+
+
+@dataclass
+class RtlCostConfig:
+    """The calibrated estimate of the RTL (distributed-arithmetic) build (hqrun.cost.lut_model).
+
+    ``latency_cycles``: register stages of the pipeline priced (as ``firmware.rtl.latency_cycles``;
+    0 = combinational, no flip-flops). ``calibration``: a calibration JSON written by
+    ``bench/calibrate_lut.py --fit``; null = the one shipped with hqrun.
+    """
+
+    latency_cycles: int = 0
+    calibration: Optional[str] = None
 
 
 @dataclass
@@ -84,6 +98,7 @@ class CostConfig:
     horowitz: HorowitzConfig = field(default_factory=HorowitzConfig)
     size: SizeConfig = field(default_factory=SizeConfig)
     fpga: FpgaConfig = field(default_factory=FpgaConfig)
+    rtl: RtlCostConfig = field(default_factory=RtlCostConfig)
     print_table: bool = True
 
     def __post_init__(self) -> None:
@@ -111,6 +126,10 @@ class CostConfig:
             _bad("fpga.clock_period_ns", self.fpga.clock_period_ns, "a positive number")
         if self.fpga.adder_delay_ns <= 0:
             _bad("fpga.adder_delay_ns", self.fpga.adder_delay_ns, "a positive number")
+        lat = self.rtl.latency_cycles
+        if isinstance(lat, bool) or not isinstance(lat, int) or not 0 <= lat <= 64:
+            _bad("rtl.latency_cycles", lat, "0 (combinational) or a number of register stages "
+                 "from 1 to 64, as firmware.rtl.latency_cycles")
         return self
 
     def to_dict(self) -> dict:
@@ -176,7 +195,8 @@ def make_config(settings: Any = None, **overrides: Any) -> CostConfig:
         raise ConfigError(
             f"unknown cost setting(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}."
         )
-    nested = {"horowitz": HorowitzConfig, "size": SizeConfig, "fpga": FpgaConfig}
+    nested = {"horowitz": HorowitzConfig, "size": SizeConfig, "fpga": FpgaConfig,
+              "rtl": RtlCostConfig}
     for key, cls in nested.items():
         if key in base and isinstance(base[key], dict):
             sub = {**asdict(cls()), **base[key]}

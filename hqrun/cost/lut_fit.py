@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from hqrun.cost.lut_features import DA_SHAPE
 from hqrun.cost.lut_model import (
     FF_TERMS,
     LUT_TERMS,
@@ -135,10 +136,10 @@ def fit_table(records: Sequence[Mapping[str, Any]], source: str = "", calibratio
         "error_definition": "(estimate - yosys) / yosys; median_abs and worst over the models",
         "residuals": residuals,
     }
-    return {"id": cid, "lut": dict(cal.lut), "ff": dict(cal.ff), "terms": {
+    return {"id": cid, "lut": dict(cal.lut), "ff": dict(cal.ff), "shape": dict(DA_SHAPE), "terms": {
         "lut": "LUT = sum over layers of coefficient x feature (hqrun.cost.lut_features)",
         "ff": "FF = c_out x last layer result bits (L >= 1) + c_cut x (L - 1) x mean MAC "
-              "accumulator-vector width"}, "provenance": provenance}
+              "layer da_cost"}, "provenance": provenance}
 
 
 def summary_lines(calibration: Mapping[str, Any]) -> list[str]:

@@ -12,10 +12,14 @@ by ``bench/calibrate_lut.py --fit``, to Yosys ``synth_xilinx`` counts of real RT
     FF  = [L >= 1] · c_out · (result bits of the last layer)  +  max(L - 1, 0) · c_cut · W
 
 with ``L`` the pipeline's register stages (``cost.rtl.latency_cycles``, as
-``firmware.rtl.latency_cycles``; 0 = combinational, no FF) and ``W`` the model's mean
-accumulator-vector width per MAC layer (what an internal pipeline cut holds, in scale).
-Coefficients are non-negative and every feature grows with bits and non-zero weights, so
-more bits or more non-zero weights never cost fewer LUTs.
+``firmware.rtl.latency_cycles``; 0 = combinational, no FF) and ``W`` the mean adder-graph size
+of the MAC layers (what an internal pipeline cut runs through, in scale). The main term,
+``da_cost``, is the layer's adder graph measured the way alkaid's own cost model grows (centred
+CSD digits × input widths, :mod:`hqrun.cost.lut_features`); Yosys's LUTs are a multiple of it.
+Coefficients are non-negative and the features grow with every activation and input width, so
+wider types never cost fewer LUTs; like the adder graph itself, the estimate is not strictly
+monotone in the non-zero weights (a column of equal weights with one zero is dearer than the
+full column, because the common value no longer covers it).
 
 The coefficients live in ``lut_calibration.json`` next to this file (package data) with their
 provenance: date, Yosys and alkaid versions, number of models, and the held-out error. A
@@ -30,7 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from hqrun.cost.lut_features import LayerFeatures, model_features
+from hqrun.cost.lut_features import DA_SHAPE, LayerFeatures, model_features
 from hqrun.errors import CostModelError
 from hqrun.quantizers.typeinfer import MAC_KINDS, LayerTypes
 
@@ -42,7 +46,7 @@ CALIBRATION_FILE = Path(__file__).with_name("lut_calibration.json")
 #: The per-layer counts the LUT estimate weighs (fields of :class:`LayerFeatures`).
 LUT_TERMS = ("da_cost", "cast_in_bits")
 #: The model-level counts of the FF estimate (see :func:`ff_terms`).
-FF_TERMS = ("output_register_bits", "cut_bits")
+FF_TERMS = ("output_register_bits", "internal_cuts")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,12 @@ class Calibration:
                 f"{where} is not an hqrun LUT calibration (missing or bad field: {err}); refit it "
                 "with `python bench/calibrate_lut.py --fit` or leave cost.rtl.calibration unset "
                 "for the one shipped with hqrun.") from None
+        shape = data.get("shape")
+        if shape is not None and {k: float(v) for k, v in dict(shape).items()} != DA_SHAPE:
+            raise CostModelError(
+                f"{where} was fitted with the adder-graph shape {dict(shape)}, but this hqrun "
+                f"computes its features with {DA_SHAPE} (hqrun.cost.lut_features.DA_SHAPE); refit "
+                "it with `python bench/calibrate_lut.py --refeature` then `--fit`.")
         unknown = sorted((set(lut) - set(LUT_TERMS)) | (set(ff) - set(FF_TERMS)))
         negative = sorted(k for k, v in {**lut, **ff}.items() if v < 0)
         if unknown or negative:
@@ -112,18 +122,18 @@ def ff_terms(features: Sequence[LayerFeatures | Mapping[str, Any]], latency_cycl
     """The FF estimate's counts for a pipeline of ``latency_cycles`` register stages.
 
     ``output_register_bits``: the result bits of the last layer built (the design's output
-    register, present whenever ``L >= 1``); ``cut_bits``: ``L - 1`` internal cuts times the mean
-    accumulator-vector width of the MAC layers (alkaid places cuts by delay, inside adder graphs,
-    where partial sums are live; their number scales with the layers' output widths).
+    register, present whenever ``L >= 1``); ``internal_cuts``: ``L - 1`` internal cuts times the mean
+    adder-graph size of the MAC layers (``da_cost``): alkaid places the cuts by delay, inside
+    the adder graphs, where the partial sums live, and a larger graph has more of them.
     """
     rows = [f if isinstance(f, Mapping) else f.as_dict() for f in features]
     built = [r for r in rows if r["kind"] in MAC_KINDS or float(r.get("cast_out_bits") or 0) > 0]
     if latency_cycles <= 0 or not built:
         return dict.fromkeys(FF_TERMS, 0.0)
     mac = [r for r in rows if r["kind"] in MAC_KINDS]
-    width = sum(float(r["acc_bits"]) for r in mac) / max(len(mac), 1)
+    width = sum(float(r["da_cost"]) for r in mac) / max(len(mac), 1)
     return {"output_register_bits": float(built[-1]["out_bits"]),
-            "cut_bits": float(latency_cycles - 1) * width}
+            "internal_cuts": float(latency_cycles - 1) * width}
 
 
 @dataclass

@@ -14,8 +14,13 @@ class CostReport:
 
     ``rows``: one dict per layer (name, kind, class, types, energy parts, size, FPGA figures,
     flags). ``totals``: energy (int pJ, QTools's sum), reference_energy, size_bits,
-    reference_size_bits, ebops, lut, dsp, ff, latency_cycles, latency_ns. ``policy`` is the
-    accumulator policy of the energy/size types; the FPGA columns always use "exact" types.
+    reference_size_bits, ebops; ``lut``/``ff`` — the RTL (distributed-arithmetic) build's
+    estimate calibrated against Yosys (``lut_source``, ``lut_calibration``,
+    ``rtl_latency_cycles``: :mod:`hqrun.cost.lut_model`); ``hls_lut``, ``hls_dsp``, ``hls_ff``,
+    ``hls_latency_cycles``, ``hls_latency_ns`` — the first-order estimate of an hls4ml build
+    (:mod:`hqrun.cost.fpga`, not calibrated). Per layer, ``rtl`` holds the calibrated LUTs and
+    ``fpga`` the hls4ml-style figures and EBOPs. ``policy`` is the accumulator policy of the
+    energy/size types; the FPGA columns always use "exact" types.
     """
 
     policy: str
@@ -45,15 +50,16 @@ class CostReport:
     def table(self) -> str:
         """A fixed-width per-layer table followed by the totals."""
         cols = [("layer", 10), ("kind", 10), ("in", 6), ("w", 6), ("acc", 6), ("out", 6),
-                ("E[pJ]", 10), ("bits", 8), ("EBOPs", 8), ("LUT", 7), ("DSP", 5), ("cyc", 4)]
+                ("E[pJ]", 10), ("bits", 8), ("EBOPs", 8), ("LUT", 7), ("hlsLUT", 7), ("DSP", 5),
+                ("cyc", 4)]
         head = " ".join(f"{n:>{w}}" if i > 1 else f"{n:<{w}}" for i, (n, w) in enumerate(cols))
         lines = [head, "-" * len(head)]
         for r in self.rows:
             vals = [r["name"], r["kind"], _w(r.get("input_bits")), _w(r.get("weight_bits")),
                     _w(r.get("accumulator_bits")), _w(r.get("output_bits")),
                     f"{r['energy']['total']:.2f}", str(r["size"]["total"]),
-                    str(r["fpga"]["ebops"]), str(r["fpga"]["lut"]), str(r["fpga"]["dsp"]),
-                    str(r["fpga"]["latency_cycles"])]
+                    str(r["fpga"]["ebops"]), str(r.get("rtl", {}).get("lut", "-")),
+                    str(r["fpga"]["lut"]), str(r["fpga"]["dsp"]), str(r["fpga"]["latency_cycles"])]
             lines.append(" ".join(f"{v:>{w}}" if i > 1 else f"{v:<{w}}"
                                   for i, (v, (_, w)) in enumerate(zip(vals, cols))))
         t = self.totals
@@ -63,9 +69,13 @@ class CostReport:
             f" | size {t['size_bits']} bits (reference {t['reference_size_bits']})"
         )
         lines.append(
-            f"EBOPs {t['ebops']} | LUT {t['lut']} | DSP {t['dsp']} | FF {t['ff']} | latency "
-            f"{t['latency_cycles']} cycles = {t['latency_ns']:.1f} ns at "
-            f"{t['clock_period_ns']} ns (estimate, not synthesis)"
+            f"EBOPs {t['ebops']} | RTL build: LUT {t['lut']}, FF {t['ff']} at "
+            f"{t['rtl_latency_cycles']} register stages ({t['lut_source']})"
+        )
+        lines.append(
+            f"hls4ml build (first-order rules, not calibrated): hlsLUT {t['hls_lut']} | DSP "
+            f"{t['hls_dsp']} | FF {t['hls_ff']} | latency {t['hls_latency_cycles']} cycles = "
+            f"{t['hls_latency_ns']:.1f} ns at {t['clock_period_ns']} ns"
         )
         for note in self.flags:
             lines.append(f"note: {note}")
