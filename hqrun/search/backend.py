@@ -22,13 +22,15 @@ from hqrun.search.trial import CostInfo, Split, TrialData
 class HqrunBackend:
     """Builds ``model_cfg`` with plans and prices it with ``cost_cfg`` (conf/cost settings).
 
-    ``ebops_reference``: the plan whose EBOPs a forgiving factor on the ``ebops`` goal divides
-    by (AutoQKeras has no EBOPs goal; a homogeneous 8-bit model mirrors its 8-bit references).
+    ``fpga_reference``: the plan whose EBOPs and LUTs a forgiving factor on the ``ebops`` and
+    ``lut`` goals divides by (AutoQKeras has no FPGA goal; a homogeneous 8-bit model mirrors its
+    8-bit references). It is priced with the trained float reference's weights, quantized: both
+    counts depend on the actual weights (zeros are free, LUTs follow the weights' digits).
     """
 
     model_cfg: Any
     cost_cfg: Any = None
-    ebops_reference: str = "q8"
+    fpga_reference: str = "q8"
 
     def __post_init__(self) -> None:
         self.model_cfg = dict(_plain(self.model_cfg) or {})
@@ -96,24 +98,28 @@ class HqrunBackend:
         rep = self._estimate(model)
         t = rep.totals
         totals = {"bits": float(t["size_bits"]), "energy": float(t["energy"]),
-                  "ebops": float(t["ebops"])}
+                  "ebops": float(t["ebops"]), "lut": float(t["lut"])}
         layers = {r["name"]: {"bits": float(r["size"]["total"]),
                               "energy": float(r["energy"]["total"]),
-                              "ebops": float(r["fpga"].get("ebops", 0))} for r in rep.rows}
+                              "ebops": float(r["fpga"].get("ebops", 0)),
+                              "lut": float(r["rtl"]["lut"])} for r in rep.rows}
         return CostInfo(totals, layers)
 
     def reference_cost(self, model: nn.Module) -> CostInfo:
-        """AutoQKeras's references: bits and energy of the float model under the cost settings."""
+        """AutoQKeras's references: bits and energy of the float model under the cost settings;
+        EBOPs and LUTs of ``fpga_reference`` with the float model's weights."""
         rep = self._estimate(model)
         t = rep.totals
-        ebops_model = self.build({"name": "ref"} if self.ebops_reference == "float"
-                                 else _named_plan(self.ebops_reference), {})
-        eb = self.cost(ebops_model)
+        fpga_model = self.build({"name": "ref"} if self.fpga_reference == "float"
+                                else _named_plan(self.fpga_reference), {})
+        self.transfer(model, fpga_model)
+        fp = self.cost(fpga_model)
         totals = {"bits": float(t["reference_size_bits"]), "energy": float(t["reference_energy"]),
-                  "ebops": eb.totals["ebops"]}
+                  "ebops": fp.totals["ebops"], "lut": fp.totals["lut"]}
         layers = {r["name"]: {"bits": float(r["reference_size"]["total"]),
                               "energy": float(r["reference_energy"]["total"]),
-                              "ebops": eb.layers.get(r["name"], {}).get("ebops", 0.0)}
+                              "ebops": fp.layers.get(r["name"], {}).get("ebops", 0.0),
+                              "lut": fp.layers.get(r["name"], {}).get("lut", 0.0)}
                   for r in rep.rows}
         return CostInfo(totals, layers)
 

@@ -17,7 +17,7 @@ from hqrun.errors import SearchError
 class GoalConfig:
     """What a trial's cost is and how AutoQKeras's forgiving factor weighs it."""
 
-    type: str = "energy"          # bits | energy | ebops
+    type: str = "energy"          # bits | energy | ebops | lut
     delta_p: float = 8.0          # % accuracy bonus per `rate`-fold cost decrease
     delta_n: float = 8.0          # % accuracy penalty per `rate`-fold cost increase
     rate: float = 2.0
@@ -120,7 +120,7 @@ class SearchConfig:
 
 
 OBJECTIVES = ("forgiving", "pareto", "accuracy")
-GOALS = ("bits", "energy", "ebops")
+GOALS = ("bits", "energy", "ebops", "lut")
 
 
 def parse_search_config(cfg: Any) -> SearchConfig:

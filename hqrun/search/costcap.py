@@ -3,7 +3,8 @@
 A trigger designer rarely asks "the best accuracy-per-cost trade-off"; they ask "the most
 accurate model that fits in X" (a latency, LUT or energy budget fixed by the system). The cost
 of a configuration is known before any training (QTools prices a model from its quantizers
-alone), so a search with a cap need not spend trials on configurations it would reject: this
+alone; EBOPs and LUTs from its quantizers and the float reference's weights, which every trial
+starts from), so a search with a cap need not spend trials on configurations it would reject: this
 module draws random configurations, prices each in milliseconds and keeps those within the cap.
 Every trial then explores the feasible region, which in AutoQKeras's default menu is only a few
 per cent of the space (the forgiving factor alone, with 40 random trials, lands one or two
@@ -16,13 +17,13 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from hqrun.errors import SearchError
 from hqrun.search.objectives import cost_of
 from hqrun.search.space import SearchSpace
-from hqrun.search.trial import Backend
+from hqrun.search.trial import Backend, float_plan, start_from_reference
 
 
 @dataclass
@@ -56,16 +57,43 @@ def fresh_configs(space: SearchSpace, rng: random.Random, seen: set[str],
         yield config
 
 
-def price(space: SearchSpace, backend: Backend, config: Mapping[str, Any], goal: str) -> float:
+def price(space: SearchSpace, backend: Backend, config: Mapping[str, Any], goal: str,
+          reference_state: Mapping[str, Any] | None = None) -> float:
     """The goal's cost of one configuration, from the cost model alone (no training)."""
-    model = backend.build(space.plan(config), space.widths(config))
-    return cost_of(backend.cost(model).totals, goal)
+    return Pricer(space, backend, goal, reference_state)(config)
+
+
+@dataclass
+class Pricer:
+    """Prices configurations as their trials will be priced: with the float reference's weights
+    (``reference_state``; a trial starts from them, and EBOPs and LUTs depend on the weights),
+    or the model's initial weights when no reference is given or widths change."""
+
+    space: SearchSpace
+    backend: Backend
+    goal: str
+    reference_state: Mapping[str, Any] | None = None
+    _reference: Any = field(default=None, init=False, repr=False)
+
+    def __call__(self, config: Mapping[str, Any]) -> float:
+        widths = self.space.widths(config)
+        model = self.backend.build(self.space.plan(config), widths)
+        if self.reference_state is not None and not widths:
+            if self._reference is None:
+                self._reference = self.backend.build(float_plan(), {})
+                self._reference.load_state_dict(self.reference_state)
+            start_from_reference(self.backend, model, None, self._reference)
+        return cost_of(self.backend.cost(model).totals, self.goal)
 
 
 def draw_under_cap(space: SearchSpace, backend: Backend, goal: str, max_cost: float, n: int,
                    seed: int, exclude: Iterable[Mapping[str, Any]] = (),
-                   max_draws: int | None = None) -> CappedDraw:
+                   max_draws: int | None = None,
+                   reference_state: Mapping[str, Any] | None = None) -> CappedDraw:
     """Up to ``n`` distinct random configurations costing at most ``max_cost``.
+
+    ``reference_state``: the float reference's weights, which every trial starts from; with it a
+    configuration is priced exactly as its trial will be (the weights matter for EBOPs and LUTs).
 
     Configurations in ``exclude`` (the trials a resumed search already ran) are never drawn
     again. Drawing stops after ``max_draws`` distinct priced configurations (default
@@ -81,11 +109,12 @@ def draw_under_cap(space: SearchSpace, backend: Backend, goal: str, max_cost: fl
     found: list[dict] = []
     draws, cheapest = 0, math.inf
     start = time.perf_counter()
+    pricer = Pricer(space, backend, goal, reference_state)
     for config in fresh_configs(space, rng, seen, max_misses=50 * limit):
         if len(found) >= n or draws >= limit:
             break
         draws += 1
-        cost = price(space, backend, config, goal)
+        cost = pricer(config)
         cheapest = min(cheapest, cost)
         if cost <= max_cost:
             found.append(config)

@@ -4,8 +4,8 @@ AutoQKeras folds cost into accuracy so that one scalar can be maximised by any t
 ``score = accuracy * (1 + delta)`` where ``delta`` grows by ``delta_p`` percent every time the
 trial is ``rate`` times cheaper than the reference and shrinks by ``delta_n`` percent every
 time it is ``rate`` times dearer. The reference is ``stress`` x the reference model's cost, so
-stress < 1 pushes the search towards smaller models. The same formula is used here for the
-three goals (bits, energy in pJ, EBOPs); only the cost number differs.
+stress < 1 pushes the search towards smaller models. The same formula is used here for every
+goal (bits, energy in pJ, EBOPs, LUTs of the RTL build); only the cost number differs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,13 @@ from typing import Any, Mapping
 
 from hqrun.errors import SearchError
 
-#: goal -> key of the cost totals a trial reports
-GOAL_KEYS = {"bits": "bits", "energy": "energy", "ebops": "ebops"}
+#: goal -> key of the cost totals a trial reports. ``lut``: the RTL (distributed-arithmetic)
+#: build's LUTs, hqrun.cost's estimate calibrated against Yosys (hqrun.cost.lut_model).
+GOAL_KEYS = {"bits": "bits", "energy": "energy", "ebops": "ebops", "lut": "lut"}
+
+#: goal -> axis label of its cost (plots, leaderboards)
+GOAL_UNITS = {"energy": "energy (pJ, QTools)", "bits": "size (bits)", "ebops": "EBOPs",
+              "lut": "LUTs (RTL build, calibrated estimate)"}
 
 
 @dataclass(frozen=True)

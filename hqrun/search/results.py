@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hqrun import atomic
+from hqrun.search.objectives import GOAL_UNITS
 from hqrun.search.pareto import pareto_front
 from hqrun.search.ranking import best_record
 
@@ -96,7 +97,7 @@ def plot_pareto(records: Sequence[dict], path: Path, goal: str, references: dict
             continue
         ax.scatter([cost], [acc], marker=next(markers, "X"), s=60, edgecolor="k", zorder=5,
                    label=name)
-    unit = {"energy": "energy (pJ)", "bits": "size (bits)", "ebops": "EBOPs"}.get(goal, goal)
+    unit = GOAL_UNITS.get(goal, goal)
     ax.set_xlabel(unit)
     ax.set_ylabel("validation accuracy")
     if ok and min(r["cost"] for r in ok) > 0:

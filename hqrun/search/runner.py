@@ -498,7 +498,7 @@ class SearchRun:
     def capped_points(self, n: int, seed: int, tried: list[dict]) -> list[dict]:
         """``n`` untried configurations within ``search.goal.max_cost``."""
         return _capped_points(self.space, self.backend, self.goal, float(self.cfg.goal.max_cost),
-                              n, seed, tried, bool(self.cfg.progress))
+                              n, seed, tried, bool(self.cfg.progress), self.reference.state)
 
     def run_trials(self, n: int, progress: Callable[[dict], None], *, searcher: str = "random",
                    scheduler: str | None = None, previous: list[dict] | None = None,
@@ -542,12 +542,14 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
 
 
 def _capped_points(space: SearchSpace, backend: Backend, goal: str, cap: float, n: int, seed: int,
-                   tried: list[dict], verbose: bool) -> list[dict]:
-    """``n`` untried configurations within the cost cap (fewer when the cap leaves fewer)."""
+                   tried: list[dict], verbose: bool, reference_state: Any = None) -> list[dict]:
+    """``n`` untried configurations within the cost cap (fewer when the cap leaves fewer), priced
+    with the float reference's weights as their trials will be."""
     from hqrun.search.costcap import draw_under_cap
 
     try:
-        drawn = draw_under_cap(space, backend, goal, cap, n, seed, exclude=tried)
+        drawn = draw_under_cap(space, backend, goal, cap, n, seed, exclude=tried,
+                               reference_state=reference_state)
     except SearchError:
         if tried:       # a resumed search whose cap admits no configuration it has not run
             print(f"[search] no untried configuration left under max_cost={cap:g} {goal}")

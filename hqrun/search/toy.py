@@ -169,13 +169,14 @@ class ToyBackend:
                 params = m.weight.numel() * kb + m.bias.numel() * bb
                 ebops = m.weight.numel() * kb * in_bits
                 rows[name] = {"bits": float(params), "energy": float(0.01 * ebops + params * 0.1),
-                              "ebops": float(ebops)}
+                              "ebops": float(ebops), "lut": float(0.5 * ebops)}
             elif isinstance(m, ToyAct) and name != "input":
                 act = self.ref_bits if ref or m.q.bits is None else m.q.bits
                 n = _out_features(model, name)
-                rows[name] = {"bits": float(n * act), "energy": float(n * act * 0.05), "ebops": 0.0}
+                rows[name] = {"bits": float(n * act), "energy": float(n * act * 0.05), "ebops": 0.0,
+                              "lut": float(n * act)}
                 in_bits = act
-        totals = {k: sum(r[k] for r in rows.values()) for k in ("bits", "energy", "ebops")}
+        totals = {k: sum(r[k] for r in rows.values()) for k in ("bits", "energy", "ebops", "lut")}
         return CostInfo(totals, rows)
 
     def cost(self, model: nn.Module) -> CostInfo:

@@ -220,10 +220,8 @@ def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialDat
     plan = space.plan(config)
     widths = space.widths(config)
     model = backend.build(plan, widths)
-    if reference_state is not None and not widths:
-        ref = backend.build(_float_plan(), {})
-        ref.load_state_dict(reference_state)
-        backend.transfer(ref, model)
+    if not widths:
+        start_from_reference(backend, model, reference_state)
     info = backend.cost(model)
     cost = cost_of(info.totals, settings.goal)
     last: dict = {}
@@ -297,6 +295,20 @@ def _train_lightning(model: nn.Module, data: TrialData, settings: TrialSettings,
 
     fit_and_evaluate(splits, trainer, model=model, seed=settings.seed, epoch_callback=row,
                      threads=settings.threads, evaluate_test=False)
+
+
+def start_from_reference(backend: Backend, model: nn.Module,
+                         reference_state: Mapping[str, torch.Tensor] | None,
+                         reference: nn.Module | None = None) -> None:
+    """Copy the float reference's weights into ``model`` (a trial starts from them, and its cost
+    is priced on them: EBOPs and LUTs depend on the weights). ``reference``: the float model
+    already built with ``reference_state`` (saves a build when pricing many configurations)."""
+    if reference_state is None and reference is None:
+        return
+    if reference is None:
+        reference = backend.build(_float_plan(), {})
+        reference.load_state_dict(reference_state)
+    backend.transfer(reference, model)
 
 
 def _float_plan() -> dict:

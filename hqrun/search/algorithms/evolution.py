@@ -41,15 +41,15 @@ class EvolutionSearch(SearchAlgorithm):
         return {"evolution": {k: getattr(cfg.evolution, k) for k in ("population", "tournament", "batch")}}
 
     def run(self, run):  # noqa: ANN001, ANN201
-        from hqrun.search.costcap import config_key, price
+        from hqrun.search.costcap import Pricer, config_key
         from hqrun.search.evolution import children, random_configs
 
         cfg, space, goal = run.cfg, run.space, run.goal
         ecfg = cfg.evolution
         population, tournament, batch = int(ecfg.population), int(ecfg.tournament), int(ecfg.batch)
         max_trials, cap = int(cfg.max_trials), cfg.goal.max_cost
-        accept = None if cap is None else (
-            lambda c: price(space, run.backend, c, goal) <= float(cap))
+        pricer = Pricer(space, run.backend, goal, run.reference.state)
+        accept = None if cap is None else (lambda c: pricer(c) <= float(cap))
         done = run.finished()
         progress = run.progress(max_trials, done)
         while len(done) < max_trials:
