@@ -5,6 +5,7 @@
     python bench/calibrate_lut.py --only jet-r03,mlp-b-r01    # just these
     python bench/calibrate_lut.py --fit                       # fit; write hqrun/cost/lut_calibration.json
     python bench/calibrate_lut.py --refeature                 # rebuild the models, recompute features
+    python bench/calibrate_lut.py --shape                     # refit DA_SHAPE on alkaid's per-layer cost
 
 **What is synthesised.** A fixed, seeded list of models (``planned_models``): the jet tagger
 16-64-32-32-5 with random plans drawn from the deployable search space (``conf/search/space/
@@ -25,6 +26,14 @@ xcup -noiopad -flatten``, classic ABC mapping) and is not simulated here (the fi
 the backend bit-exact). One synthesis runs at a time; the table is rewritten (atomically) after
 each model, so an interrupted run resumes where it stopped. Run it under ``nice`` on a shared
 machine: a jet model takes 1-3 minutes of Yosys.
+
+**The shape** (``--shape``): how alkaid's own cost of one layer's adder graph grows with the
+layer's counts — ``n_out^a · span^s · Σ centred digits · (input bits + 1)^w`` — is fitted (least
+squares on the logarithm) to alkaid's cost of ``x @ W`` for every dense layer of the ``fit``
+models (held-out models stay unseen) and of 40 more random jet plans; it writes ``bench/calibration/alkaid_layers.json`` and
+prints the exponents that :data:`hqrun.cost.lut_features.DA_SHAPE` holds (change them there, then
+``--refeature`` and ``--fit``). Hundreds of layers pin the shape down; the Yosys table then only
+has to fit a scale.
 
 **The fit** (``--fit``) reads only the table: :func:`hqrun.cost.lut_fit.fit_table` fits the
 calibrated estimate's coefficients on the models whose ``split`` is ``fit`` and reports the
@@ -57,6 +66,7 @@ from hqrun import atomic  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TABLE = ROOT / "bench" / "calibration" / "lut_table.json"
 DEFAULT_CALIBRATION = ROOT / "hqrun" / "cost" / "lut_calibration.json"
+SHAPE_TABLE = ROOT / "bench" / "calibration" / "alkaid_layers.json"
 SPACE_FILE = ROOT / "conf" / "search" / "space" / "deployable.yaml"
 TABLE_VERSION = 1
 
@@ -272,7 +282,10 @@ def load_table(path: Path) -> dict:
 def save_table(path: Path, table: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table["models"].sort(key=lambda r: r["id"])
-    atomic.write_text(path, json.dumps(table, indent=1, default=str) + "\n")
+    # one model per line: compact, and a diff shows which models changed
+    rows = ",\n".join(json.dumps(r, default=str, separators=(",", ":")) for r in table["models"])
+    head = json.dumps({k: v for k, v in table.items() if k != "models"})[:-1]
+    atomic.write_text(path, f'{head}, "models": [\n{rows}\n]}}\n')
 
 
 def _done(rec: dict) -> bool:
@@ -338,6 +351,70 @@ def refeature(args: argparse.Namespace) -> None:
     print(f"features recomputed in {args.table}")
 
 
+def shape_models(epochs: int = 2, n: int = 40) -> list[ModelSpec]:
+    """More random jet plans (briefly trained) for the shape fit only: more layers, no Yosys."""
+    menu = yaml.safe_load(SPACE_FILE.read_text())["menu"]
+    rng = random.Random(99)
+    return [ModelSpec(f"shape-jet-{i:02d}", "jet", JET, _random_plan(rng, menu, 3, f"s{i:02d}"), 500 + i,
+                      epochs) for i in range(n)]
+
+
+def alkaid_layer_costs(spec: ModelSpec, data: Any) -> list[dict]:
+    """alkaid's cost of each dense layer's constant-matrix product, input at its declared type."""
+    from hqrun.cost.lut_features import centred_column_digits, digit_span
+    from hqrun.firmware import build_ir
+    from hqrun.firmware.backends.rtl.alkaid_api import alkaid, prepare_for_codegen
+    from hqrun.firmware.backends.rtl.casts import kif_of
+
+    a = alkaid()
+    ir = build_ir(build_trained(spec, data), (int(spec.model.get("n_inputs", 16)),))
+    rows = []
+    for prev, layer in zip(ir.layers, ir.layers[1:]):
+        if layer.op != "dense" or prev.out_type is None:
+            continue
+        k, i, f = kif_of(prev.out_type)
+        n_in = layer.weight.shape[1]
+        x = a.FVArray.from_kif(np.full(n_in, k), np.full(n_in, i), np.full(n_in, f))
+        w = np.ldexp(layer.weight.astype(np.float64), -layer.weight_type.fractional)
+        y = x @ w.T
+        cost = prepare_for_codegen(a.trace(np.asarray(x).ravel(), np.asarray(y).ravel())).cost
+        rows.append({"model": spec.id, "layer": layer.name, "n_out": int(layer.weight.shape[0]),
+                     "span": digit_span(layer.weight), "input_bits": int(prev.out_type.width),
+                     "centred_digits": float(centred_column_digits(layer.weight).sum()),
+                     "alkaid": float(cost)})
+    return rows
+
+
+def fit_shape(rows: list[dict]) -> dict[str, Any]:
+    """Exponents of ``cost / centred_digits ≈ e^c · n_out^a · span^s · (input_bits + 1)^w``."""
+    ok = [r for r in rows if r["alkaid"] > 0 and r["centred_digits"] > 0]
+    X = np.column_stack([np.ones(len(ok)), np.log([r["n_out"] for r in ok]),
+                         np.log([r["span"] for r in ok]), np.log([r["input_bits"] + 1 for r in ok])])
+    target = np.log([r["alkaid"] / r["centred_digits"] for r in ok])
+    coef, *_ = np.linalg.lstsq(X, target, rcond=None)
+    err = np.exp(X @ coef - target) - 1
+    return {"outputs": round(float(coef[1]), 3), "span": round(float(coef[2]), 3),
+            "width": round(float(coef[3]), 3), "scale": round(float(np.exp(coef[0])), 4),
+            "layers": len(ok), "median_abs_error": round(float(np.median(np.abs(err))), 4),
+            "p90_abs_error": round(float(np.percentile(np.abs(err), 90)), 4)}
+
+
+def shape(args: argparse.Namespace) -> None:
+    data = _data()
+    rows: list[dict] = []
+    # held-out models stay unseen: the shape comes from the fit models and the extra plans
+    for spec in [s for s in planned_models(args.epochs) if s.split == "fit"] + shape_models():
+        try:
+            rows += alkaid_layer_costs(spec, data)
+        except Exception as err:  # noqa: BLE001 - a model the backend refuses is left out
+            print(f"{spec.id}: left out ({type(err).__name__}: {str(err)[:120]})")
+    result = fit_shape(rows)
+    atomic.write_text(SHAPE_TABLE, json.dumps({"shape": result, "rows": rows}, indent=0) + "\n")
+    print(f"DA shape from {result['layers']} layers (median error {result['median_abs_error']:.1%}, "
+          f"90th percentile {result['p90_abs_error']:.1%}): outputs {result['outputs']}, span "
+          f"{result['span']}, width {result['width']}; written to {SHAPE_TABLE}")
+
+
 def list_models(args: argparse.Namespace) -> None:
     table = {r["id"]: r for r in load_table(args.table)["models"]}
     for spec in planned_models(args.epochs):
@@ -375,6 +452,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="with --fit: print, write nothing")
     parser.add_argument("--refeature", action="store_true",
                         help="recompute the features of the finished models (no synthesis)")
+    parser.add_argument("--shape", action="store_true",
+                        help="fit the adder-graph shape to alkaid's per-layer cost (no synthesis)")
     args = parser.parse_args(argv)
     args.table = args.table.resolve()
     if args.list:
@@ -383,6 +462,8 @@ def main(argv: list[str] | None = None) -> None:
         fit(args)
     elif args.refeature:
         refeature(args)
+    elif args.shape:
+        shape(args)
     else:
         synthesise_missing(args)
 
