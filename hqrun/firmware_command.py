@@ -71,6 +71,7 @@ def load_trained(model_cfg: dict, plan_src: Any, ckpt: Path, *, same_plan: bool 
     trained with and wins; with ``same_plan`` (a run directory's plan.yaml) a disagreement is
     refused, because the directory was changed after training.
     """
+    from hqrun.modelfile import load_state_into, note_record_wins
     from hqrun.models import build_model, load_plan
 
     state, record = _load_state(ckpt)
@@ -82,10 +83,11 @@ def load_trained(model_cfg: dict, plan_src: Any, ckpt: Path, *, same_plan: bool 
             "Restore plan.yaml, or pass checkpoint=... with the quant=... the weights were "
             "trained with."
         )
+    note_record_wins(ckpt, record, model_cfg)
     model_cfg = record.get("model", model_cfg)
     plan_src = record.get("plan", plan_src)
     model = build_model(model_cfg, load_plan(plan_src))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = load_state_into(model, state, ckpt)
     if missing or unexpected:
         raise ConfigError(
             f"checkpoint {ckpt} does not fit the model {model_cfg.get('name')!r} built with plan "

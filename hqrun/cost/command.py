@@ -54,14 +54,15 @@ def build_priced_model(cfg: Any) -> torch.nn.Module:
     ckpt_path = _find_checkpoint(cfg)
     if ckpt_path is None:
         return build_model(model_cfg, load_plan(plan_src), seed=int(cfg.get("seed", 0) or 0))
-    from hqrun.modelfile import load_model_file
+    from hqrun.modelfile import load_model_file, load_state_into, note_record_wins
 
     loaded = load_model_file(ckpt_path, "checkpoint")   # tensors and plain data only, never code
     record = loaded.record
+    note_record_wins(ckpt_path, record, model_cfg)
     model_cfg = record.get("model", model_cfg)
     plan_src = record.get("plan", plan_src)
     model = build_model(model_cfg, load_plan(plan_src))
-    missing, unexpected = model.load_state_dict(loaded.state, strict=False)
+    missing, _ = load_state_into(model, loaded.state, ckpt_path)
     if missing:
         raise ConfigError(
             f"checkpoint {ckpt_path} does not fit the model built from its record (missing "

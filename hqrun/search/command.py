@@ -51,6 +51,7 @@ def run(cfg: Any) -> dict:
 
     from hqrun.rundir import claimed_dir
     from hqrun.search.backend import HqrunBackend
+    from hqrun.search.blocks import check_block_patterns
     from hqrun.search.runner import check_config
     from hqrun.search.space import build_space
 
@@ -59,7 +60,9 @@ def run(cfg: Any) -> dict:
     seed = _seed(cfg)
     backend = HqrunBackend(cfg.model, cfg.get("cost"))
     check_config(scfg)                               # bad settings and spaces fail here, before
-    build_space(scfg.space, backend.describe())      # any data is read or any trial starts
+    space = build_space(scfg.space, backend.describe())   # any data is read or any trial starts
+    if scfg.algorithm == "blocks":
+        check_block_patterns(scfg.blocks.patterns, space, scfg.blocks.schedule)
     with claimed_dir(resolve_run_dir(cfg), "search", what="the search run directory") as claimed:
         return _run(cfg, scfg, seed, backend, claimed)
 
@@ -70,10 +73,11 @@ def _run(cfg: Any, scfg: Any, seed: int, backend: Any, claimed: Any) -> dict:
     from hqrun.data import load_dataset
     from hqrun.search.backend import splits_to_data
     from hqrun.search.results import leaderboard, write_results
-    from hqrun.search.runner import check_resume, run_search
+    from hqrun.search.runner import check_resumable, check_resume, run_search
 
     run_dir = claimed.path
-    check_resume(run_dir, scfg)   # another search's directory, or a damaged search.json: now
+    if check_resume(run_dir, scfg):   # another search's directory, a damaged search.json: now
+        check_resumable(run_dir)        # and a damaged journal or reference, before any write
     # The split is the run's `seed`'s, as in `hqrun train`: search.seed only seeds the search
     # (sampling, trials), so a study's searches and its trained models see the same test jets.
     splits = load_dataset(cfg.data, int(cfg.get("seed", 0)))

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -24,7 +25,8 @@ import torch
 
 from hqrun import atomic
 from hqrun.errors import SearchError, StorageError
-from hqrun.search.blocks import Block, schedule_blocks
+from hqrun.search.blocks import Block, check_block_patterns, schedule_blocks
+from hqrun.search.budget_checks import check_budgets
 from hqrun.search.config import ALGORITHMS, OBJECTIVES
 from hqrun.search.journal import Journal, scored_trials
 from hqrun.search.objectives import cost_of, forgiving_from_config, score_rule
@@ -96,6 +98,7 @@ def check_config(cfg: Any) -> None:
     if _get(cfg, "retrain") not in ("winner", "front", "none"):
         raise SearchError(f"search.retrain={_get(cfg, 'retrain')!r}; use winner, front or none.")
     forgiving_from_config(_get(cfg, "goal"))
+    check_budgets(cfg)
     cap = _get(_get(cfg, "goal"), "max_cost")
     if obj == "accuracy" and cap is None:
         raise SearchError("search.objective=accuracy ranks trials by accuracy alone, so it needs "
@@ -155,6 +158,22 @@ def check_resume(run_dir: Path, cfg: Any) -> bool:
             "with other search settings). Resume it with the same search options, or pass a "
             "new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
     return True
+
+
+def check_resumable(run_dir: Path) -> None:
+    """The journal and the cached float reference of a search being resumed can be read.
+
+    Called before a resumed search writes anything, so a damaged record stops it with the
+    earlier run's files as they were (unreadable journal *lines* are only warned about, later).
+    """
+    journal = Path(run_dir) / "trials.jsonl"
+    if journal.exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Journal(journal).records()
+    pt, js = Path(run_dir) / "reference.pt", Path(run_dir) / "reference.json"
+    if pt.exists() and js.exists():
+        _load_reference(pt, js)
 
 
 def _check_run_dir(run_dir: Path, cfg: Any) -> None:
@@ -499,9 +518,7 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
     algo = _get(cfg, "algorithm")
     bcfg = _get(cfg, "blocks")
     if algo == "blocks":    # regexes checked now; costs need the reference
-        searched = sorted({t[0] for c in space.choices for t in c.targets})
-        schedule_blocks(list(_get(bcfg, "patterns") or []), searched, {}, 1.0, 1,
-                        _get(bcfg, "schedule", "sequential"))
+        check_block_patterns(_get(bcfg, "patterns"), space, _get(bcfg, "schedule", "sequential"))
     _check_run_dir(run_dir, cfg)
     journal = Journal(run_dir / "trials.jsonl")
 

@@ -26,6 +26,8 @@ def resolve_plan(cfg: Any):
 
     plan_path = cfg.get("plan") if hasattr(cfg, "get") else None
     if plan_path:
+        if Path(str(plan_path)).expanduser().is_dir():
+            return load_plan(str(Path(str(plan_path)).expanduser()))   # says it is a directory
         if not Path(str(plan_path)).expanduser().is_file():
             raise ConfigError(
                 f"plan={plan_path!r}: no such plan file. Pass the path of a plan YAML (e.g. the "

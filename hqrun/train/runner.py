@@ -65,6 +65,10 @@ def check_trainer_config(trainer_cfg: Any) -> None:
         raise ConfigError(f"trainer.seed={seed} must be null or an integer in [0, 2**32).")
     if not float(_get(trainer_cfg, "lr", 1e-3)) > 0:
         raise ConfigError(f"trainer.lr={_get(trainer_cfg, 'lr')} must be positive.")
+    progress = str(_get(trainer_cfg, "progress_bar", "auto")).lower()
+    if progress not in ("auto", "true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"trainer.progress_bar={_get(trainer_cfg, 'progress_bar')!r} is not valid; "
+                          "use auto (a bar when a person watches a terminal), true or false.")
     accelerator = str(_get(trainer_cfg, "accelerator", "cpu"))
     if accelerator not in ("cpu", "gpu", "cuda", "mps", "auto"):
         raise ConfigError(f"trainer.accelerator={accelerator!r} is not valid; use cpu (default), gpu or auto.")
