@@ -45,7 +45,7 @@ import os
 import sys
 from typing import Any, Iterator, Mapping
 
-__all__ = ["LOOPBACK", "local_ray_env", "ray_init_kwargs", "start_ray"]
+__all__ = ["LOOPBACK", "cluster_node_env", "local_ray_env", "ray_init_kwargs", "start_ray"]
 
 LOOPBACK = "127.0.0.1"
 #: A loopback port nothing should listen on: HTTP sent "through" it never leaves the machine.
@@ -72,6 +72,17 @@ def local_ray_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         env["http_proxy"] = _CLOSED_PROXY
         lower = [h for h in (environ.get("no_proxy") or "").split(",") if h.strip()]
         env["no_proxy"] = ",".join(lower + [h for h in _LOOPBACK_NAMES if h not in lower])
+    return env
+
+
+def cluster_node_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``ray start`` of a node of a cluster kept on one machine's loopback
+    (``ray start --node-ip-address=127.0.0.1 ...``, the recipe of docs/user_guide.md and the
+    cluster test): everything :func:`local_ray_env` sets except the single-node switch, which
+    ``ray start --address=...`` refuses (it would mean "no multi-node cluster"). The node IP
+    is then pinned by ``--node-ip-address`` instead."""
+    env = local_ray_env(environ)
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     return env
 
 

@@ -315,9 +315,32 @@ class _StorageAbort:
         return StopOnStorageError()
 
 
+class LostTrials:
+    """Trials whose worker process or node went away (``ray stop`` on a node, a killed raylet,
+    a machine that left the cluster): not the trial's fault, so they are run again instead of
+    being journaled as failed. Only process-level failures reach Tune's ``on_trial_error``
+    (:func:`_trainable` reports a trial's own exceptions as a result), and of those the ones
+    whose error names a dead actor, worker or node count as lost."""
+
+    MARKERS = ("ActorDiedError", "RayActorError", "WorkerCrashedError", "NodeDiedError",
+               "ActorUnavailableError", "OwnerDiedError", "actor died", "node has died",
+               "node died", "died unexpectedly", "worker died", "node was terminated")
+
+    def __init__(self) -> None:
+        self.configs: list[dict] = []
+
+    @classmethod
+    def is_lost(cls, error_text: str) -> bool:
+        return any(marker in error_text for marker in cls.MARKERS)
+
+
+#: How many extra Tune rounds re-run lost trials before they are journaled as failed.
+LOST_TRIAL_ROUNDS = 3
+
+
 def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, epochs: int,
                       session: str, progress: Callable[[dict], None],
-                      abort: _StorageAbort | None = None):
+                      abort: _StorageAbort | None = None, lost: LostTrials | None = None):
     from ray.tune import Callback
 
     class JournalCallback(Callback):
@@ -354,11 +377,15 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
             self._record(trial, "ok")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            err = "trial raised (see Ray's error file)"
+            err, text = "trial raised (see Ray's error file)", ""
             try:
-                err = _error_line(str(trial.get_error())) or err
+                text = str(trial.get_error())
+                err = _error_line(text) or err
             except Exception:  # noqa: BLE001
                 pass
+            if lost is not None and LostTrials.is_lost(text):
+                lost.configs.append({k: trial.config[k] for k in space.keys if k in trial.config})
+                return        # not journaled: the runner runs it again
             self._record(trial, "failed", err)
 
     return JournalCallback()
@@ -380,8 +407,9 @@ def _error_line(text: str) -> str | None:
 def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, block: int | None,
                num_samples: int, searcher: str, previous: list[dict], scheduler: str | None,
                progress: Callable[[dict], None], seed: int,
-               points: list[dict] | None = None) -> None:
-    """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first)."""
+               points: list[dict] | None = None, lost_rounds: int = LOST_TRIAL_ROUNDS) -> None:
+    """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first); trials
+    lost with their worker or node run again in up to ``lost_rounds`` further runs."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # hqrun prints its own progress line
     from ray import tune
     from ray.tune import FailureConfig, RunConfig, TuneConfig
@@ -426,6 +454,7 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
     session = f"{part}" if block is None else f"b{block}-{part}"
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     abort = _StorageAbort()
+    lost = LostTrials() if lost_rounds > 0 else None   # the last round journals them as failed
     quiet = _StorageErrorFilter()
     for name in _RAY_STORAGE_LOGGERS:
         logging.getLogger(name).addFilter(quiet)
@@ -439,7 +468,7 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
             name=part, storage_path=str(storage.resolve()), verbose=0,
             failure_config=FailureConfig(max_failures=int(_get(cfg, "retries", 0))),
             callbacks=[_journal_callback(journal, space, block, int(_get(cfg, "epochs")),
-                                         session, progress, abort)],
+                                         session, progress, abort, lost)],
             stop=abort.stopper(),
         ),
     )
@@ -450,6 +479,11 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
             logging.getLogger(name).removeFilter(quiet)
     if abort.error is not None:
         raise abort.error
+    if lost is not None and lost.configs:
+        print(f"[search] {len(lost.configs)} trial(s) lost with their worker or node; running "
+              "them again", flush=True)
+        _run_tuner(ctx, cfg, journal, run_dir, block, len(lost.configs), "random", previous,
+                   scheduler, progress, seed, list(lost.configs), lost_rounds - 1)
 
 
 #: Ray Tune loggers that print a traceback when Ray's own storage (run_dir/ray) is full.
