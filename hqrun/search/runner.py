@@ -379,7 +379,7 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
         def on_trial_error(self, iteration, trials, trial, **info):
             err, text = "trial raised (see Ray's error file)", ""
             try:
-                text = str(trial.get_error())
+                text = _trial_error_text(trial)
                 err = _error_line(text) or err
             except Exception:  # noqa: BLE001
                 pass
@@ -389,6 +389,16 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
             self._record(trial, "failed", err)
 
     return JournalCallback()
+
+
+def _trial_error_text(trial: Any) -> str:
+    """What Tune wrote about a trial's failure: its local error file (written when the error
+    is handled, before Tune copies it to the run dir's storage), else the stored copy."""
+    local = trial.error_file
+    if local and Path(local).is_file():
+        return Path(local).read_text(encoding="utf-8", errors="replace")
+    error = trial.get_error()
+    return "" if error is None else str(error)
 
 
 def _num(v: Any) -> float | None:
@@ -458,6 +468,9 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
     quiet = _StorageErrorFilter()
     for name in _RAY_STORAGE_LOGGERS:
         logging.getLogger(name).addFilter(quiet)
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if lost is not None:
+        controller.addFilter(_LOST_WORKER_FILTER)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -477,6 +490,7 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
     finally:
         for name in _RAY_STORAGE_LOGGERS:
             logging.getLogger(name).removeFilter(quiet)
+        controller.removeFilter(_LOST_WORKER_FILTER)
     if abort.error is not None:
         raise abort.error
     if lost is not None and lost.configs:
@@ -502,6 +516,19 @@ class _StorageErrorFilter(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
         return not (exc is not None
                     and (isinstance(exc, StorageError) or atomic.is_storage_error(exc)))
+
+
+class _LostWorkerFilter(logging.Filter):
+    """Drops Ray Tune's traceback for a trial whose worker or node died: the runner runs that
+    trial again and says so in one line (the last round, which journals it as failed, keeps
+    Tune's report)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and LostTrials.is_lost(f"{type(exc).__name__}: {exc}"))
+
+
+_LOST_WORKER_FILTER = _LostWorkerFilter()
 
 
 # --------------------------------------------------------------------------- the search
