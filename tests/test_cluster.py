@@ -2,11 +2,11 @@
 address, and the worker node is lost in the middle of the search.
 
 The cluster is two ``ray start --block`` processes (``hqrun.localcluster``): a head with one
-CPU and a worker with one CPU and a ``worker_node`` resource, each with its Ray state in a
+CPU and a worker with two CPUs and a ``worker_node`` resource, each with its Ray state in a
 private temp dir, on 127.0.0.1 only. ``hqrun -m train ... hydra/launcher=ray
 hydra.launcher.address=<addr>`` runs two jobs on it; ``hqrun search ...
-search.ray.address=<addr>`` runs six trials, one per node at a time, and the worker node's
-processes are SIGKILLed while one of its trials runs. With ``search.retries=0`` Ray Tune gives
+search.ray.address=<addr>`` runs six trials, three at a time (one on the head, two on the
+worker), and the worker node's processes are SIGKILLed while one of its trials computes. With ``search.retries=0`` Ray Tune gives
 that trial up at once, so what brings it back is hqrun's runner (lost trials run again). The
 search must finish with every one of its six trials journaled exactly once. Everything is torn
 down at the end, pass or fail. The numbers are printed (pytest -s) for the record.
@@ -41,7 +41,7 @@ def cluster():
     made = LocalCluster(root)
     try:
         made.start_head(num_cpus=1)
-        made.add_worker("worker", num_cpus=1, resources={"worker_node": 1})
+        made.add_worker("worker", num_cpus=2, resources={"worker_node": 1})
         yield made
     finally:
         made.stop()
@@ -61,7 +61,7 @@ def journaled(run: Path) -> list[dict]:
 
 
 def test_a_sweep_and_a_search_on_a_two_node_cluster_that_loses_a_node(cluster, tmp_path):
-    data = write_tiny_jets(tmp_path / "tiny.npz", n=400, seed=2, spread=2.0)
+    data = write_tiny_jets(tmp_path / "tiny.npz", n=3000, seed=2, spread=2.0)
     env = {**cluster.env(), "OMP_NUM_THREADS": "1"}
 
     # 1. a two-job sweep through the Ray launcher, by address
@@ -78,16 +78,17 @@ def test_a_sweep_and_a_search_on_a_two_node_cluster_that_loses_a_node(cluster, t
     # 2. a search by address; the worker node is killed while one of its trials runs
     run = tmp_path / "search"
     proc = hqrun("search", "data=jets_file", f"data.path={data}", f"search.max_trials={TRIALS}",
-                 "search.epochs=4", "search.reference_epochs=1", "search.retrain=none",
+                 "search.epochs=30", "search.patience=0", "search.batch_size=64",
+                 "search.reference_epochs=1", "search.retrain=none",
                  "search.retries=0", "search.ray.cpus_per_trial=1", "search/space=deployable",
                  f"search.ray.address={cluster.address}", f"hydra.run.dir={run}",
                  cwd=tmp_path, env=env)
     worker = cluster.nodes[1]
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
-        if len(journaled(run)) >= 1 and worker.busy_workers() > 0:
+        if len(journaled(run)) >= 1 and worker.busy_workers() > 0:    # a trial computes there
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert proc.poll() is None, proc.stdout.read()[-4000:]
     before = len(journaled(run))
     killed = cluster.kill(worker)

@@ -324,7 +324,10 @@ class LostTrials:
 
     MARKERS = ("ActorDiedError", "RayActorError", "WorkerCrashedError", "NodeDiedError",
                "ActorUnavailableError", "OwnerDiedError", "actor died", "node has died",
-               "node died", "died unexpectedly", "worker died", "node was terminated")
+               "node died", "died unexpectedly", "worker died", "node was terminated",
+               # a node killed mid-call: "The actor ... is unavailable: ... RpcError ...
+               # Connection reset by peer"
+               "is unavailable", "temporarily unavailable", "RpcError")
 
     def __init__(self) -> None:
         self.configs: list[dict] = []
@@ -380,7 +383,7 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
             err, text = "trial raised (see Ray's error file)", ""
             try:
                 text = _trial_error_text(trial)
-                err = _error_line(text) or err
+                err = _error_line(text) or _first_line(text) or err
             except Exception:  # noqa: BLE001
                 pass
             if lost is not None and LostTrials.is_lost(text):
@@ -399,6 +402,12 @@ def _trial_error_text(trial: Any) -> str:
         return Path(local).read_text(encoding="utf-8", errors="replace")
     error = trial.get_error()
     return "" if error is None else str(error)
+
+
+def _first_line(text: str) -> str | None:
+    """The first line of Tune's error file after its "Failure # n" header."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Failure #")]
+    return lines[0][:500] if lines else None
 
 
 def _num(v: Any) -> float | None:
