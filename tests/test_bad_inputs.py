@@ -2,7 +2,8 @@
 
 Every row of the tables in ``tests/catalogue/`` is one command with one mistake in it. Each is
 run in this process through ``hqrun.cli.main`` (fast, and what the console script calls); the
-rows marked ``subprocess`` run again as a real ``hqrun`` process (slow lane). Every case must
+rows marked ``subprocess`` run again as a real ``hqrun`` process, and the rows that resume a
+search (they start a local Ray) run only in the slow lane. Every case must
 end with its exit status (2, or 0 with a warning where training can go on), show a fragment of
 hqrun's one-paragraph message, print no traceback, and leave the prepared finished run byte
 for byte as it was. ``tools/bad_inputs.py`` runs all of them and counts tracebacks in what the
@@ -123,7 +124,8 @@ def _run(case: Case, inputs: Inputs, tmp_path: Path, runner) -> None:
             cleanup()
 
 
-@pytest.mark.parametrize("case", ALL, ids=[c.id for c in ALL])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else [])
+                                  for c in ALL])
 def test_bad_input(case: Case, inputs: Inputs, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
 

@@ -107,6 +107,8 @@ class Case:
     check: Callable[[Env], None] | None = None
     #: The message must not contain this (e.g. Hydra's '+key' advice for a typo).
     absent: str | None = None
+    #: The command gets far enough to start Ray (a resumed search): slow lane only.
+    slow: bool = False
 
 
 @dataclass

@@ -125,7 +125,8 @@ def _no_marker(e: Env) -> None:
     assert not (e.tmp / "PWNED").exists(), "the reference cache's code ran"
 
 
-WARNS = dict(code=0)
+#: The search resumes (and starts a local Ray in this process): the slow lane runs these.
+WARNS = dict(code=0, slow=True)
 
 CASES = [
     Case("journal-corrupted-middle-line", damage_line(2, lambda l: l[:25] + b"\x00garbage"),
