@@ -104,7 +104,7 @@ def plot_pareto(records: Sequence[dict], path: Path, goal: str, references: dict
     finished = [r for r in records if r["status"] in ("ok", "stopped") and r.get("cost")]
     ok = learned_records(finished, floor)
     front = front_records(records, floor)
-    fig = Figure(figsize=(6.4, 4.6))
+    fig = Figure(figsize=(6.4, 5.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     if ok:
@@ -117,8 +117,15 @@ def plot_pareto(records: Sequence[dict], path: Path, goal: str, references: dict
     if dead:   # an empty handle: the count is in the legend, the points are not drawn
         ax.plot([], [], " ", label=f"{dead} failed to learn (not shown)")
     markers = iter("s^DvP*")
+    costs = [r["cost"] for r in ok]
     for name, (cost, acc) in references.items():
         if cost is None or not (cost > 0):
+            continue
+        if costs and not min(costs) / 3 <= cost <= max(costs) * 3:
+            # far off the trials (a capped search): a marker there would squeeze them into a
+            # sliver, so the reference is named in the legend instead
+            what = f"{name}: {cost:,.0f}" + (f", val acc {acc:.4f}" if acc is not None else "")
+            ax.plot([], [], " ", label=f"{what} (off the axis)")
             continue
         if acc is None:     # a cost without a model: a vertical line
             ax.axvline(cost, ls="--", lw=1, c="0.4", label=name)
@@ -128,12 +135,14 @@ def plot_pareto(records: Sequence[dict], path: Path, goal: str, references: dict
     if cap is not None and cap > 0:
         ax.axvline(cap, ls=":", lw=1.2, c="tab:purple", label=f"cost cap {cap:,.0f}")
     ax.set_xlabel(GOAL_UNITS.get(goal, goal) + ", as the search prices it (8-bit input)")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel("validation accuracy (best epoch of a trial)")
     ax.set_title(title or f"search for {goal}")
-    if ok and min(r["cost"] for r in ok) > 0:
+    if ok and min(costs) > 0 and max(costs) / min(costs) > 3:
         ax.set_xscale("log")
+    ax.margins(x=0.08, y=0.1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2,
+              frameon=False)   # below the axes: it never hides a trial
     fig.tight_layout()
     atomic.savefig(fig, path, dpi=120)
 

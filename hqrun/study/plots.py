@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from hqrun import atomic
+from hqrun.plotlabels import place_labels
 
 __all__ = ["Point", "Series", "accuracy_cost_figure", "write_figure"]
 
@@ -89,49 +90,6 @@ def _draw_series(ax: Any, series: Series, key: str, color: str) -> list[tuple[fl
         ax.scatter(xs, ys, marker="*", s=170, color=color, edgecolor="k", linewidth=0.5,
                    label=series.name if len(pts) > 1 else "_nolegend_", zorder=5)
     return [(x, y, p.label) for x, y, p in zip(xs, ys, pts) if p.label]
-
-
-#: Where a label may go relative to its point: (dx, dy) in points and the text alignment.
-_OFFSETS = ((7, 5, "left", "bottom"), (7, -5, "left", "top"), (-7, 5, "right", "bottom"),
-            (-7, -5, "right", "top"), (0, 10, "center", "bottom"), (0, -10, "center", "top"))
-
-
-def _inside(inner: Any, outer: Any) -> bool:
-    return (inner.x0 >= outer.x0 and inner.x1 <= outer.x1 and inner.y0 >= outer.y0
-            and inner.y1 <= outer.y1)
-
-
-def _outside_area(inner: Any, outer: Any) -> float:
-    w = max(0.0, min(inner.x1, outer.x1) - max(inner.x0, outer.x0))
-    h = max(0.0, min(inner.y1, outer.y1) - max(inner.y0, outer.y0))
-    return inner.width * inner.height - w * h
-
-
-def place_labels(ax: Any, renderer: Any, items: Sequence[tuple[float, float, str]]) -> list:
-    """Annotate each point with the first offset that keeps the text inside the axes and off
-    the labels already placed (the least-bad one when none does)."""
-    box = ax.get_window_extent(renderer)
-    placed: list = []
-    texts = []
-    for x, y, text in items:
-        best = None
-        for dx, dy, ha, va in _OFFSETS:
-            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
-                              ha=ha, va=va, fontsize=9, fontweight="bold", zorder=6)
-            ext = ann.get_window_extent(renderer)
-            clash = any(ext.overlaps(other) for other in placed)
-            bad = _outside_area(ext, box) + (1e6 if clash else 0.0)
-            if best is None or bad < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (bad, ann, ext)
-            else:
-                ann.remove()
-            if bad == 0.0:
-                break
-        placed.append(best[2])
-        texts.append(best[1])
-    return texts
 
 
 def accuracy_cost_figure(series: Sequence[Series], goals: Sequence[str],
