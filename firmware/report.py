@@ -65,8 +65,9 @@ def _md(report: dict[str, Any], backend_lines: list[str]) -> str:
                      f"{sm['argmax_agreement']:.4f}, max deviation {sm['max_abs_deviation']:.4g}")
     if v.get("accuracy"):
         acc = v["accuracy"]
-        lines.append(f"- accuracy: model {acc['model']:.4f}, firmware {acc['firmware']:.4f} "
-                     f"(firmware logits {acc['firmware_logits']:.4f})")
+        lines.append(f"- accuracy on these samples: model {acc['model']:.4f}, firmware "
+                     f"{acc['firmware']:.4f}; the firmware's logits alone give "
+                     f"{acc['firmware_logits']:.4f} (any difference comes from the softmax tables)")
     lines += backend_lines
     lines += ["", "## Layers", "", "| layer | op | input | weight | bias | accumulator | output |",
               "|---|---|---|---|---|---|---|"]
