@@ -171,7 +171,8 @@ def retrain_plan(cfg: Any, splits: Any, backend: Any, outcome: Any, rec: dict, o
         ref = backend.build({"name": "float"}, {})
         ref.load_state_dict(outcome.reference.state)
         initial = ref
-    result = fit_and_evaluate(splits, trainer, model_cfg=model_cfg, plan=rec["plan"], seed=seed,
+    plan = {**rec["plan"], "name": out_dir.name}     # "winner", "point_03": the bar says which
+    result = fit_and_evaluate(splits, trainer, model_cfg=model_cfg, plan=plan, seed=seed,
                               run_dir=out_dir, initial_state=initial,
                               threads=int(cfg.get("threads", 1) or 1))
     splits.scaler.save(out_dir / "scaler.json")
