@@ -52,9 +52,9 @@ class LearningFloor:
         return math.isfinite(value) and value > self.threshold
 
     def describe(self) -> str:
-        return (f"validation accuracy NaN or at most {self.threshold:.3f} (chance "
-                f"{self.chance:.3f} + {self.margin:.3f}, {Z_SIGMA:g} binomial sigma on "
-                f"{self.n_samples:,} samples)")
+        return (f"validation accuracy NaN or at most {self.threshold:.3f}, i.e. chance "
+                f"{self.chance:.3f} + {Z_SIGMA:g} binomial sigma ({self.margin:.3f}) on "
+                f"{self.n_samples:,} samples")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "threshold": self.threshold, "rule": self.describe()}

@@ -194,11 +194,11 @@ def read_model(label: str, directory: Path, goal: Optional[str] = None) -> Model
         float_metrics = load_json(directory / "metrics.json")
         float_acc = number((float_metrics.get("test") or {}).get("accuracy"))
         training = _training(float_metrics)     # the weights are the float model's training
-        kernel = (plan.get("default") or {}).get("kernel")
+        kernel = _hls_name((plan.get("default") or {}).get("kernel"))
+        activation = _hls_name((plan.get("default") or {}).get("activation"))
         description = (f"the float model (test accuracy {float_acc:.4f}) as its firmware is "
-                       f"built: its weights post-training quantized to {kernel}, activations "
-                       f"{(plan.get('default') or {}).get('activation')}; this row is that "
-                       "model's" if float_acc is not None else
+                       f"built: its weights post-training quantized to {kernel}, activations to "
+                       f"{activation}; this row is that model's" if float_acc is not None else
                        f"the float model, post-training quantized to {kernel}")
     fw = FirmwareInfo.read(source / "firmware", directory / "firmware_error.json")
     return ModelResult(
@@ -208,6 +208,17 @@ def read_model(label: str, directory: Path, goal: Optional[str] = None) -> Model
         auc=dict(test.get("roc_auc") or {}), cost=dict(cost_file.get("totals") or {}),
         cost_basis=dict(cost_file.get("basis") or {}), firmware=fw,
         training=training, plan=plan, float_accuracy=float_acc)
+
+
+def _hls_name(spec: Any) -> str:
+    """``quantized_bits(16,5,alpha=1)`` as the firmware type a physicist knows (ap_fixed<16,6>)."""
+    try:
+        from hqrun.quantizers import get
+
+        fixed = get(str(spec)).fixed_point_type()
+    except Exception:  # noqa: BLE001 - a spec the parser refuses is shown as written
+        return str(spec)
+    return f"{fixed.hls_name.split(',AP_')[0]}>" if fixed is not None else str(spec)
 
 
 def _describe(label: str, plan: dict, goal: Optional[str]) -> str:

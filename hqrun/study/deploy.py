@@ -91,8 +91,11 @@ def _cost_line(m: ModelResult, goal: str) -> str:
         text += (f"; LUT {measured['lut']:,.0f}, FF {measured.get('ff', 0):,.0f}, DSP "
                  f"{measured.get('dsp', 0):,.0f} (measured by {measured.get('tool')})")
     elif m.cost.get("lut") is not None:
-        text += (f"; LUT {m.cost['lut']:,.0f}, DSP {m.cost.get('dsp', 0):,.0f}, latency "
-                 f"{m.cost.get('latency_cycles', 0):,.0f} cycles (estimated; no synthesis run)")
+        latency = f"latency {m.cost.get('latency_cycles', 0):,.0f} cycles"
+        if m.cost.get("latency_ns") is not None:
+            latency += f" = {m.cost['latency_ns']:,.0f} ns"
+        text += (f"; LUT {m.cost['lut']:,.0f}, DSP {m.cost.get('dsp', 0):,.0f}, {latency} "
+                 "(estimated; no synthesis run)")
     return text
 
 

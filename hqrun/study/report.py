@@ -51,6 +51,9 @@ def model_rows(models: Sequence[ModelResult]) -> list[dict[str, Any]]:
              "what": m.description} for m in models]
 
 
+#: A goal's cost as a column header.
+HEADERS = {"energy": "energy (pJ)", "bits": "size (bits)", "ebops": "EBOPs"}
+
 #: The models table's columns after the numeric ones.
 _TAIL_COLUMNS = (Column("best epoch", cell=lambda r: r["best_epoch"]),
                  Column("firmware", cell=lambda r: r["firmware"]))
@@ -118,7 +121,8 @@ def _front_section(s: SearchResult, pareto_points: int, chosen_trial: Optional[s
     facts = [f"{s.n_finished} trials"
              + (f" of {s.epochs} epochs each" if s.epochs else "")
              + (f", search seed {s.seed}" if s.seed is not None else "")
-             + (f", every trial under the cap {s.cap:,.0f}" if s.cap is not None else "") + "."]
+             + (f", every trial under the cap of {s.cap:,.0f} {GOAL_UNITS.get(s.goal, s.goal)} as "
+                "the search prices it" if s.cap is not None else "") + "."]
     if s.n_failed_to_learn:
         n = s.n_failed_to_learn
         facts.append(f"{n} trial{'s' if n > 1 else ''} failed to learn ({s.floor_rule}) and "
@@ -134,7 +138,7 @@ def _front_section(s: SearchResult, pareto_points: int, chosen_trial: Optional[s
     other = "size_bits" if key == "energy" else "energy"
     cols = [Column("point", cell=lambda r: r["point"]),
             Column("validation accuracy", "accuracy", spec=".4f"),
-            Column(f"{word} ({GOAL_UNITS.get(s.goal, s.goal)})", key, kind="estimated"),
+            Column(HEADERS.get(s.goal, word), key, kind="estimated"),
             Column("energy (pJ)" if other == "energy" else "size (bits)", other,
                    kind="estimated"),
             Column("trial", cell=lambda r: f"`{r['trial']}`"),
@@ -284,8 +288,8 @@ def _reading_notes(models: Sequence[ModelResult], searches: Sequence[SearchResul
                      "QTools's convention (8-bit model input, the paper's metric), in "
                      "`search_<goal>/trials.csv`, and caps apply to that convention.")
         if s.floor_rule:
-            lines.append(f"- A trial **failed to learn** when its validation {s.floor_rule}; such "
-                         "a model guesses, and is never a front point or a candidate.")
+            lines.append(f"- A trial **failed to learn** ({s.floor_rule}): it guesses, and is "
+                         "never a front point or a candidate.")
     lines.append("- **Bit-exact** means the firmware's simulation gives the PyTorch model's "
                  "output bit for bit on every verified test sample (up to the logits; the output "
                  "softmax is a lookup table in firmware).")
