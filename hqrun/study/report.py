@@ -60,8 +60,7 @@ _TAIL_COLUMNS = (Column("best epoch", cell=lambda r: r["best_epoch"]),
 
 
 # ----------------------------------------------------------------------------- figure
-def build_series(models: Sequence[ModelResult], searches: Sequence[SearchResult],
-                 pareto_points: int) -> list[Series]:
+def build_series(models: Sequence[ModelResult], searches: Sequence[SearchResult]) -> list[Series]:
     """The figure's data: one series per built model (top row) and, per search, its learned
     trials and front (bottom row)."""
     series = [Series(m.label, [Point(m.label, m.test_accuracy, m.cost, m.sigma)], "models")
@@ -358,7 +357,7 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
     by_goal = {s.goal: s for s in found}
     recs: list[Recommendation] = [r for r in (recommend(g, results) for g in goals) if r]
 
-    series = build_series(results, found, pareto_points) + list(extra_series)
+    series = build_series(results, found) + list(extra_series)
     plot = None
     if results and goals:
         plot = write_figure(accuracy_cost_figure(series, goals, _panels(goals, by_goal)),
