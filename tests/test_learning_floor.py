@@ -67,3 +67,26 @@ def test_a_cheap_trial_at_chance_is_no_front_point(tmp_path) -> None:
     board = leaderboard(records, goal="energy", floor=floor)
     assert "2 failed to learn" in board and "t0  (failed to learn)" in board
     assert "as the search prices it" in board
+
+
+def test_a_trial_at_chance_never_wins_while_another_learned(tmp_path) -> None:
+    """Whatever its score (a forgiving factor rewards a very cheap guesser), a failed-to-learn
+    trial is not the winner when any trial learned."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from hqrun.search.results import write_results
+
+    plan = {"name": "p", "input": None, "default": {}, "layers": {}}
+    guess = {**_trial(0, 0.2, 10.0), "score": 0.9,
+             "plan": {**plan, "default": {"kernel": "quantized_bits(2,1,1,alpha=1)"}}}
+    learned = {**_trial(1, 0.6, 200.0), "score": 0.7,
+               "plan": {**plan, "default": {"kernel": "quantized_bits(6,0,1,alpha=1)"}}}
+    outcome = SimpleNamespace(run_dir=tmp_path, records=[guess, learned], final_block=None,
+                              reference=SimpleNamespace(cost={"energy": 1000.0}, accuracy=0.65),
+                              reference_cost=1000.0)
+    written = write_results(outcome, "energy", floor=learning_floor(np.arange(3200) % 5))
+    assert written["winner"]["trial_id"] == "t1"
+    assert "(6,0,1" in yaml.safe_load((tmp_path / "winner.yaml").read_text())["default"]["kernel"]
+    assert [r["trial_id"] for r in written["front"]] == ["t1"]
