@@ -111,9 +111,14 @@ def candidate_plans(search_dir: Path, k: int, spread: bool = False,
     records = journal.trials(finished_blocks[-1] if finished_blocks else None)
     folder = search_dir / "candidates"
     folder.mkdir(exist_ok=True)
-    floor = learning_floor_of(search_dir)   # a trial at chance is never retrained
-    ranked = [r for r in ranked_records(records, len(records))
-              if floor is None or floor.learned(r.get("accuracy"))]
+    floor = learning_floor_of(search_dir)   # a trial at chance is retrained only if all are
+    everything = ranked_records(records, len(records))
+    ranked = [r for r in everything if floor is None or floor.learned(r.get("accuracy"))]
+    if not ranked and everything:
+        print(f"[study] warning: no trial of {search_dir.name} learned anything in the search's "
+              f"epochs ({floor.describe()}); retraining the best ones in full anyway (more "
+              "search.epochs would rank them better)")
+        ranked = everything
     if spread:
         from hqrun.study.diversity import plan_family, spread_over_families
 
