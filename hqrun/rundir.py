@@ -110,6 +110,9 @@ class RunDirClaim:
     existed: bool            # it was there before this command: never removed by it
     was_finished: bool       # it held a finished run: its job_status.json is never re-labelled
     what: str = "the run directory"
+    #: the nearest ancestor that existed before the claim: parents created for this directory
+    #: (``runs/``, ``runs/train/``) are removed with it when it is removed unused
+    existing_ancestor: Path | None = None
     _fd: int | None = None
     _locked: bool = False
 
@@ -175,7 +178,8 @@ def claim(directory: str | os.PathLike, command: str, *, what: str = "the run di
         if before is not None:
             _refuse_if_taken(path, command, before, what)
         held = RunDirClaim(path, command, existed=path.exists(),
-                           was_finished=bool(before and before.finished), what=what)
+                           was_finished=bool(before and before.finished), what=what,
+                           existing_ancestor=next((p for p in path.parents if p.exists()), None))
         _CLAIMS[_key(path)] = held
     elif held.command != command and held.command not in RESUMABLE:
         raise RunDirError(f"{path} is already used by this `hqrun {held.command}` command; "
@@ -216,7 +220,23 @@ def remove_if_unused(claimed: RunDirClaim | None) -> bool:
         return False
     shutil.rmtree(claimed.path, ignore_errors=True)
     claimed.release()
+    _remove_created_parents(claimed)
     return True
+
+
+def _remove_created_parents(claimed: RunDirClaim) -> None:
+    """Remove the empty parents the claimed directory brought with it (never a directory that
+    existed before the claim, never one that holds anything)."""
+    stop = claimed.existing_ancestor
+    if stop is None:
+        return
+    for parent in claimed.path.parents:
+        if parent == stop or stop not in parent.parents:
+            return
+        try:
+            parent.rmdir()          # only succeeds when empty
+        except OSError:
+            return
 
 
 # ----------------------------------------------------------------------------- internals

@@ -30,6 +30,7 @@ from hqrun.search.algorithms import SearchAlgorithm, get_algorithm
 from hqrun.search.config import OBJECTIVES, SearchConfig, parse_search_config
 from hqrun.search.journal import Journal
 from hqrun.search.objectives import cost_of, forgiving_from_config, score_rule
+from hqrun.search.progress import TrialProgress
 from hqrun.search.space import SearchSpace, build_space
 from hqrun.search.trial import (Backend, TrialData, TrialSettings, float_plan,
                                 run_trial, train_model)
@@ -436,38 +437,8 @@ class _StorageErrorFilter(logging.Filter):
 # --------------------------------------------------------------------------- the search
 
 
-class Progress:
-    """A one-line progress report per finished trial (overwritten in a terminal)."""
-
-    def __init__(self, total: int, enabled: bool = True, done: list[dict] | None = None) -> None:
-        self.total, self.enabled, self.done, self.best = total, enabled, 0, None
-        self.tty = sys.stdout.isatty()
-        for rec in done or []:           # a resumed search starts from the journal
-            self.done += 1
-            self._track(rec)
-
-    def _track(self, rec: dict) -> None:
-        if rec.get("status") in ("ok", "stopped") and rec.get("score") is not None:
-            if self.best is None or rec["score"] > self.best["score"]:
-                self.best = rec
-
-    def __call__(self, rec: dict) -> None:
-        self.done += 1
-        self._track(rec)
-        if not self.enabled:
-            return
-        b = self.best
-        best = (f"best score {b['score']:.4f} (acc {b['accuracy']:.4f}, cost {b['cost']:.4g})"
-                if b else "no successful trial yet")
-        last = (f"{rec['status']} acc={rec['accuracy']:.4f} cost={rec['cost']:.4g}"
-                if rec.get("accuracy") is not None else rec["status"])
-        line = f"[search] trial {self.done}/{self.total}: {last} | {best}"
-        print(("\r" + line.ljust(110)) if self.tty else line, end="" if self.tty else "\n",
-              flush=True)
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            print()
+#: Progress of the trials (a bar on a terminal, a few lines in a log): hqrun/search/progress.py.
+Progress = TrialProgress
 
 
 @dataclass
