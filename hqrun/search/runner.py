@@ -131,7 +131,7 @@ def check_resume(run_dir: Path, cfg: Any) -> bool:
         old = err
     if not isinstance(old, dict) or not isinstance(old.get("fingerprint"), str):
         why = (f"{type(old).__name__}: {old}" if isinstance(old, Exception)
-               else f"valid JSON but not a record with a fingerprint")
+               else "valid JSON but not a record with a fingerprint")
         raise SearchError(
             f"{header} is unreadable ({why}); it records which search this directory holds, so "
             "the search cannot be resumed safely. Restore search.json from a backup, or start "
@@ -437,10 +437,6 @@ class _StorageErrorFilter(logging.Filter):
 # --------------------------------------------------------------------------- the search
 
 
-#: Progress of the trials (a bar on a terminal, a few lines in a log): hqrun/search/progress.py.
-Progress = TrialProgress
-
-
 @dataclass
 class SearchRun:
     """One search as an algorithm sees it: settings, space, reference, journal, and the one way
@@ -463,8 +459,9 @@ class SearchRun:
         trials = self.journal.trials() if block is None else self.journal.trials(block)
         return [r for r in trials if r["status"] in FINISHED]
 
-    def progress(self, total: int, done: list[dict]) -> "Progress":
-        return Progress(total, bool(self.cfg.progress), done)
+    def progress(self, total: int, done: list[dict]) -> TrialProgress:
+        """A bar on a terminal, a few lines in a log (hqrun/search/progress.py)."""
+        return TrialProgress(total, bool(self.cfg.progress), done)
 
     def capped_points(self, n: int, seed: int, tried: list[dict]) -> list[dict]:
         """``n`` untried configurations within ``search.goal.max_cost``."""

@@ -9,7 +9,6 @@ logs. Later commands (``hqrun cost run=…``, ``hqrun firmware run=…``) read i
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
