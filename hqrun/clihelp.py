@@ -21,7 +21,9 @@ COMMANDS: dict[str, str] = {
     "train": "train one model, float or quantization-aware (quant=q<n> or plan=FILE)",
     "cost": "price a plan or a trained run: energy (pJ), size (bits), EBOPs, LUT/DSP/latency",
     "search": "AutoQ search for a per-layer quantization plan on Ray Tune (winner.yaml, front)",
-    "firmware": "hls4ml project of a trained run, proven bit-exact by C simulation",
+    "firmware": "bit-exact firmware of a trained run: hls4ml project, or Verilog + Yosys (backend=rtl)",
+    "export": "export a trained run to QONNX, proven equal by qonnx's executor (export.format=qonnx)",
+    "import": "import a QONNX model as an hqrun run directory (source=model.onnx)",
     "study": "the paper's study: BF, Q6, QE, QB, firmware and report.md (experiment=...)",
     "datagen": "generate a Pythia 8 + FastJet jet set (needs the physics extra)",
     "collect": "tabulate a sweep directory (hqrun -m ...) into sweep.csv and sweep.png",
@@ -48,16 +50,18 @@ COMMAND_CONFIG: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "cost": (("run", "checkpoint", "plan", "seed"), ("model", "quant", "cost")),
     "search": (("seed", "threads"), ("search", "search/space", "data", "model", "cost")),
     "firmware": (("run", "checkpoint", "plan"), ("firmware",)),
+    "export": (("run",), ("export",)),
+    "import": (("source",), ("import", "data")),
     "study": (("seed", "threads", "study"), ("experiment", "data", "model", "trainer", "search",
                                               "firmware")),
 }
 
 #: Groups whose every knob is listed (the others list their options only).
-_KNOB_GROUPS = {"trainer", "search", "firmware", "cost", "data", "model"}
+_KNOB_GROUPS = {"trainer", "search", "firmware", "cost", "data", "model", "export", "import"}
 #: The option of a group whose file holds the knobs shown.
 _DEFAULTS = {"data": "jets_sample", "model": "jet_dnn", "quant": "float", "trainer": "default",
              "cost": "default", "search": "random", "firmware": "default",
-             "search/space": "autoqkeras"}
+             "search/space": "autoqkeras", "export": "default", "import": "default"}
 
 
 def wants_help(args: Iterable[str]) -> bool:

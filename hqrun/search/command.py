@@ -91,7 +91,7 @@ def _run(cfg: Any, scfg: Any, seed: int, backend: Any, claimed: Any) -> dict:
     goal = str(scfg.goal.type)
     floor = learning_floor(data.val.y.numpy())   # trials at chance never become front points
     written = write_results(outcome, goal, str(scfg.objective), floor=floor,
-                            stress=float(scfg.goal.stress), cap=scfg.goal.get("max_cost"),
+                            stress=float(scfg.goal.stress), cap=scfg.goal.max_cost,
                             epochs=int(scfg.epochs))
     print(leaderboard(outcome.records, goal=goal, floor=floor))
     if "winner" not in written:
