@@ -102,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     from hqrun.search.runner import TrialContext, _run_tuner
 
     start_ray(num_cpus=1)
-    cfg = {"objective": "forgiving", "epochs": args.epochs, "retries": 0,
-           "ray": {"cpus_per_trial": 1}, "asha": {}, "bayesian": {}}
+    from hqrun.search.config import parse_search_config
+
+    cfg = parse_search_config({"objective": "forgiving", "epochs": args.epochs, "retries": 0,
+                               "ray": {"cpus_per_trial": 1}})
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal(Path(tmp) / "trials.jsonl")
         ctx = TrialContext(space, backend, data, state, settings, 0)

@@ -23,7 +23,7 @@ import numpy as np
 from torch import nn
 
 from hqrun import atomic
-from hqrun.errors import FirmwareError
+from hqrun.errors import FirmwareError, ToolMissingError
 from hqrun.firmware_options import ExportFields, RtlFields
 from hqrun.quantizers.fixedpoint import FixedPointType
 from hqrun.quantizers.grid import FixedPointGrid
@@ -33,7 +33,7 @@ from .convert import build_ir
 from .emulate import emulate, quantize_input, to_values
 from .ir import FirmwareIR
 from .report import build_report, write_report
-from .verify import Verification, verify
+from .verify import Verification, unverified, verify
 
 __all__ = ["ExportConfig", "FirmwareResult", "export", "quantize_samples"]
 
@@ -143,6 +143,18 @@ def _replace_dir(src: Path, dst: Path) -> None:
     atomic.replace_dir(src, dst)  # the old export is set aside until the new one is in place
 
 
+def _diagnose(backend: Any, project: Any, ir: FirmwareIR, emu: Any, x: np.ndarray,
+              v: Verification) -> None:
+    """Name the first divergent layer through the backend when its simulation is read only at
+    the output (a backend with layer traces already named it)."""
+    fn = getattr(backend, "diagnose", None)
+    if v.passed or v.first_mismatch_sample is None or v.first_divergent_layer is not None or \
+            not callable(fn):
+        return
+    bad = [v.first_mismatch_sample]
+    v.first_divergent_layer, v.mismatch_detail = fn(project, ir, emu, x, bad)
+
+
 def _timed(timings: dict[str, float], key: str, fn: Any, *args: Any) -> Any:
     start = time.perf_counter()
     out = fn(*args)
@@ -197,17 +209,23 @@ def export(model: nn.Module, x_samples: np.ndarray, out_dir: str | os.PathLike,
     tmp.mkdir()
     try:
         project = _timed(timings, "write", backend.write, ir, tmp / PROJECT_SUBDIR, cfg)
-        sim = _timed(timings, "simulate", backend.simulate, project, ir, xq)
-        v = verify(ir, emu, sim, model, xq, labels)
-        final_dir = out if v.passed else out.parent / f"{out.name}.FAILED"
-        if not v.passed and (out / "report.json").exists():
+        try:
+            sim = _timed(timings, "simulate", backend.simulate, project, ir, xq)
+        except ToolMissingError as err:  # the project is written; its proof waits for the tool
+            sim = None
+            v = unverified(ir, str(err), int(xq.shape[0]))
+        else:
+            v = verify(ir, emu, sim, model, xq, labels)
+            _diagnose(backend, project, ir, emu, xq, v)
+        final_dir = out if v.passed or v.not_run else out.parent / f"{out.name}.FAILED"
+        if final_dir != out and (out / "report.json").exists():
             shutil.rmtree(out)  # an older good export no longer describes this model
-        synthesis = {"status": "not run", "reason": "verification failed"} if not v.passed else \
-            _timed(timings, "synthesise", backend.synthesise, project, cfg)
+        synthesis = {"status": "not run", "reason": "verification failed"} if final_dir != out \
+            else _timed(timings, "synthesise", backend.synthesise, project, cfg)
         synthesis.setdefault("command", "")
         if synthesis.get("command"):
             synthesis["command"] = synthesis["command"].replace(str(tmp), str(final_dir))
-        fields_ = {**backend.describe(project, cfg), **sim.extra}
+        fields_ = {**backend.describe(project, cfg, synthesis), **(sim.extra if sim else {})}
         report = build_report(ir, backend.name, v, str(final_dir / PROJECT_SUBDIR), fields_,
                               estimate, synthesis, timings,
                               {"config": asdict(cfg), **(extra_report or {})})
@@ -219,6 +237,8 @@ def export(model: nn.Module, x_samples: np.ndarray, out_dir: str | os.PathLike,
     relocate = getattr(backend, "relocate", None)
     if callable(relocate):
         relocate(project, final_dir / PROJECT_SUBDIR)
+    if v.not_run:
+        return FirmwareResult(out, out / PROJECT_SUBDIR, False, v, report, ir, project)
     if not v.passed:
         raise FirmwareError(
             f"firmware verification failed: {v.summary()} The project and its report were kept "

@@ -19,7 +19,7 @@ from hqrun.quantizers.grid import FixedPointGrid
 
 from .ir import FirmwareIR, IRLayer
 
-__all__ = ["requantize", "quantize_input", "emulate", "Emulation"]
+__all__ = ["requantize", "requantize_grid", "quantize_input", "emulate", "Emulation"]
 
 
 def requantize(codes: np.ndarray, frac_from: int, t: FixedPointType) -> np.ndarray:
@@ -52,37 +52,37 @@ def requantize(codes: np.ndarray, frac_from: int, t: FixedPointType) -> np.ndarr
     return q.astype(np.int64)
 
 
-def requantize_grid(codes: np.ndarray, frac_from: int, grid: FixedPointGrid,
-                    t: FixedPointType) -> np.ndarray:
-    """Cast each element of ``codes`` (at ``frac_from``) to its own format in ``grid``; return
-    the codes in the LSB of ``t``, the grid's union. Elements without bits become 0.
+def requantize_grid(codes: np.ndarray, frac_from: int, grid: FixedPointGrid, declared: FixedPointType,
+                    where: str) -> np.ndarray:
+    """Cast each element to its own format of a per-element grid (``FixedPointGrid``).
 
-    The per-element form of :func:`requantize`: the same rounding and overflow, element by element,
-    as a learned-width quantizer does in PyTorch and the per-element casts do in firmware.
+    The result is counted in ``declared``'s LSB (the layer's one ``out_type``, the grid's union),
+    so the next layer reads one fixed-point array as before; elements of width ``<= 0`` are 0.
     """
     n = np.asarray(codes, dtype=np.int64)
-    g = grid.broadcast_to(n.shape[1:])
-    frac = np.broadcast_to(g.fractional, n.shape)
-    shift = frac_from - frac
-    right = np.maximum(shift, 0)
-    q = np.where(shift > 0, n >> right, n << np.maximum(-shift, 0))
-    if grid.rounding != "TRN":
-        r = n - (q << right)
-        half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
-        if grid.rounding == "RND":
-            up = r >= half
-        else:  # RND_CONV: half to even
-            up = (r > half) | ((r == half) & ((q & 1) == 1))
-        q = q + ((shift > 0) & up)
-    lo, hi = (np.broadcast_to(a, n.shape).astype(np.int64) for a in g.code_range())
-    width = np.broadcast_to(g.width, n.shape)
-    if grid.overflow == "WRAP":
-        span = np.int64(1) << np.maximum(width, 0)
-        q = np.where(width > 0, ((q - lo) % np.maximum(span, 1)) + lo, 0)
-    else:
-        q = np.clip(q, lo, hi)
-    q = np.where(width > 0, q, 0)
-    return (q << np.maximum(t.fractional - frac, 0)).astype(np.int64)
+    g = grid.broadcast_to(tuple(n.shape[1:]))
+    out = np.zeros_like(n)
+    keys = np.stack([np.asarray(g.signed, dtype=np.int64), np.asarray(g.integer, dtype=np.int64),
+                     np.asarray(g.fractional, dtype=np.int64)], axis=-1).reshape(-1, 3)
+    flat_in, flat_out = n.reshape(n.shape[0], -1), out.reshape(n.shape[0], -1)
+    for signed, integer, frac in np.unique(keys, axis=0):
+        if integer + frac <= 0:
+            continue  # an empty element: always 0
+        if frac > declared.fractional:
+            raise FirmwareError(f"{where}: an element of its per-element grid has {frac} fractional "
+                                f"bits, more than its declared type {declared.hls_name}; declare the "
+                                "grid's union as the layer's out_type.")
+        cols = np.flatnonzero(np.all(keys == (signed, integer, frac), axis=1))
+        t = FixedPointType(int(integer + frac), int(integer), bool(signed), grid.rounding, grid.overflow)
+        flat_out[:, cols] = requantize(flat_in[:, cols], frac_from, t) << (declared.fractional - int(frac))
+    return out
+
+
+def _cast_result(codes: np.ndarray, frac_from: int, layer: IRLayer) -> np.ndarray:
+    """The layer's result cast: its ``out_type``, or element by element its ``out_grid``."""
+    if layer.out_grid is None:
+        return requantize(codes, frac_from, layer.out_type)
+    return requantize_grid(codes, frac_from, layer.out_grid, layer.out_type, f"layer {layer.name!r}")
 
 
 def quantize_input(x: np.ndarray, t: FixedPointType, grid: FixedPointGrid | None = None) -> np.ndarray:
@@ -158,14 +158,7 @@ def _linear(x: np.ndarray, layer: IRLayer, frac_x: int) -> np.ndarray:
         b = layer.bias << (acc_t.fractional - layer.bias_type.fractional)
         acc = acc + b.reshape((1, -1) + extra)
     acc = requantize(acc, acc_t.fractional, acc_t)
-    return _cast(acc, acc_t.fractional, layer)
-
-
-def _cast(codes: np.ndarray, frac_from: int, layer: IRLayer) -> np.ndarray:
-    """A layer's result cast: to its one type, or element by element to its grid."""
-    if layer.out_grid is not None:
-        return requantize_grid(codes, frac_from, layer.out_grid, layer.out_type)
-    return requantize(codes, frac_from, layer.out_type)
+    return _cast_result(acc, acc_t.fractional, layer)
 
 
 def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
@@ -183,7 +176,7 @@ def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
         if layer.op in ("dense", "conv1d", "conv2d"):
             cur = _linear(cur, layer, cur_t.fractional)
         elif layer.op == "relu":
-            cur = _cast(np.maximum(cur, 0), cur_t.fractional, layer)
+            cur = _cast_result(np.maximum(cur, 0), cur_t.fractional, layer)
         elif layer.op == "flatten":
             if layer.attrs.get("channels_last") and cur.ndim > 2:
                 cur = np.moveaxis(cur, 1, -1)
@@ -195,7 +188,7 @@ def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
             blocks = cur[:, :, : ho * ph, : wo * pw].reshape(n, c, ho, ph, wo, pw)
             total = blocks.sum(axis=(3, 5))  # exact; dividing by the po2 area = more frac bits
             k = (ph * pw).bit_length() - 1
-            cur = requantize(total, cur_t.fractional + k, layer.out_type)
+            cur = _cast_result(total, cur_t.fractional + k, layer)
         elif layer.op in ("zeropad1d", "zeropad2d"):
             cur = np.pad(cur, [(0, 0), (0, 0)] + [tuple(p) for p in layer.attrs["pads"]])
         elif layer.op == "softmax":

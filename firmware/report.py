@@ -26,7 +26,8 @@ def build_report(ir: FirmwareIR, backend: str, verification: Verification, proje
                  synthesis: dict[str, Any], timings: dict[str, float],
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
-        "status": "PASSED" if verification.passed else "FAILED",
+        "status": "PASSED" if verification.passed else (
+            "UNVERIFIED" if verification.not_run else "FAILED"),
         "summary": verification.summary(),
         "backend": backend,
         "project_dir": str(project_dir),
@@ -65,8 +66,9 @@ def _md(report: dict[str, Any], backend_lines: list[str]) -> str:
                      f"{sm['argmax_agreement']:.4f}, max deviation {sm['max_abs_deviation']:.4g}")
     if v.get("accuracy"):
         acc = v["accuracy"]
-        lines.append(f"- accuracy: model {acc['model']:.4f}, firmware {acc['firmware']:.4f} "
-                     f"(firmware logits {acc['firmware_logits']:.4f})")
+        lines.append(f"- accuracy on these samples: model {acc['model']:.4f}, firmware "
+                     f"{acc['firmware']:.4f}; the firmware's logits alone give "
+                     f"{acc['firmware_logits']:.4f} (any difference comes from the softmax tables)")
     lines += backend_lines
     lines += ["", "## Layers", "", "| layer | op | input | weight | bias | accumulator | output |",
               "|---|---|---|---|---|---|---|"]
@@ -76,16 +78,37 @@ def _md(report: dict[str, Any], backend_lines: list[str]) -> str:
             op=layer["op"], i=layer["in_type"] or "", w=layer["weight_type"] or "",
             b=layer["bias_type"] or "", a=layer["accum_type"] or "",
             o=layer["out_type"] or "float (tables)"))
-    est = report.get("estimate")
-    if est:
-        lines += ["", "## Cost-model estimate", ""]
-        totals = est.get("totals", est) if isinstance(est, dict) else est
-        if isinstance(totals, dict):
-            for k, val in totals.items():
-                if isinstance(val, (int, float, str)):
-                    lines.append(f"- {k}: {val}")
+    lines += _estimate_lines(report.get("estimate"))
     lines += ["", f"Timings (s): {json.dumps(report['timings_s'])}", ""]
     return "\n".join(lines)
+
+
+#: The estimate's totals a person reads, with their units (the JSON keeps every total).
+_ESTIMATE_LABELS = (("energy", "energy", "pJ per inference, QTools's model"),
+                    ("size_bits", "size", "bits, AutoQKeras's count"),
+                    ("ebops", "EBOPs", "effective bit operations"),
+                    ("lut", "LUT", ""), ("dsp", "DSP", ""), ("ff", "FF", ""),
+                    ("latency_cycles", "latency", "cycles"), ("latency_ns", "latency", "ns"))
+
+
+def _estimate_lines(est: Any) -> list[str]:
+    """The cost estimate the caller priced the model with (hqrun passes the model's deployed
+    cost, the numbers of its cost.json and of the study report), labelled as an estimate."""
+    if not isinstance(est, dict) or not est:
+        return []
+    lines = ["", "## Estimated cost (cost-model formulas, not synthesis)", ""]
+    if est.get("error"):
+        return lines + [f"Not available: {est['error']}"]
+    if est.get("basis_text"):
+        lines += [f"Basis: {est['basis_text']}.", ""]
+    totals = est.get("totals") or {}
+    for key, label, unit in _ESTIMATE_LABELS:
+        value = totals.get(key)
+        if isinstance(value, (int, float)):
+            text = f"{value:,.1f}" if isinstance(value, float) and not value.is_integer() else f"{value:,.0f}"
+            lines.append(f"- {label}: {text}" + (f" ({unit})" if unit else ""))
+    lines += [f"- note: {flag}" for flag in est.get("flags") or []]
+    return lines
 
 
 def write_report(report: dict[str, Any], directory: str | os.PathLike,

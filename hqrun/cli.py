@@ -22,6 +22,8 @@ HYDRA_COMMANDS: dict[str, str] = {
     "search": "hqrun.search.command:run",
     "firmware": "hqrun.firmware_command:run",
     "study": "hqrun.study.command:run",
+    "export": "hqrun.interchange.commands:export_run",
+    "import": "hqrun.interchange.commands:import_run",
 }
 
 #: Flag-driven commands -> "module:function" taking the remaining argv.
@@ -133,9 +135,18 @@ def run_config_command(cfg) -> object:
             raise
         report_error(f"job failed with {type(err).__name__}: {err} (traceback in {job_dir}/error.txt)")
         return None
-    if job_dir:
+    if job_dir and (multirun or not _drop_unused_job_dir()):
         write_status(job_dir, "ok", None, started, command)
     return result
+
+
+def _drop_unused_job_dir() -> bool:
+    """Remove Hydra's job directory when the command wrote all its artefacts elsewhere
+    (``hqrun firmware run=<dir>`` writes into that run): no directory holding only Hydra's
+    record and a log is left behind."""
+    from hqrun import rundir
+
+    return rundir.remove_if_unused(rundir.job_claim())
 
 
 def _record_failure(job_dir: str | None, err: BaseException, started: float, multirun: bool,
@@ -205,6 +216,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except HqrunError as err:
         report_error(err)
         sys.exit(2)
+    from hqrun.clihelp import command_help, main_help, wants_help
+
+    if command not in PLAIN_COMMANDS and wants_help(rest):   # hqrun's (Hydra's: --hydra-help)
+        print(command_help(command) if command else main_help())
+        sys.exit(0)
     if command in PLAIN_COMMANDS:
         try:
             code = _load(PLAIN_COMMANDS[command])(rest)

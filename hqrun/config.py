@@ -24,6 +24,8 @@ GROUP_SCHEMAS: dict[str, str] = {
     "search": "hqrun.search.config:SearchConfig",
     "firmware": "hqrun.firmware_command:FirmwareConfig",
     "study": "hqrun.study.config:StudyConfig",
+    "export": "hqrun.interchange.config:ExportConfig",
+    "import": "hqrun.interchange.config:ImportConfig",
 }
 
 

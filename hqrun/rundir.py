@@ -112,6 +112,9 @@ class RunDirClaim:
     was_finished: bool       # it held a finished run: its job_status.json is never re-labelled
     what: str = "the run directory"
     logs_before: frozenset = frozenset()   # the *.log files it held before this command
+    #: the nearest ancestor that existed before the claim: parents created for this directory
+    #: (``runs/``, ``runs/train/``) are removed with it when it is removed unused
+    existing_ancestor: Path | None = None
     _fd: int | None = None
     _locked: bool = False
 
@@ -184,7 +187,8 @@ def claim(directory: str | os.PathLike, command: str, *, what: str = "the run di
         logs = frozenset(p.name for p in path.glob("*.log")) if path.is_dir() else frozenset()
         held = RunDirClaim(path, command, existed=path.exists(),
                            was_finished=bool(before and before.finished), what=what,
-                           logs_before=logs)
+                           logs_before=logs,
+                           existing_ancestor=next((p for p in path.parents if p.exists()), None))
         _CLAIMS[_key(path)] = held
     elif held.command != command and held.command not in RESUMABLE:
         raise RunDirError(f"{path} is already used by this `hqrun {held.command}` command; "
@@ -225,6 +229,7 @@ def remove_if_unused(claimed: RunDirClaim | None) -> bool:
         return False
     shutil.rmtree(claimed.path, ignore_errors=True)
     claimed.release()
+    _remove_created_parents(claimed)
     return True
 
 
@@ -237,6 +242,21 @@ def drop_new_empty_logs(claimed: RunDirClaim | None) -> None:
     for log in claimed.path.glob("*.log"):
         if log.name not in claimed.logs_before and log.is_file() and log.stat().st_size == 0:
             log.unlink()
+
+
+def _remove_created_parents(claimed: RunDirClaim) -> None:
+    """Remove the empty parents the claimed directory brought with it (never a directory that
+    existed before the claim, never one that holds anything)."""
+    stop = claimed.existing_ancestor
+    if stop is None:
+        return
+    for parent in claimed.path.parents:
+        if parent == stop or stop not in parent.parents:
+            return
+        try:
+            parent.rmdir()          # only succeeds when empty
+        except OSError:
+            return
 
 
 # ----------------------------------------------------------------------------- internals

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from torch import nn
 
 from hqrun.errors import ConfigError
+from hqrun.models.layer_list import layers
 from hqrun.models.plan import Plan, apply_plan, load_plan
 from hqrun.models.sequential import QSequential
 from hqrun.quantizers.layers import (
@@ -149,7 +150,8 @@ def cnn(input_shape: Sequence[int] = (1, 28, 28), n_classes: int = 10,
 
 
 #: Model name (``cfg.model.name``) -> builder.
-BUILDERS: dict[str, Callable[..., QSequential]] = {"jet_dnn": jet_dnn, "mlp": mlp, "cnn": cnn}
+BUILDERS: dict[str, Callable[..., QSequential]] = {"jet_dnn": jet_dnn, "mlp": mlp, "cnn": cnn,
+                                                   "layers": layers}
 
 
 def build_model(model_cfg: Mapping[str, Any], plan: "Plan | Mapping[str, Any] | str | None" = None,

@@ -223,7 +223,17 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
         return FixedPointType(self.bits, self.integer + alpha_exp, False, "RND_CONV", "SAT")
 
     def lowering(self) -> Lowering:
-        """A cast to the output type: in firmware, the result type of the layer it follows."""
+        """A cast to the output type: in firmware, the result type of the layer it follows.
+
+        Only with scale 1: ``alpha`` scales the *rounded* value (0.5 -> 1.0 under alpha=2), which
+        is no cast onto the scaled grid, and a 1-bit quantizer is a sign (0 -> +1), not a cast.
+        """
+        if self._scale not in (None, 1.0) or self._unsigned <= 0:
+            raise FirmwareError(
+                f"activation {self} is not a plain cast (alpha scales the rounded value, or one "
+                "bit makes it a sign function), so no result type reproduces it. Use "
+                "quantized_bits(bits,integer,alpha=1) with at least 2 bits for activations."
+            )
         grid = self.fixed_point_grid()
         if grid is None:
             raise FirmwareError(

@@ -113,6 +113,9 @@ def _jet(plan_layers: dict, default: dict | None = None) -> QSequential:
     ({"dense_1": {"kernel": "stochastic_ternary()"}}, "dense_1", "stochastic"),
     ({"relu_2": {"activation": "quantized_tanh(4)"}}, "relu_2", "quantized_relu"),
     ({"relu_1": {"activation": "quantized_relu_po2(4)"}}, "relu_1", "quantized_relu"),
+    # alpha scales the rounded value: no cast reproduces it (0.5 -> 1.0 under alpha=2)
+    ({"relu_2": {"activation": "quantized_bits(6,2,alpha=2)"}}, "relu_2", "alpha=1"),
+    ({"relu_2": {"activation": "quantized_bits(1,0,alpha=1)"}}, "relu_2", "at least 2 bits"),
 ])
 def test_refusals_name_layer_and_fix(plan_layers, culprit, hint):
     with pytest.raises(FirmwareError) as err:

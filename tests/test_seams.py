@@ -159,7 +159,7 @@ def echo_backend(monkeypatch):
         def synthesise(self, project, options):
             return {"status": "done", "tool": "echo", "lut": 1}
 
-        def describe(self, project, options):
+        def describe(self, project, options, synthesis):
             return {"echo_version": "1"}
 
         def report_lines(self, report):

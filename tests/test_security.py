@@ -228,7 +228,7 @@ def test_a_corrupted_line_is_reported_and_no_finished_trial_is_lost(tmp_path):
 ])
 def test_each_unusable_line_is_named_with_its_reason(line, fragment, kept, tmp_path):
     from hqrun.search.journal import Journal, JournalWarning
-    from hqrun.search.runner import ranked_records
+    from hqrun.search.ranking import ranked_records
 
     journal = Journal(write_journal(tmp_path / "trials.jsonl", [json.dumps(trial(0)), line,
                                                                 json.dumps(trial(1))]))

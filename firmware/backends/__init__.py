@@ -54,8 +54,12 @@ class Backend(Protocol):
     def synthesise(self, project: Any, options: Any) -> dict[str, Any]:
         """Synthesis results (``status`` done / not run / failed, counts, seconds, command)."""
 
-    def describe(self, project: Any, options: Any) -> dict[str, Any]:
-        """Backend fields for report.json (tool versions, part, clock, what the design outputs)."""
+    # Optional: ``diagnose(project, ir, emulation, x, samples) -> (layer, detail)`` names the first
+    # divergent layer when the simulation can only be read at the output.
+
+    def describe(self, project: Any, options: Any, synthesis: dict[str, Any]) -> dict[str, Any]:
+        """Backend fields for report.json (tool versions, part, clock, what the design outputs,
+        measured counts beside the backend's own estimate)."""
 
     def report_lines(self, report: dict[str, Any]) -> list[str]:
         """Markdown lines of the backend's own section of report.md."""

@@ -76,8 +76,13 @@ def read_raw(cfg: Any) -> RawData:
     source = _get(cfg, "source", "sample")
     features = list(_get(cfg, "features") or JET_FEATURES)
     classes = list(_get(cfg, "classes") or JET_CLASSES)
+    if source == "sample" and _get(cfg, "path"):
+        # data.path without data=jets_file: the user means that file. It is read exactly as
+        # data=jets_file would read it (the two configs differ only in their source), and a
+        # wrong path gets the file reader's "no such file", not "the sample is missing".
+        source = "file"
     if source == "sample":
-        path = Path(_get(cfg, "path") or sample_path())
+        path = sample_path()
         if not path.is_file():
             raise DataError(
                 f"{path}: the embedded jet sample is missing from this installation. Regenerate it "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from hqrun.errors import SearchError
 
@@ -23,13 +23,6 @@ class Block:
     layers: tuple[str, ...]
     cost: float
     trials: int
-
-
-def check_block_patterns(patterns: Sequence[str], space: Any, schedule: str = "sequential") -> None:
-    """Every block regex compiles and matches a layer the space searches (before any work: the
-    costs that order the blocks need the float reference, the patterns do not)."""
-    searched = sorted({t[0] for c in space.choices for t in c.targets})
-    schedule_blocks(list(patterns or []), searched, {}, 1.0, 1, schedule)
 
 
 def schedule_blocks(patterns: Sequence[str], layer_names: Sequence[str],

@@ -28,8 +28,8 @@ from hqrun.firmware_options import WriterFields
 from hqrun.quantizers.fixedpoint import FixedPointType
 from hqrun.safenames import check_identifier
 
-from ...imports import import_unshadowed
 from ...ir import FirmwareIR, IRLayer
+from ...pypi_import import import_beside_checkout
 
 __all__ = ["WriterOptions", "import_hls4ml", "to_hls4ml", "hls_precision", "layer_name_map"]
 
@@ -60,9 +60,9 @@ class WriterOptions(WriterFields):
 
 
 def import_hls4ml():
-    """hls4ml, imported even from a checkout's root (see :mod:`hqrun.firmware.imports`)."""
-    return import_unshadowed("hls4ml", "install it with `pip install hls4ml==1.3.0` (no "
-                                       "TensorFlow needed).")
+    """Import hls4ml, even from a checkout's root directory (see :mod:`hqrun.firmware.pypi_import`)."""
+    return import_beside_checkout("hls4ml", "`pip install hls4ml==1.3.0` (no TensorFlow needed)",
+                                  quiet=True)
 
 
 def hls_precision(t: FixedPointType, modes: bool = True) -> str:
