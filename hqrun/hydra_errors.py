@@ -233,8 +233,9 @@ def _unknown_key(key: str, overrides: list[str], cmd: str, removing: bool) -> Co
         return ConfigError(f"{action} a key inside {prefix}, but {prefix} is a value, not a group "
                            f"of settings; set it with {prefix}=<value>.")
     full = f"{prefix}.{missing}" if prefix else missing
-    close = difflib.get_close_matches(missing, choices, n=3, cutoff=0.6) or \
-        [c for c in choices if c.startswith(missing) or missing.startswith(c)][:3]
+    prefixed = [c for c in choices if c.startswith(missing) or missing.startswith(c)]
+    close = list(dict.fromkeys(prefixed + difflib.get_close_matches(missing, choices, n=3,
+                                                                    cutoff=0.6)))[:3]
     rest = key[len(full):]          # what followed the unknown part (".max_epochs" etc.)
     sentences = [f"{action} a key that does not exist: {where} has no {missing!r}."]
     if close:

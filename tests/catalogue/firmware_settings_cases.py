@@ -3,8 +3,6 @@ is written (the finished run they point at must not gain a firmware directory)."
 
 from __future__ import annotations
 
-import importlib.util
-
 from catalogue import Case, Env, nothing_outside
 
 
@@ -78,21 +76,25 @@ def _foreign_dir(e: Env):
 
 
 def _rtl_cases() -> list[Case]:
-    """The RTL backend's settings (rows present once the backend ships with hqrun)."""
-    if importlib.util.find_spec("hqrun.firmware.backends.rtl") is None:
-        return []
-    rtl = firmware("firmware.backend=rtl")
+    """The RTL backend's settings (``firmware.rtl.*``), refused before any Verilog is written."""
+    def rtl(*more: str):
+        return lambda e: ["firmware", f"run={e.finished}", "firmware.backend=rtl", *more]
+
     return [
-        Case("firmware-rtl-latency-negative",
-             lambda e: [*rtl(e), "firmware.rtl.latency_cycles=-1"], "latency_cycles"),
-        Case("firmware-rtl-latency-huge",
-             lambda e: [*rtl(e), "firmware.rtl.latency_cycles=100000"], "latency_cycles"),
-        Case("firmware-rtl-simulator",
-             lambda e: [*rtl(e), "firmware.rtl.simulator=modelsim"], "simulator"),
-        Case("firmware-rtl-family",
-             lambda e: [*rtl(e), "firmware.rtl.yosys_family=xcvu"], "family"),
-        Case("firmware-rtl-latency-text",
-             lambda e: [*rtl(e), "firmware.rtl.latency_cycles=fast"], "latency_cycles"),
+        Case("firmware-rtl-latency-negative", rtl("firmware.rtl.latency_cycles=-1"),
+             "latency_cycles=-1"),
+        Case("firmware-rtl-latency-huge", rtl("firmware.rtl.latency_cycles=100000"),
+             "latency_cycles=100000"),
+        Case("firmware-rtl-latency-text", rtl("firmware.rtl.latency_cycles=fast"),
+             "firmware.rtl.latency_cycles: Value 'fast'"),
+        Case("firmware-rtl-simulator", rtl("firmware.rtl.simulator=modelsim"), "simulator='modelsim'"),
+        Case("firmware-rtl-family", rtl("firmware.rtl.family=xcvu"), "xcvu"),
+        Case("firmware-rtl-mapper", rtl("firmware.rtl.mapper=fast"), "mapper='fast'"),
+        Case("firmware-rtl-yosys", rtl("firmware.rtl.yosys=vivado"), "yosys='vivado'"),
+        Case("firmware-rtl-sim-timeout-zero", rtl("firmware.rtl.sim_timeout_s=0"), "sim_timeout_s"),
+        Case("firmware-rtl-key-typo", rtl("firmware.rtl.latency=2"),
+             "Did you mean firmware.rtl.latency_cycles or"),
+        Case("firmware-rtl-part-unknown-family", rtl("firmware.part=ep4ce22"), "ep4ce22"),
     ]
 
 
