@@ -135,8 +135,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, *,
         # in this process first. The proxy variables are for Ray's processes only, so this
         # process gets its own back after ray.init.
         os.environ.update({k: v for k, v in env.items() if k not in proxies})
-    elif is_loopback_address(address):
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # 127.0.0.1 stays 127.0.0.1
+    else:
+        _present_the_users_token()
+        if is_loopback_address(address):
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # 127.0.0.1 stays 127.0.0.1
     import ray
 
     if ray.is_initialized():
@@ -152,6 +154,24 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, *,
     with _environment(proxies), _quiet_token_banner():
         ray.init(**kwargs)
     return True
+
+
+def _present_the_users_token() -> None:
+    """Join a cluster with Ray's token authentication when the user has a token.
+
+    A head started by ``ray start`` turns token authentication on by itself when
+    ``~/.ray/auth_token`` exists, but a driver joining it sends no token unless
+    ``RAY_AUTH_MODE=token`` is set, and is refused ("InvalidAuthToken"). A cluster without
+    authentication accepts a driver that sends one (checked with Ray 2.60), so the user's own
+    token is presented whenever there is one and the user did not choose a mode.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(token_file):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray._raylet" in sys.modules:   # Ray read its settings at import: refresh them
+            sys.modules["ray._raylet"].Config.initialize("")
 
 
 #: Ray's own value of its cluster switch in this process, before hqrun changed it (if it did).

@@ -69,3 +69,18 @@ def test_free_ports_are_distinct_and_bindable_on_loopback():
     assert len(ports) >= 4
     with socket.socket() as sock:
         sock.bind((raystart.LOOPBACK, ports.pop()))
+
+
+def test_joining_a_cluster_presents_the_users_token_when_there_is_one(monkeypatch, tmp_path):
+    token = tmp_path / "auth_token"
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    raystart._present_the_users_token()
+    assert "RAY_AUTH_MODE" not in os.environ            # no token: nothing to present
+    token.write_text("0" * 64)
+    raystart._present_the_users_token()
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")     # the user's choice stands
+    raystart._present_the_users_token()
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"
