@@ -60,7 +60,24 @@ class ExportConfig(ExportFields):
         """Refuse bad settings (unknown backend, its own knobs, synthesis mode) before any work."""
         if self.synthesize not in ("auto", "always", "never"):
             raise FirmwareError(f"synthesize={self.synthesize!r}: use auto, always or never.")
+        self._validate_numbers()
         get_backend(self.backend).validate(self)
+
+    def _validate_numbers(self) -> None:
+        """Sizes, time-outs and types every backend reads (refused before any model is built)."""
+        for key, minimum in (("max_samples", 0), ("softmax_table_size", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise FirmwareError(f"firmware.{key}={value!r} must be a whole number >= {minimum}.")
+        if not float(self.synth_timeout_s) > 0:
+            raise FirmwareError(f"firmware.synth_timeout_s={self.synth_timeout_s!r} must be a "
+                                "positive number of seconds.")
+        self.parsed_input_type()
+        try:
+            FixedPointType.from_hls_name(self.softmax_result)
+        except Exception as err:  # noqa: BLE001 - QuantizerSpecError carries the detail
+            raise FirmwareError(f"firmware.softmax_result={self.softmax_result!r} is not an HLS "
+                                f"type ({err}); e.g. ap_ufixed<16,0,AP_RND,AP_SAT>.") from None
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any] | "ExportConfig" | None) -> "ExportConfig":

@@ -86,8 +86,9 @@ def _md(report: dict[str, Any], backend_lines: list[str]) -> str:
                      f"{sm['argmax_agreement']:.4f}, max deviation {sm['max_abs_deviation']:.4g}")
     if v.get("accuracy"):
         acc = v["accuracy"]
-        lines.append(f"- accuracy: model {acc['model']:.4f}, firmware {acc['firmware']:.4f} "
-                     f"(firmware logits {acc['firmware_logits']:.4f})")
+        lines.append(f"- accuracy on these samples: model {acc['model']:.4f}, firmware "
+                     f"{acc['firmware']:.4f}; the firmware's logits alone give "
+                     f"{acc['firmware_logits']:.4f} (any difference comes from the softmax tables)")
     lines += backend_lines
     lines += ["", "## Layers", "", "| layer | op | input | weight | bias | accumulator | output |",
               "|---|---|---|---|---|---|---|"]
@@ -97,21 +98,46 @@ def _md(report: dict[str, Any], backend_lines: list[str]) -> str:
             op=layer["op"], i=layer["in_type"] or "", w=layer["weight_type"] or "",
             b=layer["bias_type"] or "", a=layer["accum_type"] or "",
             o=layer["out_type"] or "float (tables)"))
-    est = report.get("estimate")
-    if est:
-        lines += ["", "## Cost-model estimate", ""]
-        cmp_ = report.get("estimate_vs_synthesis")
-        if cmp_:
-            lines.append(f"- calibrated RTL estimate ({cmp_['calibration']}): LUT {cmp_['lut_estimate']} vs "
-                         f"Yosys {cmp_['lut_yosys']} ({cmp_['lut_relative_error']:+.1%}); FF "
-                         f"{cmp_['ff_estimate']} vs {cmp_['ff_yosys']}")
-        totals = est.get("totals", est) if isinstance(est, dict) else est
-        if isinstance(totals, dict):
-            for k, val in totals.items():
-                if isinstance(val, (int, float, str)):
-                    lines.append(f"- {k}: {val}")
+    lines += _estimate_lines(report.get("estimate"))
+    cmp_ = report.get("estimate_vs_synthesis")
+    if cmp_:
+        lines.append(f"- calibrated RTL estimate ({cmp_['calibration']}): LUT {cmp_['lut_estimate']:,} "
+                     f"against Yosys {cmp_['lut_yosys']:,} ({cmp_['lut_relative_error']:+.1%}); FF "
+                     f"{cmp_['ff_estimate']} against {cmp_['ff_yosys']}")
     lines += ["", f"Timings (s): {json.dumps(report['timings_s'])}", ""]
     return "\n".join(lines)
+
+
+#: The estimate's totals a person reads, with their units (the JSON keeps every total).
+_ESTIMATE_LABELS = (("energy", "energy", "pJ per inference, QTools's model"),
+                    ("size_bits", "size", "bits, AutoQKeras's count"),
+                    ("ebops", "EBOPs", "effective bit operations"),
+                    ("lut", "LUT", "RTL build, calibrated against Yosys"),
+                    ("ff", "FF", "RTL build, calibrated against Yosys"),
+                    ("hls_lut", "LUT", "hls4ml build, first-order rules"),
+                    ("hls_dsp", "DSP", "hls4ml build"), ("hls_ff", "FF", "hls4ml build"),
+                    ("hls_latency_cycles", "latency", "hls4ml build, cycles"),
+                    ("hls_latency_ns", "latency", "hls4ml build, ns"))
+
+
+def _estimate_lines(est: Any) -> list[str]:
+    """The cost estimate the caller priced the model with (hqrun passes the model's deployed
+    cost, the numbers of its cost.json and of the study report), labelled as an estimate."""
+    if not isinstance(est, dict) or not est:
+        return []
+    lines = ["", "## Estimated cost (cost-model formulas, not synthesis)", ""]
+    if est.get("error"):
+        return lines + [f"Not available: {est['error']}"]
+    if est.get("basis_text"):
+        lines += [f"Basis: {est['basis_text']}.", ""]
+    totals = est.get("totals") or {}
+    for key, label, unit in _ESTIMATE_LABELS:
+        value = totals.get(key)
+        if isinstance(value, (int, float)):
+            text = f"{value:,.1f}" if isinstance(value, float) and not value.is_integer() else f"{value:,.0f}"
+            lines.append(f"- {label}: {text}" + (f" ({unit})" if unit else ""))
+    lines += [f"- note: {flag}" for flag in est.get("flags") or []]
+    return lines
 
 
 def write_report(report: dict[str, Any], directory: str | os.PathLike,

@@ -56,9 +56,14 @@ def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
         if arg in HYDRA_COMMANDS or arg in PLAIN_COMMANDS:
             return arg, argv[:i] + argv[i + 1 :]
         if not arg.startswith("-") and "=" not in arg:
-            known = ", ".join(sorted({**HYDRA_COMMANDS, **PLAIN_COMMANDS}))
+            import difflib
+
+            commands = sorted({**HYDRA_COMMANDS, **PLAIN_COMMANDS})
+            known = ", ".join(commands)
+            close = difflib.get_close_matches(arg, commands, n=1, cutoff=0.6)
+            guess = f" Did you mean `hqrun {close[0]}`?" if close else ""
             raise HqrunError(
-                f"unknown command {arg!r}. hqrun's commands are: {known}; everything else on "
+                f"unknown command {arg!r}.{guess} hqrun's commands are: {known}; everything else on "
                 "the command line must be a Hydra override such as key=value (e.g. "
                 "`hqrun train quant=q6 trainer.max_epochs=5`)."
             )
@@ -130,9 +135,18 @@ def run_config_command(cfg) -> object:
             raise
         report_error(f"job failed with {type(err).__name__}: {err} (traceback in {job_dir}/error.txt)")
         return None
-    if job_dir:
+    if job_dir and (multirun or not _drop_unused_job_dir()):
         write_status(job_dir, "ok", None, started, command)
     return result
+
+
+def _drop_unused_job_dir() -> bool:
+    """Remove Hydra's job directory when the command wrote all its artefacts elsewhere
+    (``hqrun firmware run=<dir>`` writes into that run): no directory holding only Hydra's
+    record and a log is left behind."""
+    from hqrun import rundir
+
+    return rundir.remove_if_unused(rundir.job_claim())
 
 
 def _record_failure(job_dir: str | None, err: BaseException, started: float, multirun: bool,
@@ -151,6 +165,7 @@ def _record_failure(job_dir: str | None, err: BaseException, started: float, mul
     if claimed is not None and rundir.remove_if_unused(claimed):
         return
     if claimed is not None and claimed.was_finished:
+        rundir.drop_new_empty_logs(claimed)
         return
     try:
         write_status(job_dir, "failed", err, started, command)
@@ -201,6 +216,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except HqrunError as err:
         report_error(err)
         sys.exit(2)
+    from hqrun.clihelp import command_help, main_help, wants_help
+
+    if command not in PLAIN_COMMANDS and wants_help(rest):   # hqrun's (Hydra's: --hydra-help)
+        print(command_help(command) if command else main_help())
+        sys.exit(0)
     if command in PLAIN_COMMANDS:
         try:
             code = _load(PLAIN_COMMANDS[command])(rest)
@@ -226,8 +246,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     from hqrun.runguard import release_job_claim
 
     callback.LAST_SUMMARY = None  # only this invocation's sweep decides the exit status
+    from hqrun.hydra_errors import hydra_errors_explained
+    from hqrun.runguard import forget_unused_sweep_dir
+
     try:
-        task()
+        with hydra_errors_explained(rest, command):  # Hydra's own errors: one paragraph, exit 2
+            task()
+    except HqrunError as err:
+        forget_unused_sweep_dir()
+        report_error(err)
+        sys.exit(2)
     finally:
         release_job_claim()
     if callback.LAST_SUMMARY is not None and callback.LAST_SUMMARY["failed"]:

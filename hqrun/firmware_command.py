@@ -71,6 +71,7 @@ def load_trained(model_cfg: dict, plan_src: Any, ckpt: Path, *, same_plan: bool 
     trained with and wins; with ``same_plan`` (a run directory's plan.yaml) a disagreement is
     refused, because the directory was changed after training.
     """
+    from hqrun.modelfile import load_state_into, note_record_wins
     from hqrun.models import build_model, load_plan
 
     state, record = _load_state(ckpt)
@@ -82,10 +83,11 @@ def load_trained(model_cfg: dict, plan_src: Any, ckpt: Path, *, same_plan: bool 
             "Restore plan.yaml, or pass checkpoint=... with the quant=... the weights were "
             "trained with."
         )
+    note_record_wins(ckpt, record, model_cfg)
     model_cfg = record.get("model", model_cfg)
     plan_src = record.get("plan", plan_src)
     model = build_model(model_cfg, load_plan(plan_src))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = load_state_into(model, state, ckpt)
     if missing or unexpected:
         raise ConfigError(
             f"checkpoint {ckpt} does not fit the model {model_cfg.get('name')!r} built with plan "
@@ -120,6 +122,8 @@ def _source(cfg: Any) -> dict[str, Any]:
         seed = run_cfg.get("seed", _get(cfg, "seed", 0))  # the split's seed (search.seed is not)
         return {"run_dir": d, "ckpt": ckpt, "model": model_cfg, "plan": plan,
                 "data": run_cfg.get("data") or _plain(_get(cfg, "data")), "seed": int(seed or 0),
+                # priced as its cost.json was: with the run's own cost settings
+                "cost": run_cfg.get("cost") or _plain(_get(cfg, "cost")),
                 "scaler": d / "scaler.json" if (d / "scaler.json").is_file() else None}
     ckpt = _get(cfg, "checkpoint")
     if not ckpt:
@@ -134,6 +138,7 @@ def _source(cfg: Any) -> dict[str, Any]:
     scaler = path.parent / "scaler.json"
     return {"run_dir": None, "ckpt": path, "model": _plain(_get(cfg, "model")) or {}, "plan": plan,
             "data": _plain(_get(cfg, "data")), "seed": int(_get(cfg, "seed", 0)),
+            "cost": _plain(_get(cfg, "cost")),
             "scaler": scaler if scaler.is_file() else None}
 
 
@@ -176,26 +181,19 @@ def _test_split(data_cfg: Any, seed: int, scaler_path: Path | None):
     return splits
 
 
-def _estimate(model, input_type, input_shape, cost_cfg: Any, clock_period: float,
-              rtl_latency_cycles: int = 0) -> dict | None:
-    """hqrun.cost's estimate for the same types, clock and RTL pipeline depth (informative;
-    never blocks export)."""
+def _estimate(model, cost_cfg: Any, fw_cfg: Any) -> dict | None:
+    """The model's deployed cost (:func:`hqrun.cost.deployed.deployed_cost`, the function that
+    priced the run's cost.json): informative, it never blocks the export."""
     try:
-        from hqrun.cost import estimate
+        from hqrun.cost.deployed import deployed_cost, describe_basis
     except ImportError:
         return None
     try:
-        settings = dict(_plain(cost_cfg) or {})
-        fpga = dict(settings.get("fpga") or {})
-        fpga["clock_period_ns"] = float(clock_period)
-        settings["fpga"] = fpga
-        settings["rtl"] = {**dict(settings.get("rtl") or {}), "latency_cycles": int(rtl_latency_cycles)}
-        rep = estimate(model, input_type=input_type, settings=settings, input_shape=input_shape,
-                       policy="exact")
-        d = rep.to_dict()
-        return {"policy": d.get("policy"), "totals": d.get("totals"), "flags": d.get("flags")}
+        rep = deployed_cost(model, cost_cfg, fw_cfg)
     except Exception as err:  # noqa: BLE001 - the estimate is informative, never blocking
         return {"error": f"{type(err).__name__}: {err}"}
+    return {"kind": "estimated", "basis": rep.basis, "basis_text": describe_basis(rep.basis),
+            "policy": rep.policy, "totals": rep.totals, "flags": rep.flags}
 
 
 def _output_dir(fw_cfg: Any, run_dir: Path | None) -> Path:
@@ -229,15 +227,11 @@ def run(cfg: Any) -> dict:
                                     same_plan=src["run_dir"] is not None)
     export_cfg = ExportConfig.from_mapping(fw_cfg)
     shape = getattr(model, "input_shape", None)
-    ir = build_ir(model, shape, export_cfg.parsed_input_type()) if shape else None  # refuse early
+    if shape:   # what the firmware cannot build is refused before the data are read
+        build_ir(model, shape, export_cfg.parsed_input_type())
     splits = _test_split(src["data"], src["seed"], src["scaler"])
     x, y = splits.X_test, splits.y_test
-    shape = tuple(shape or x.shape[1:])
-    estimate = None
-    if _get(fw_cfg, "estimate", True):
-        ir = ir or build_ir(model, shape, export_cfg.parsed_input_type())
-        estimate = _estimate(model, ir.input_type, shape, _get(cfg, "cost"), export_cfg.clock_period,
-                             export_cfg.rtl.latency_cycles)
+    estimate = _estimate(model, src["cost"], fw_cfg) if _get(fw_cfg, "estimate", True) else None
     out = _output_dir(fw_cfg, src["run_dir"])
     print(f"hqrun firmware: model {model_cfg.get('name')} from {src['ckpt']}, "
           f"{min(len(x), export_cfg.max_samples or len(x))} test samples, writing {out}")

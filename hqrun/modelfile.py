@@ -24,14 +24,14 @@ import json
 import os
 import pickle
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from hqrun.errors import ModelFileError
 
-__all__ = ["SIDECAR_FORMAT", "LoadedModel", "load_model_file", "save_model_file", "sidecar_path"]
+__all__ = ["SIDECAR_FORMAT", "LoadedModel", "load_model_file", "load_state_into", "save_model_file",
+           "sidecar_path", "note_record_wins"]
 
 SIDECAR_FORMAT = "hqrun-model/1"
 
@@ -90,19 +90,70 @@ def load_model_file(path: str | os.PathLike, what: str = "checkpoint", *,
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "Unsupported operand" in str(err) and not _is_pickle(path):
+            raise ModelFileError(_unreadable(path, what, err, fix)) from None   # random bytes
         raise ModelFileError(_needs_pickle(path, what, err, fix)) from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, KeyError) as err:
-        raise ModelFileError(
-            f"{what} {path} is not a readable model file ({_first_line(err)}): it is truncated, "
-            "empty or not written by torch.save. " + (fix or _TRAIN_AGAIN)) from None
-    except OSError as err:
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
         raise ModelFileError(f"{what} {path} cannot be read ({err.strerror or err}); check the "
                              "path and its permissions.") from None
+    except Exception as err:  # noqa: BLE001 - random or truncated bytes fail in many ways inside
+        # torch's reader (EOFError, RuntimeError, BadZipFile, IndexError, ...); none runs code
+        raise ModelFileError(_unreadable(path, what, err, fix)) from None
     state, record = _split(obj, path, what, fix)
     description = sidecar_path(path)
     if sidecar and not record and description.is_file() and description != path:
         record = _read_sidecar(description, what)
     return LoadedModel(path, state, record)
+
+
+def load_state_into(model: Any, state: Mapping[str, Any], path: str | os.PathLike,
+                    what: str = "checkpoint") -> tuple[list[str], list[str]]:
+    """``model.load_state_dict(state, strict=False)`` with a shape mismatch told as one
+    paragraph (torch raises a RuntimeError listing every tensor); returns (missing, unexpected).
+    """
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items()
+                  if k in own and tuple(own[k].shape) != tuple(getattr(v, "shape", ()))]
+    if mismatched:
+        k = mismatched[0]
+        raise ModelFileError(
+            f"{what} {path} does not fit the model built from the configuration: {k} has shape "
+            f"{tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in the model "
+            f"({len(mismatched)} tensor(s) differ). Pass the model=... (e.g. model.hidden) and "
+            "quant=... the weights were trained with.")
+    missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    return list(missing), list(unexpected)
+
+
+def note_record_wins(path: str | os.PathLike, record: Mapping[str, Any], model_cfg: Any) -> None:
+    """Say so when a file's own record overrides the model the user configured.
+
+    A ``model.pt``/``best.ckpt`` records the model it was trained as, and that record wins (the
+    weights only fit it); a ``model=cnn`` given with a jet checkpoint would otherwise be ignored
+    without a word.
+    """
+    import sys
+
+    recorded = (record.get("model") or {}).get("name") if isinstance(record.get("model"), Mapping) else None
+    asked = model_cfg.get("name") if hasattr(model_cfg, "get") else None
+    if recorded and asked and recorded != asked:
+        print(f"hqrun: note: {path} holds a {recorded!r} model (its record says so), so that model "
+              f"is used and model={asked} is not.", file=sys.stderr)
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file starts like a pickle (the PROTO opcode): then refusing it is about code,
+    not about damage. (torch's zip format starts with 'PK'; random bytes start anyhow.)"""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"
+    except OSError:
+        return False
+
+
+def _unreadable(path: Path, what: str, err: BaseException, fix: str | None) -> str:
+    return (f"{what} {path} is not a readable model file ({_first_line(err)}): it is truncated, "
+            "empty or not written by torch.save. " + (fix or _TRAIN_AGAIN))
 
 
 _TRAIN_AGAIN = ("Pass the model.pt or best.ckpt of a finished `hqrun train` run (a run killed "

@@ -34,7 +34,9 @@ So a local session is started with, and only with, these settings (each line say
 - ``RAY_DISABLE_DOCKER_CPU_WARNING=1``: a warning about container CPU limits, not a probe.
 
 With a cluster address (``search.ray.address``, ``hydra.launcher.address``) hqrun joins that
-cluster and changes nothing but usage stats: the cluster's own configuration decides.
+cluster and changes nothing but usage stats: the cluster's own configuration decides. An
+address on loopback (a cluster of several nodes on this one machine, :mod:`hqrun.localcluster`)
+also keeps the single-node switch, so Ray does not turn 127.0.0.1 into the routed address.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ import os
 import sys
 from typing import Any, Iterator, Mapping
 
-__all__ = ["LOOPBACK", "local_ray_env", "ray_init_kwargs", "start_ray"]
+__all__ = ["LOOPBACK", "cluster_node_env", "is_loopback_address", "local_ray_env", "ray_init_kwargs",
+           "start_ray"]
 
 LOOPBACK = "127.0.0.1"
 #: A loopback port nothing should listen on: HTTP sent "through" it never leaves the machine.
@@ -73,6 +76,29 @@ def local_ray_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         lower = [h for h in (environ.get("no_proxy") or "").split(",") if h.strip()]
         env["no_proxy"] = ",".join(lower + [h for h in _LOOPBACK_NAMES if h not in lower])
     return env
+
+
+def cluster_node_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every process of a Ray cluster kept on one machine's loopback (its
+    nodes and the drivers that join it; :mod:`hqrun.localcluster`): everything
+    :func:`local_ray_env` sets, the single-node switch included, because with the switch off Ray
+    turns ``--node-ip-address=127.0.0.1`` into the machine's routed address (found by asking
+    8.8.8.8) and the nodes would talk over the external interface. (The one place Ray checks
+    the switch otherwise, ``ray start --address=...``, is passed by hqrun.localcluster's node
+    starter.) Token authentication is on (``RAY_AUTH_MODE=token`` unless set otherwise): a new
+    head turns it on by itself when a token exists, and then every other node and driver must
+    present the token too (the user's own ``~/.ray/auth_token``), so other users of the machine
+    cannot submit work."""
+    environ = os.environ if environ is None else environ
+    env = local_ray_env(environ)
+    env["RAY_AUTH_MODE"] = environ.get("RAY_AUTH_MODE", "token")
+    return env
+
+
+def is_loopback_address(address: str | None) -> bool:
+    """Whether a cluster address (``host:port``) names this machine's loopback interface."""
+    host = str(address or "").rsplit(":", 1)[0].strip("[]")
+    return host in _LOOPBACK_NAMES or host.startswith("127.")
 
 
 def ray_init_kwargs(address: str | None = None, num_cpus: int | None = None,
@@ -109,19 +135,43 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, *,
         # in this process first. The proxy variables are for Ray's processes only, so this
         # process gets its own back after ray.init.
         os.environ.update({k: v for k, v in env.items() if k not in proxies})
+    else:
+        _present_the_users_token()
+        if is_loopback_address(address):
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # 127.0.0.1 stays 127.0.0.1
     import ray
 
     if ray.is_initialized():
         return False
     kwargs = ray_init_kwargs(address, num_cpus, log_to_driver, extra)
     if address:
-        _cluster_node_address_in_this_process(True)   # undo an earlier local session's switch
+        # a cluster on this machine's loopback (hqrun.localcluster) stays on loopback; for any
+        # other address, undo an earlier local session's switch
+        _cluster_node_address_in_this_process(not is_loopback_address(address))
         ray.init(**kwargs)
         return True
     _cluster_node_address_in_this_process(False)
     with _environment(proxies), _quiet_token_banner():
         ray.init(**kwargs)
     return True
+
+
+def _present_the_users_token() -> None:
+    """Join a cluster with Ray's token authentication when the user has a token.
+
+    A head started by ``ray start`` turns token authentication on by itself when
+    ``~/.ray/auth_token`` exists, but a driver joining it sends no token unless
+    ``RAY_AUTH_MODE=token`` is set, and is refused ("InvalidAuthToken"). A cluster without
+    authentication accepts a driver that sends one (checked with Ray 2.60), so the user's own
+    token is presented whenever there is one and the user did not choose a mode.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(token_file):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray._raylet" in sys.modules:   # Ray read its settings at import: refresh them
+            sys.modules["ray._raylet"].Config.initialize("")
 
 
 #: Ray's own value of its cluster switch in this process, before hqrun changed it (if it did).

@@ -35,7 +35,8 @@ from typing import Any, Iterator
 from hqrun.errors import RunDirError
 
 __all__ = ["output_dir", "PreviousRun", "previous_run", "RunDirClaim", "claim", "claimed_dir",
-           "job_claim", "set_job_claim", "remove_if_unused", "RESUMABLE", "BOOKKEEPING"]
+           "job_claim", "set_job_claim", "remove_if_unused", "drop_new_empty_logs", "RESUMABLE",
+           "BOOKKEEPING"]
 
 #: Commands that continue an earlier run in the same directory instead of starting over.
 RESUMABLE = frozenset({"search", "study"})
@@ -110,6 +111,10 @@ class RunDirClaim:
     existed: bool            # it was there before this command: never removed by it
     was_finished: bool       # it held a finished run: its job_status.json is never re-labelled
     what: str = "the run directory"
+    logs_before: frozenset = frozenset()   # the *.log files it held before this command
+    #: the nearest ancestor that existed before the claim: parents created for this directory
+    #: (``runs/``, ``runs/train/``) are removed with it when it is removed unused
+    existing_ancestor: Path | None = None
     _fd: int | None = None
     _locked: bool = False
 
@@ -122,7 +127,8 @@ class RunDirClaim:
 
             if atomic.is_storage_error(err):
                 raise atomic.storage_error(err, self.path / ".") from None
-            raise
+            raise RunDirError(f"{self.what} {self.path} cannot be created ({err.strerror or err}); "
+                              "choose another directory.") from None
         if not self._locked:
             self._fd = _lock(self.path, self.what)
             self._locked = True
@@ -171,11 +177,18 @@ def claim(directory: str | os.PathLike, command: str, *, what: str = "the run di
     if held is None:
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{what} {path} is a file, not a directory; choose a directory path.")
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise RunDirError(f"{what} {path} cannot be created: {blocker} is a file, not a "
+                              "directory; choose a directory path.")
         before = previous_run(path)
         if before is not None:
             _refuse_if_taken(path, command, before, what)
+        logs = frozenset(p.name for p in path.glob("*.log")) if path.is_dir() else frozenset()
         held = RunDirClaim(path, command, existed=path.exists(),
-                           was_finished=bool(before and before.finished), what=what)
+                           was_finished=bool(before and before.finished), what=what,
+                           logs_before=logs,
+                           existing_ancestor=next((p for p in path.parents if p.exists()), None))
         _CLAIMS[_key(path)] = held
     elif held.command != command and held.command not in RESUMABLE:
         raise RunDirError(f"{path} is already used by this `hqrun {held.command}` command; "
@@ -216,7 +229,34 @@ def remove_if_unused(claimed: RunDirClaim | None) -> bool:
         return False
     shutil.rmtree(claimed.path, ignore_errors=True)
     claimed.release()
+    _remove_created_parents(claimed)
     return True
+
+
+def drop_new_empty_logs(claimed: RunDirClaim | None) -> None:
+    """Remove the empty log files a failed command's logging created in a directory that was
+    there before it (Hydra opens ``<job name>.log`` before the command starts): a refused
+    resume of an earlier run leaves that run's directory as it was."""
+    if claimed is None or not claimed.existed or not claimed.path.is_dir():
+        return
+    for log in claimed.path.glob("*.log"):
+        if log.name not in claimed.logs_before and log.is_file() and log.stat().st_size == 0:
+            log.unlink()
+
+
+def _remove_created_parents(claimed: RunDirClaim) -> None:
+    """Remove the empty parents the claimed directory brought with it (never a directory that
+    existed before the claim, never one that holds anything)."""
+    stop = claimed.existing_ancestor
+    if stop is None:
+        return
+    for parent in claimed.path.parents:
+        if parent == stop or stop not in parent.parents:
+            return
+        try:
+            parent.rmdir()          # only succeeds when empty
+        except OSError:
+            return
 
 
 # ----------------------------------------------------------------------------- internals

@@ -5,7 +5,9 @@ run directory before hqrun's command starts, so a check inside the command would
 late: ``hqrun train hydra.run.dir=<a finished run>`` would already have replaced that run's
 record. ``on_run_start`` runs before any of it, with the same resolved ``hydra.run.dir`` Hydra
 then uses, and applies :func:`hqrun.rundir.claim` (refuse a finished or foreign run, lock the
-directory); ``on_multirun_start`` refuses a sweep directory that already holds a sweep.
+directory); ``on_multirun_start`` refuses a sweep directory that already holds a sweep. Both
+first refuse a choice of an optional config group that names no file (``experiment=jettagging``
+would otherwise run the defaults without a word).
 A refusal is hqrun's one-paragraph error and exit status 2, with nothing written.
 """
 
@@ -20,12 +22,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hqrun import rundir
 from hqrun.errors import HqrunError, RunDirError
+from hqrun.hydra_errors import check_choices, check_no_op_overrides
 from hqrun.safenames import check_name, check_output_path
 
 
 class GuardRunDir(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            check_choices(config)
+            check_no_op_overrides(config)
             run_dir = check_output_path(str(OmegaConf.select(config, "hydra.run.dir")),
                                         "hydra.run.dir")
             check_name(str(OmegaConf.select(config, "hydra.job.name")), "hydra.job.name")
@@ -44,7 +49,9 @@ class GuardRunDir(Callback):
         release_job_claim()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _NEW_SWEEP_DIR
         try:
+            check_choices(config)
             sweep_dir = check_output_path(str(OmegaConf.select(config, "hydra.sweep.dir")),
                                           "hydra.sweep.dir")
             check_name(str(OmegaConf.select(config, "hydra.job.name")), "hydra.job.name")
@@ -52,6 +59,33 @@ class GuardRunDir(Callback):
             _refuse_used_sweep_dir(sweep_dir)
         except HqrunError as err:
             _refuse(err)
+        _NEW_SWEEP_DIR = None if sweep_dir.exists() else sweep_dir
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _NEW_SWEEP_DIR
+        _NEW_SWEEP_DIR = None
+
+
+#: The sweep directory this process's multirun is about to create (None: it existed before).
+_NEW_SWEEP_DIR: Path | None = None
+
+
+def forget_unused_sweep_dir() -> None:
+    """Remove the sweep directory a multirun created if no job ran in it.
+
+    Hydra writes ``multirun.yaml`` into the sweep directory before it composes the jobs' configs,
+    so a sweep stopped by a bad override (``quant=q4,q66``) would leave a directory that the
+    corrected command, given the same ``hydra.sweep.dir``, then refuses as "an earlier sweep".
+    """
+    global _NEW_SWEEP_DIR
+    sweep_dir, _NEW_SWEEP_DIR = _NEW_SWEEP_DIR, None
+    if sweep_dir is None or not sweep_dir.is_dir():
+        return
+    leftovers = {p.name for p in sweep_dir.iterdir()}
+    if leftovers <= {"multirun.yaml"}:
+        for name in leftovers:
+            (sweep_dir / name).unlink()
+        sweep_dir.rmdir()
 
 
 def release_job_claim() -> None:

@@ -36,7 +36,15 @@ _BN_FLOAT = dict(gamma_quantizer=None, beta_quantizer=None, mean_quantizer=None,
 
 
 def _width(base: int, index: int, name: str, multiplier: Any) -> int:
-    """Scaled width of hidden layer ``index`` (0-based) called ``name``; at least 1."""
+    """Scaled width of hidden layer ``index`` (0-based) called ``name``; at least 1.
+
+    A configured width below 1 is refused rather than clamped: ``hidden: [0, -3]`` used to build
+    a 16→1→1→5 network without a word.
+    """
+    if int(base) < 1:
+        raise ConfigError(
+            f"layer {name} would have {base} units: every width in the model config (model.hidden, "
+            "model.filters, model.dense) must be at least 1, e.g. model.hidden=[64,32,32].")
     if multiplier is None:
         m = 1.0
     elif isinstance(multiplier, (int, float)):

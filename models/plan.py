@@ -137,10 +137,19 @@ class Plan:
         text = str(path_or_text)
         if "\n" not in text:
             path = Path(text)
+            if path.is_dir():
+                raise PlanError(f"plan file {str(path)!r} is a directory; pass the path of a plan "
+                                "YAML file (e.g. a search's winner.yaml) or a plan name such as q6.")
             if not path.is_file():
                 raise PlanError(f"plan file {str(path)!r} does not exist; pass the path of a plan "
                                 "YAML (see docs/models.md) or a plan name such as q6 or float.")
-            text = path.read_text()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise PlanError(f"plan file {str(path)!r} is not UTF-8 text ({err.reason} at byte "
+                                f"{err.start}); save it as UTF-8 (plans are YAML text).") from None
+            except OSError as err:
+                raise PlanError(f"plan file {str(path)!r} cannot be read ({err.strerror or err}).") from None
             where = str(path)
         else:
             where = "<yaml text>"

@@ -250,8 +250,15 @@ class Quantizer(nn.Module):
         return str(self)
 
 
+#: The widest quantizer hqrun builds. Why a limit: quantizers compute in float32/float64, whose
+#: exponent cannot hold 2**bits for thousands of bits (``bits=4096`` ended in an OverflowError),
+#: and no FPGA datapath of this kind is wider; 32 bits already exceeds float32's 24-bit mantissa.
+MAX_BITS = 32
+
+
 def check_int(qname: str, arg: str, value: Any, minimum: int | None = None) -> int:
-    """Validate an integer argument, naming quantizer and argument in the error."""
+    """Validate an integer argument, naming quantizer and argument in the error (a ``bits``
+    argument is also at most :data:`MAX_BITS`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
         isinstance(value, float) and not value.is_integer()
     ):
@@ -264,6 +271,12 @@ def check_int(qname: str, arg: str, value: Any, minimum: int | None = None) -> i
             f"{qname}: argument {arg}={value} must be at least {minimum}; "
             f"a quantizer needs {arg} >= {minimum}."
         )
+    if arg == "bits" and value > MAX_BITS:
+        raise QuantizerSpecError(
+            f"{qname}: argument bits={value} is more than {MAX_BITS}, the widest quantizer hqrun "
+            f"builds (its arithmetic is float32); use at most {MAX_BITS} bits, or quant=float for "
+            "an unquantized layer."
+        )
     return value
 
 
@@ -271,6 +284,11 @@ def check_bits_integer(qname: str, bits: Any, integer: Any, integer_meaning: str
     """Validate ``bits`` (>= 1) and ``integer`` (<= bits); ``integer_meaning`` ends the error."""
     bits = check_int(qname, "bits", bits, 1)
     integer = check_int(qname, "integer", integer)
+    if integer < -MAX_BITS:
+        raise QuantizerSpecError(
+            f"{qname}: argument integer={integer} puts the binary point more than {MAX_BITS} bits "
+            f"left of the word; use integer >= {-MAX_BITS}."
+        )
     if integer > bits:
         raise QuantizerSpecError(
             f"{qname}: argument integer={integer} exceeds bits={bits}; {integer_meaning}"

@@ -47,3 +47,40 @@ def test_the_node_address_switch_is_restored_for_a_cluster(monkeypatch):
     raystart._cluster_node_address_in_this_process(True)
     assert constants.ENABLE_RAY_CLUSTER is True
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+
+
+def test_a_loopback_cluster_keeps_the_local_settings_and_authenticates():
+    env = raystart.cluster_node_env({})
+    assert raystart.local_ray_env({}).items() <= env.items()  # loopback, no metrics, no probes
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert raystart.cluster_node_env({"RAY_AUTH_MODE": "disabled"})["RAY_AUTH_MODE"] == "disabled"
+    assert raystart.is_loopback_address("127.0.0.1:6379")
+    assert raystart.is_loopback_address("localhost:6379")
+    assert not raystart.is_loopback_address("10.0.0.1:6379")
+    assert not raystart.is_loopback_address("auto")
+
+
+def test_free_ports_are_distinct_and_bindable_on_loopback():
+    import socket
+
+    from hqrun.localcluster import free_port
+
+    ports = {free_port() for _ in range(5)}
+    assert len(ports) >= 4
+    with socket.socket() as sock:
+        sock.bind((raystart.LOOPBACK, ports.pop()))
+
+
+def test_joining_a_cluster_presents_the_users_token_when_there_is_one(monkeypatch, tmp_path):
+    token = tmp_path / "auth_token"
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    raystart._present_the_users_token()
+    assert "RAY_AUTH_MODE" not in os.environ            # no token: nothing to present
+    token.write_text("0" * 64)
+    raystart._present_the_users_token()
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")     # the user's choice stands
+    raystart._present_the_users_token()
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"

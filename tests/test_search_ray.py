@@ -229,6 +229,20 @@ def test_resume_after_sigkill_keeps_finished_trials(ray_session, tmp_path):
     assert len(finished(out.records)) == 5     # and the search completed its budget
 
 
+def test_trials_whose_worker_died_run_again_and_are_journaled_once(ray_session, tmp_path, capsys):
+    """A worker process that dies (as on a lost node) is not the trial's failure: with
+    search.retries=0 Ray Tune gives such a trial up at once, and the runner runs it again."""
+    crashes = tmp_path / "crashes"
+    crashes.mkdir()
+    cfg = make_cfg(max_trials=3, retries=0)
+    out = run_search(cfg, ToyBackend(crash_once_in=str(crashes)), DATA, tmp_path / "run", seed=4)
+    assert len(list(crashes.iterdir())) == 3            # every trial's first worker died
+    assert len(out.records) == 3 and all(r["status"] == "ok" for r in out.records)
+    plans = [json.dumps(r["plan"], sort_keys=True) for r in out.records]
+    assert len(set(plans)) == 3                          # each configuration journaled once
+    assert "3 trial(s) lost with their worker or node; running them again" in capsys.readouterr().out
+
+
 def test_resume_refuses_other_settings(ray_session, tmp_path):
     from hqrun.errors import SearchError
 

@@ -21,6 +21,9 @@ class CostReport:
     (:mod:`hqrun.cost.fpga`, not calibrated). Per layer, ``rtl`` holds the calibrated LUTs and
     ``fpga`` the hls4ml-style figures and EBOPs. ``policy`` is the accumulator policy of the
     energy/size types; the FPGA columns always use "exact" types.
+    ``basis`` says how the model input was typed and whether this is the model's deployed cost
+    (:func:`hqrun.cost.deployed.deployed_cost`) or QTools's convention; every number here is
+    an estimate, never a synthesis result.
     """
 
     policy: str
@@ -28,6 +31,7 @@ class CostReport:
     totals: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    basis: dict[str, Any] = field(default_factory=dict)
 
     def row(self, name: str) -> dict:
         for r in self.rows:
@@ -36,8 +40,8 @@ class CostReport:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return {"policy": self.policy, "totals": self.totals, "layers": self.rows,
-                "flags": self.flags, "settings": self.settings}
+        return {"policy": self.policy, "basis": self.basis, "totals": self.totals,
+                "layers": self.rows, "flags": self.flags, "settings": self.settings}
 
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         text = json.dumps(self.to_dict(), indent=indent, default=_default)
@@ -77,6 +81,9 @@ class CostReport:
             f"{t['hls_dsp']} | FF {t['hls_ff']} | latency {t['hls_latency_cycles']} cycles = "
             f"{t['hls_latency_ns']:.1f} ns at {t['clock_period_ns']} ns"
         )
+        from hqrun.cost.deployed import describe_basis
+
+        lines.append(f"basis: {describe_basis(self.basis)}")
         for note in self.flags:
             lines.append(f"note: {note}")
         flagged = [f"{r['name']}: {', '.join(r['flags'])}" for r in self.rows if r.get("flags")]

@@ -16,6 +16,10 @@ from typing import Any
 from hqrun.errors import SearchError
 
 
+#: A search goal's key in a cost report's totals.
+TOTALS_KEY = {"energy": "energy", "bits": "size_bits", "ebops": "ebops"}
+
+
 def resolve_run_dir(cfg: Any) -> Path:
     """search.run_dir, else Hydra's run dir, else runs/search/<timestamp>."""
     explicit = cfg.search.get("run_dir") if hasattr(cfg.search, "get") else cfg.search.run_dir
@@ -51,6 +55,7 @@ def run(cfg: Any) -> dict:
 
     from hqrun.rundir import claimed_dir
     from hqrun.search.backend import HqrunBackend
+    from hqrun.search.algorithms import get_algorithm
     from hqrun.search.runner import check_config
     from hqrun.search.space import build_space
 
@@ -58,7 +63,8 @@ def run(cfg: Any) -> dict:
     scfg = check_config(cfg.search)                  # parsed once; bad settings and spaces fail
     seed = _seed(cfg)                                # here, before any data is read or any trial
     backend = HqrunBackend(cfg.model, cfg.get("cost"))
-    build_space(scfg.space, backend.describe())
+    space = build_space(scfg.space, backend.describe())
+    get_algorithm(scfg.algorithm).check_space(scfg, space)   # e.g. block regexes, before any file
     with claimed_dir(resolve_run_dir(cfg), "search", what="the search run directory") as claimed:
         return _run(cfg, scfg, seed, backend, claimed)
 
@@ -68,11 +74,13 @@ def _run(cfg: Any, scfg: Any, seed: int, backend: Any, claimed: Any) -> dict:
     from hqrun import atomic
     from hqrun.data import load_dataset
     from hqrun.search.backend import splits_to_data
+    from hqrun.search.learning import learning_floor
     from hqrun.search.results import leaderboard, write_results
-    from hqrun.search.runner import check_resume, run_search
+    from hqrun.search.runner import check_resumable, check_resume, run_search
 
     run_dir = claimed.path
-    check_resume(run_dir, scfg)   # another search's directory, or a damaged search.json: now
+    if check_resume(run_dir, scfg):   # another search's directory, a damaged search.json: now
+        check_resumable(run_dir)        # and a damaged journal or reference, before any write
     # The split is the run's `seed`'s, as in `hqrun train`: search.seed only seeds the search
     # (sampling, trials), so a study's searches and its trained models see the same test jets.
     splits = load_dataset(cfg.data, int(cfg.get("seed", 0)))
@@ -84,13 +92,22 @@ def _run(cfg: Any, scfg: Any, seed: int, backend: Any, claimed: Any) -> dict:
           f"objective {scfg.objective}, {scfg.max_trials} trials x {scfg.epochs} epochs")
     outcome = run_search(scfg, backend, data, run_dir, seed)
     goal = str(scfg.goal.type)
-    written = write_results(outcome, goal, str(scfg.objective))
-    print(leaderboard(outcome.records, goal=goal))
+    floor = learning_floor(data.val.y.numpy())   # trials at chance never become front points
+    written = write_results(outcome, goal, str(scfg.objective), floor=floor,
+                            stress=float(scfg.goal.stress), cap=scfg.goal.max_cost,
+                            epochs=int(scfg.epochs))
+    print(leaderboard(outcome.records, goal=goal, floor=floor))
     if "winner" not in written:
         raise SearchError(f"no trial finished successfully; the errors are in {run_dir}/trials.csv "
                           "(column error). Fix the cause and rerun the same command to resume.")
+    if not floor.learned(written["winner"].get("accuracy")):
+        print(f"[search] warning: no trial learned anything ({floor.describe()}); the winner is "
+              "a guesser. More epochs (search.epochs), another space or a higher learning rate "
+              "may help.")
     summary: dict = {"run_dir": str(run_dir), "winner_plan": str(run_dir / "winner.yaml"),
-                     "trials": len(outcome.records)}
+                     "trials": len(outcome.records), "seed": seed, "goal": goal,
+                     "epochs_per_trial": int(scfg.epochs), "learning_floor": floor.to_dict(),
+                     "cost_basis": _cost_basis(cfg)}
     retrain = str(scfg.retrain)
     if retrain != "none":
         targets = [("winner", written["winner"])]
@@ -102,14 +119,32 @@ def _run(cfg: Any, scfg: Any, seed: int, backend: Any, claimed: Any) -> dict:
                                                       run_dir / name, seed)
         w = summary["retrained"]["winner"]
         print(f"[search] winner retrained {scfg.final_epochs} epochs: test accuracy "
-              f"{w['test_accuracy']:.4f}, {goal} {w['cost'][goal]:.6g} "
+              f"{w['test_accuracy']:.4f}, {goal} {w['cost'][TOTALS_KEY.get(goal, goal)]:.6g} as "
+              "deployed "
               f"(float reference: val accuracy {outcome.reference.accuracy:.4f}, "
-              f"{goal} {outcome.reference.cost.get(goal, float('nan')):.6g})")
+              f"{goal} {outcome.reference.cost.get(goal, float('nan')):.6g} as the search prices "
+              "it)")
     # search_summary.json last: its presence marks a finished search (hqrun.rundir, the study)
     atomic.write_json(run_dir / "search_summary.json", summary, default=str)
-    print(f"[search] wrote {run_dir}/winner.yaml, trials.csv, pareto.png; next: "
-          f"`hqrun train plan={run_dir}/winner.yaml` or `hqrun firmware run={run_dir}/winner`")
+    print(f"[search] wrote {run_dir}/winner.yaml, trials.csv, pareto.png")
+    from hqrun.hints import firmware_hint, next_line, train_plan_hint
+
+    hint = next_line([train_plan_hint(run_dir / "winner.yaml"), firmware_hint(run_dir / "winner")],
+                     "[search] ")
+    if hint:
+        print(hint)
     return summary
+
+
+def _cost_basis(cfg: Any) -> str:
+    """How the search priced its trials (QTools's convention, unless cost.source_quantizers)."""
+    from hqrun.cost.api import DEFAULT_SOURCE
+
+    cost = cfg.get("cost") if hasattr(cfg, "get") else None
+    source = (cost.get("source_quantizers") if cost is not None else None) or DEFAULT_SOURCE
+    return (f"estimated by hqrun.cost with QTools's convention: model input {source} unless the "
+            "plan has an input quantizer (what the search optimises; trained models are priced "
+            "as deployed in their cost.json)")
 
 
 def retrain_plan(cfg: Any, splits: Any, backend: Any, outcome: Any, rec: dict, out_dir: Path,
@@ -138,16 +173,20 @@ def retrain_plan(cfg: Any, splits: Any, backend: Any, outcome: Any, rec: dict, o
         ref = backend.build({"name": "float"}, {})
         ref.load_state_dict(outcome.reference.state)
         initial = ref
-    result = fit_and_evaluate(splits, trainer, model_cfg=model_cfg, plan=rec["plan"], seed=seed,
+    plan = {**rec["plan"], "name": out_dir.name}     # "winner", "point_03": the bar says which
+    result = fit_and_evaluate(splits, trainer, model_cfg=model_cfg, plan=plan, seed=seed,
                               run_dir=out_dir, initial_state=initial,
                               threads=int(cfg.get("threads", 1) or 1))
     splits.scaler.save(out_dir / "scaler.json")
-    cost = backend.cost(result.model)
+    from hqrun.cost.deployed import deployed_cost
+
+    cost = deployed_cost(result.model, cfg.get("cost"), cfg.get("firmware"))
+    cost.to_json(out_dir / "cost.json")   # a trained model: its deployed cost, as hqrun train
     metrics = {
         "trial_id": rec["trial_id"], "plan": rec["plan"], "widths": widths,
         "test_accuracy": result.metrics["test"]["accuracy"],
         "val_accuracy": result.metrics["val"]["accuracy"],
-        "cost": cost.totals, "checkpoint": result.checkpoint,
+        "cost": cost.totals, "cost_basis": cost.basis, "checkpoint": result.checkpoint,
         "search_accuracy": rec.get("accuracy"), "search_score": rec.get("score"),
         "metrics": result.metrics,
     }

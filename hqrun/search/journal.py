@@ -42,8 +42,16 @@ class Journal:
     def _read(self) -> Iterator[dict]:
         if not self.path.exists():
             return
-        with open(self.path, "rb") as fh:
-            lines = fh.read().split(b"\n")
+        try:
+            with open(self.path, "rb") as fh:
+                lines = fh.read().split(b"\n")
+        except OSError as err:      # a directory in its place, no permission, an I/O error
+            from hqrun.errors import SearchError
+
+            raise SearchError(
+                f"the search journal {self.path} cannot be read ({err.strerror or err}); it must "
+                "be the trials.jsonl file a search wrote. Restore it, or start the search in a new "
+                "directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).") from None
         last = len(lines) - (1 if lines and lines[-1] == b"" else 0)
         for number, raw in enumerate(lines[:last], start=1):
             if not raw.strip():

@@ -20,8 +20,8 @@ from hqrun.errors import SearchError
 #: build's LUTs, hqrun.cost's estimate calibrated against Yosys (hqrun.cost.lut_model).
 GOAL_KEYS = {"bits": "bits", "energy": "energy", "ebops": "ebops", "lut": "lut"}
 
-#: goal -> axis label of its cost (plots, leaderboards)
-GOAL_UNITS = {"energy": "energy (pJ, QTools)", "bits": "size (bits)", "ebops": "EBOPs",
+#: Axis and column wording of each goal's cost as the search prices it (QTools's convention)
+GOAL_UNITS = {"energy": "energy (pJ, QTools)", "bits": "size (bits, AutoQKeras)", "ebops": "EBOPs",
               "lut": "LUTs (RTL build, calibrated estimate)"}
 
 

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,9 +28,11 @@ import torch
 from hqrun import atomic
 from hqrun.errors import SearchError, StorageError
 from hqrun.search.algorithms import SearchAlgorithm, get_algorithm
+from hqrun.search.budget_checks import check_budgets
 from hqrun.search.config import OBJECTIVES, SearchConfig, parse_search_config
 from hqrun.search.journal import Journal
 from hqrun.search.objectives import cost_of, forgiving_from_config, score_rule
+from hqrun.search.progress import TrialProgress
 from hqrun.search.space import SearchSpace, build_space
 from hqrun.search.trial import (Backend, TrialData, TrialSettings, float_plan,
                                 run_trial, train_model)
@@ -79,6 +82,7 @@ def check_config(cfg: Any) -> SearchConfig:
     if cfg.retrain not in ("winner", "front", "none"):
         raise SearchError(f"search.retrain={cfg.retrain!r}; use winner, front or none.")
     forgiving_from_config(cfg.goal)
+    check_budgets(cfg)
     cap = cfg.goal.max_cost
     if cfg.objective == "accuracy" and cap is None:
         raise SearchError("search.objective=accuracy ranks trials by accuracy alone, so it needs "
@@ -130,7 +134,7 @@ def check_resume(run_dir: Path, cfg: Any) -> bool:
         old = err
     if not isinstance(old, dict) or not isinstance(old.get("fingerprint"), str):
         why = (f"{type(old).__name__}: {old}" if isinstance(old, Exception)
-               else f"valid JSON but not a record with a fingerprint")
+               else "valid JSON but not a record with a fingerprint")
         raise SearchError(
             f"{header} is unreadable ({why}); it records which search this directory holds, so "
             "the search cannot be resumed safely. Restore search.json from a backup, or start "
@@ -141,6 +145,22 @@ def check_resume(run_dir: Path, cfg: Any) -> bool:
             "with other search settings). Resume it with the same search options, or pass a "
             "new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
     return True
+
+
+def check_resumable(run_dir: Path) -> None:
+    """The journal and the cached float reference of a search being resumed can be read.
+
+    Called before a resumed search writes anything, so a damaged record stops it with the
+    earlier run's files as they were (unreadable journal *lines* are only warned about, later).
+    """
+    journal = Path(run_dir) / "trials.jsonl"
+    if journal.exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Journal(journal).records()
+    pt, js = Path(run_dir) / "reference.pt", Path(run_dir) / "reference.json"
+    if pt.exists() and js.exists():
+        _load_reference(pt, js)
 
 
 def _check_run_dir(run_dir: Path, cfg: SearchConfig) -> None:
@@ -281,9 +301,35 @@ class _StorageAbort:
         return StopOnStorageError()
 
 
+class LostTrials:
+    """Trials whose worker process or node went away (``ray stop`` on a node, a killed raylet,
+    a machine that left the cluster): not the trial's fault, so they are run again instead of
+    being journaled as failed. Only process-level failures reach Tune's ``on_trial_error``
+    (:func:`_trainable` reports a trial's own exceptions as a result), and of those the ones
+    whose error names a dead or unreachable actor, worker or node count as lost."""
+
+    MARKERS = ("ActorDiedError", "RayActorError", "WorkerCrashedError", "NodeDiedError",
+               "ActorUnavailableError", "OwnerDiedError", "actor died", "node has died",
+               "node died", "died unexpectedly", "worker died", "node was terminated",
+               # a node killed mid-call: "The actor ... is unavailable: ... RpcError ...
+               # Connection reset by peer"
+               "is unavailable", "temporarily unavailable", "RpcError")
+
+    def __init__(self) -> None:
+        self.configs: list[dict] = []
+
+    @classmethod
+    def is_lost(cls, error_text: str) -> bool:
+        return any(marker in error_text for marker in cls.MARKERS)
+
+
+#: How many extra Tune rounds re-run lost trials before they are journaled as failed.
+LOST_TRIAL_ROUNDS = 3
+
+
 def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, epochs: int,
                       session: str, progress: Callable[[dict], None],
-                      abort: _StorageAbort | None = None):
+                      abort: _StorageAbort | None = None, lost: LostTrials | None = None):
     from ray.tune import Callback
 
     class JournalCallback(Callback):
@@ -320,14 +366,34 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
             self._record(trial, "ok")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            err = "trial raised (see Ray's error file)"
+            err, text = "trial raised (see Ray's error file)", ""
             try:
-                err = _error_line(str(trial.get_error())) or err
+                text = _trial_error_text(trial)
+                err = _error_line(text) or _first_line(text) or err
             except Exception:  # noqa: BLE001
                 pass
+            if lost is not None and LostTrials.is_lost(text):
+                lost.configs.append({k: trial.config[k] for k in space.keys if k in trial.config})
+                return        # not journaled: the runner runs it again
             self._record(trial, "failed", err)
 
     return JournalCallback()
+
+
+def _trial_error_text(trial: Any) -> str:
+    """What Tune wrote about a trial's failure: its local error file (written when the error
+    is handled, before Tune copies it to the run dir's storage), else the stored copy."""
+    local = trial.error_file
+    if local and Path(local).is_file():
+        return Path(local).read_text(encoding="utf-8", errors="replace")
+    error = trial.get_error()
+    return "" if error is None else str(error)
+
+
+def _first_line(text: str) -> str | None:
+    """The first line of Tune's error file after its "Failure # n" header."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Failure #")]
+    return lines[0][:500] if lines else None
 
 
 def _num(v: Any) -> float | None:
@@ -346,8 +412,9 @@ def _error_line(text: str) -> str | None:
 def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: Path, block: int | None,
                num_samples: int, searcher: str, previous: list[dict], scheduler: str | None,
                progress: Callable[[dict], None], seed: int,
-               points: list[dict] | None = None) -> None:
-    """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first)."""
+               points: list[dict] | None = None, lost_rounds: int = LOST_TRIAL_ROUNDS) -> None:
+    """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first); trials
+    lost with their worker or node run again in up to ``lost_rounds`` further runs."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # hqrun prints its own progress line
     from ray import tune
     from ray.tune import FailureConfig, RunConfig, TuneConfig
@@ -389,9 +456,13 @@ def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: 
     session = f"{part}" if block is None else f"b{block}-{part}"
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     abort = _StorageAbort()
+    lost = LostTrials() if lost_rounds > 0 else None   # the last round journals them as failed
     quiet = _StorageErrorFilter()
     for name in _RAY_STORAGE_LOGGERS:
         logging.getLogger(name).addFilter(quiet)
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if lost is not None:
+        controller.addFilter(_LOST_WORKER_FILTER)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -402,7 +473,7 @@ def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: 
             name=part, storage_path=str(storage.resolve()), verbose=0,
             failure_config=FailureConfig(max_failures=int(cfg.retries)),
             callbacks=[_journal_callback(journal, space, block, int(cfg.epochs),
-                                         session, progress, abort)],
+                                         session, progress, abort, lost)],
             stop=abort.stopper(),
         ),
     )
@@ -411,8 +482,14 @@ def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: 
     finally:
         for name in _RAY_STORAGE_LOGGERS:
             logging.getLogger(name).removeFilter(quiet)
+        controller.removeFilter(_LOST_WORKER_FILTER)
     if abort.error is not None:
         raise abort.error
+    if lost is not None and lost.configs:
+        print(f"[search] {len(lost.configs)} trial(s) lost with their worker or node; running "
+              "them again", flush=True)
+        _run_tuner(ctx, cfg, journal, run_dir, block, len(lost.configs), "random", previous,
+                   scheduler, progress, seed, list(lost.configs), lost_rounds - 1)
 
 
 #: Ray Tune loggers that print a traceback when Ray's own storage (run_dir/ray) is full.
@@ -433,41 +510,20 @@ class _StorageErrorFilter(logging.Filter):
                     and (isinstance(exc, StorageError) or atomic.is_storage_error(exc)))
 
 
+class _LostWorkerFilter(logging.Filter):
+    """Drops Ray Tune's traceback for a trial whose worker or node died: the runner runs that
+    trial again and says so in one line (the last round, which journals it as failed, keeps
+    Tune's report)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and LostTrials.is_lost(f"{type(exc).__name__}: {exc}"))
+
+
+_LOST_WORKER_FILTER = _LostWorkerFilter()
+
+
 # --------------------------------------------------------------------------- the search
-
-
-class Progress:
-    """A one-line progress report per finished trial (overwritten in a terminal)."""
-
-    def __init__(self, total: int, enabled: bool = True, done: list[dict] | None = None) -> None:
-        self.total, self.enabled, self.done, self.best = total, enabled, 0, None
-        self.tty = sys.stdout.isatty()
-        for rec in done or []:           # a resumed search starts from the journal
-            self.done += 1
-            self._track(rec)
-
-    def _track(self, rec: dict) -> None:
-        if rec.get("status") in ("ok", "stopped") and rec.get("score") is not None:
-            if self.best is None or rec["score"] > self.best["score"]:
-                self.best = rec
-
-    def __call__(self, rec: dict) -> None:
-        self.done += 1
-        self._track(rec)
-        if not self.enabled:
-            return
-        b = self.best
-        best = (f"best score {b['score']:.4f} (acc {b['accuracy']:.4f}, cost {b['cost']:.4g})"
-                if b else "no successful trial yet")
-        last = (f"{rec['status']} acc={rec['accuracy']:.4f} cost={rec['cost']:.4g}"
-                if rec.get("accuracy") is not None else rec["status"])
-        line = f"[search] trial {self.done}/{self.total}: {last} | {best}"
-        print(("\r" + line.ljust(110)) if self.tty else line, end="" if self.tty else "\n",
-              flush=True)
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            print()
 
 
 @dataclass
@@ -492,8 +548,9 @@ class SearchRun:
         trials = self.journal.trials() if block is None else self.journal.trials(block)
         return [r for r in trials if r["status"] in FINISHED]
 
-    def progress(self, total: int, done: list[dict]) -> "Progress":
-        return Progress(total, bool(self.cfg.progress), done)
+    def progress(self, total: int, done: list[dict]) -> TrialProgress:
+        """A bar on a terminal, a few lines in a log (hqrun/search/progress.py)."""
+        return TrialProgress(total, bool(self.cfg.progress), done)
 
     def capped_points(self, n: int, seed: int, tried: list[dict]) -> list[dict]:
         """``n`` untried configurations within ``search.goal.max_cost``."""

@@ -266,6 +266,11 @@ def _check_menu(menu: Any, check_spec: SpecChecker) -> dict[str, dict[str, int]]
     if not isinstance(menu, Mapping):
         raise SearchError("search.space.menu must map a kind (kernel, bias, activation, linear) "
                           "to {spec: bit cost}, or be null for AutoQKeras's default menu.")
+    if not menu:    # {} used to mean AutoQKeras's whole menu without a word
+        raise SearchError("search.space.menu is empty ({}), which leaves nothing to search. Give "
+                          "candidates per kind (e.g. menu: {kernel: {\"quantized_bits(4,0,1)\": 4}}; "
+                          "kinds left out use AutoQKeras's menu), or set menu: null to search "
+                          "AutoQKeras's whole default menu on purpose.")
     out: dict[str, dict[str, int]] = {}
     for kind, entries in menu.items():
         if kind not in KINDS:

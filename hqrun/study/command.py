@@ -20,7 +20,8 @@ from hqrun import atomic
 from hqrun.errors import HqrunError
 from hqrun.safenames import check_name
 from hqrun.study.steps import (GOAL_LABELS, baseline_label, fills_to_cap, firmware_step, ptq_step,
-                               restart_seeds, search_jobs, search_step, select_step, train_step)
+                               restart_seeds, search_jobs, search_seed, search_step, select_step,
+                               train_step)
 
 
 def study_dir(cfg: DictConfig) -> Path:
@@ -61,20 +62,23 @@ def run(cfg: DictConfig) -> dict:
         label = GOAL_LABELS.get(str(goal), f"Q{str(goal)[0].upper()}")
         searches[str(goal)] = root / f"search_{goal}"
         cap = (scfg.get("max_cost") or {}).get(str(goal))
-        print(f"[study] {label}: AutoQ search for {goal}"
-              + (f" under {cap:g}" if cap is not None else ""))
+        print(f"[study] {label}: AutoQ search for {goal} (search seed "
+              f"{search_seed(cfg, str(goal))})" + (f" under {cap:g}" if cap is not None else ""))
         winner = search_step(cfg, searches[str(goal)], str(goal), cap)
         k = int(scfg.get("candidates", 1))
         filled = fills_to_cap(cfg, cap)
         if k > 1 or restarts > 1 or filled:
-            print(f"[study] {label}: retraining the {k} best trial(s) {restarts} time(s) each"
-                  + (", parameters filled to the cap" if filled else "")
-                  + ", keeping the best on validation")
+            what = "the winner" if k == 1 else f"the {k} best trials"
+            times = f", {restarts} trainings each, the best on validation kept" if restarts > 1 \
+                else (", the best on validation kept" if k > 1 else "")
+            print(f"[study] {label}: retraining {what}"
+                  + (" with kernels and biases raised to the cap" if filled else "") + times)
             select_step(cfg, root / label,
-                        search_jobs(cfg, searches[str(goal)], k, restarts, str(goal), cap), init)
+                        search_jobs(cfg, searches[str(goal)], k, restarts, str(goal), cap, label),
+                        init)
         else:
             print(f"[study] {label}: retraining the winner {winner}")
-            train_step(cfg, root / label, load_plan(str(winner)).to_dict(), init)
+            train_step(cfg, root / label, {**load_plan(str(winner)).to_dict(), "name": label}, init)
         models.append((label, root / label))
 
     if scfg.firmware:
@@ -82,7 +86,7 @@ def run(cfg: DictConfig) -> dict:
             target = directory
             if label == "BF":  # a float model reaches firmware through post-training quantization
                 plan = OmegaConf.to_container(scfg.float_firmware_plan, resolve=True)
-                target = ptq_step(directory, root / "BF_ptq", plan)
+                target = ptq_step(cfg, directory, root / "BF_ptq", plan)
             print(f"[study] {label}: firmware and bit-exact check ({target.name})")
             try:
                 firmware_step(cfg, target)

@@ -9,7 +9,6 @@ logs. Later commands (``hqrun cost run=…``, ``hqrun firmware run=…``) read i
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ def resolve_plan(cfg: Any):
 
     plan_path = cfg.get("plan") if hasattr(cfg, "get") else None
     if plan_path:
+        if Path(str(plan_path)).expanduser().is_dir():
+            return load_plan(str(Path(str(plan_path)).expanduser()))   # says it is a directory
         if not Path(str(plan_path)).expanduser().is_file():
             raise ConfigError(
                 f"plan={plan_path!r}: no such plan file. Pass the path of a plan YAML (e.g. the "
@@ -131,7 +132,8 @@ def run(cfg: Any) -> dict:
         for line in changed:
             print(f"hqrun train: {line} (from the data)")
         summary = splits.summary()
-        print(f"hqrun train: data {cfg.data.get('name', '?')} ({summary['n_train']} train / {summary['n_val']} "
+        data_name = cfg.data.get("path") or cfg.data.get("name", "?")   # the file when one is given
+        print(f"hqrun train: data {data_name} ({summary['n_train']} train / {summary['n_val']} "
               f"val / {summary['n_test']} test), model {model_cfg.get('name')}, plan {plan.name}, run dir {run_dir}")
 
         claimed.create()
@@ -152,18 +154,40 @@ def run(cfg: Any) -> dict:
         metrics = {"model": model_cfg.get("name"), "plan": plan.name, "data": summary,
                    **result.metrics, "history": result.history,
                    "checkpoint": Path(result.checkpoint).name if result.checkpoint else None}
-        if cfg.get("cost") is not None:  # the trained model's price, for sweeps and the study
-            from hqrun.cost.command import price
+        if cfg.get("cost") is not None:  # the trained model's deployed cost (one cost per model)
+            from hqrun.cost.deployed import deployed_cost
 
-            price(result.model, cfg.cost).to_json(run_dir / "cost.json")
+            deployed_cost(result.model, cfg.cost, cfg.get("firmware")).to_json(run_dir / "cost.json")
         # metrics.json last: its presence marks a finished training (hqrun.rundir, the study)
         atomic.write_json(run_dir / "metrics.json", _json_safe(metrics), indent=1)
         test = result.metrics["test"]
         aucs = ", ".join(f"{k} {v:.3f}" for k, v in test["roc_auc"].items())
-        print(f"hqrun train: best epoch {result.metrics['best_epoch']} of {result.metrics['epochs_run']}; "
-              f"test accuracy {test['accuracy']:.4f}; ROC AUC {aucs}")
+        print(f"hqrun train: best epoch {result.metrics['best_epoch'] + 1} of "
+              f"{result.metrics['epochs_run']}; test accuracy {test['accuracy']:.4f}; ROC AUC {aucs}")
+        if result.metrics.get("still_improving"):
+            print(f"hqrun train: the last epoch was the best: still improving when "
+                  f"trainer.max_epochs={result.metrics['max_epochs']} ended it; more epochs may help")
         print(f"hqrun train: wrote {run_dir}")
+        if not cfg.get("out_dir"):   # a study prints its own next steps
+            _print_next(run_dir, result.model, plan.name)
         return metrics
+
+
+def _print_next(run_dir: Path, model: Any, plan_name: str) -> None:
+    """The next commands that work on this run: firmware only for a model the firmware accepts
+    (a float model gets quantization-aware training from its weights instead)."""
+    from hqrun.firmware.convert import precheck
+    from hqrun.hints import Hint, cost_hint, firmware_hint, hint_word, next_line, trained_run
+
+    hints = [cost_hint(run_dir)]
+    if not precheck(model):
+        hints.insert(0, firmware_hint(run_dir))
+    elif plan_name == "float":
+        model_file = trained_run(run_dir) or run_dir / "model.pt"
+        hints.insert(0, Hint(f"hqrun train quant=q6 checkpoint={hint_word(run_dir)}", (model_file,)))
+    line = next_line(hints, "hqrun train: ")
+    if line:
+        print(line)
 
 
 def _json_safe(obj: Any) -> Any:

@@ -85,7 +85,7 @@ class Hls4mlBackend:
             f"{report['strategy']}, {report['io_type']}, hls4ml {report['hls4ml_version']})",
         ]
         syn = report["synthesis"]
-        lines += ["", "## Synthesis (vendor HLS)", ""]
+        lines += ["", "## Synthesis (vendor HLS; measured)", ""]
         if syn["status"] == "done":
             lines += [f"- {k}: {v}" for k, v in syn["report"]["summary"].items()]
         else:

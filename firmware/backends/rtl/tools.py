@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hqrun.errors import FirmwareError, ToolMissingError
+from hqrun.errors import ToolMissingError
 
 __all__ = ["RtlToolMissing", "Tool", "find_iverilog", "find_verilator", "find_yosys", "run_tool", "which"]
 
