@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
@@ -78,7 +78,15 @@ class FirmwareInfo:
     synthesis_status: str = ""
     synthesis_command: str = ""
     measured: dict = field(default_factory=dict)    # lut, ff, dsp, latency_cycles, tool
+    synthesis_seconds: Optional[float] = None       # the synthesis's own run time
+    simulator: str = ""                             # what verified it (RTL: iverilog/verilator)
     estimate: dict = field(default_factory=dict)    # the report's estimated totals
+
+    def verdict(self) -> str:
+        """One table cell: bit-exact, NOT bit-exact, refused (first sentence) or not built."""
+        if not self.built:
+            return f"refused: {self.error.split('. ')[0]}" if self.error else "not built"
+        return "bit-exact" if self.bit_exact else "**NOT bit-exact**"
 
     @classmethod
     def read(cls, fw_dir: Path, error_file: Path) -> "FirmwareInfo":
@@ -104,6 +112,8 @@ class FirmwareInfo:
             synthesis_status=str(syn.get("status", "")),
             synthesis_command=str(syn.get("command", "")),
             measured=measured_resources(syn),
+            synthesis_seconds=number(syn.get("seconds")) if syn.get("status") == "done" else None,
+            simulator=str(report.get("simulator") or ver.get("simulator") or ""),
             estimate=dict(((report.get("estimate") or {}).get("totals")) or {}))
 
 
@@ -148,6 +158,9 @@ class ModelResult:
     training: dict           # best epoch (1-based), epochs run, max epochs, still improving
     plan: dict
     float_accuracy: Optional[float] = None   # BF: the float model itself
+    #: Firmware of further backends (``study.backends`` after the first), by backend name,
+    #: read from ``firmware_<backend>/``: e.g. the RTL build with its Yosys counts.
+    builds: dict = field(default_factory=dict)
 
     @property
     def sigma(self) -> Optional[float]:
@@ -156,12 +169,23 @@ class ModelResult:
     def goal_cost(self, goal: str) -> Optional[float]:
         return number(self.cost.get(GOAL_KEYS.get(goal, goal)))
 
+    def synthesised_build(self) -> Optional["FirmwareInfo"]:
+        """The first build (main build first, then ``builds``) with synthesis counts."""
+        return next((fw for fw in (self.firmware, *self.builds.values()) if fw.measured), None)
+
+    def synthesis_counts(self) -> dict:
+        """LUT/FF/DSP/latency and tool of :meth:`synthesised_build` (empty when none)."""
+        fw = self.synthesised_build()
+        return dict(fw.measured) if fw is not None else {}
+
     def values(self) -> dict[str, Any]:
         """The numbers table columns look up by key (measured ones as ``measured_<key>``)."""
         out: dict[str, Any] = {"model": self.label, "test_accuracy": self.test_accuracy,
                                "test_sigma": self.sigma, **self.cost}
-        out.update({f"measured_{k}": v for k, v in self.firmware.measured.items()
-                    if k != "tool"})
+        out.update({f"measured_{k}": v for k, v in self.synthesis_counts().items() if k != "tool"})
+        for name, fw in self.builds.items():
+            out[f"{name}_firmware"] = fw.verdict()
+            out[f"{name}_synthesis_s"] = fw.synthesis_seconds
         out.update({f"auc_{k}": v for k, v in self.auc.items()})
         return out
 
@@ -177,9 +201,11 @@ def _training(metrics: dict) -> dict:
     return out
 
 
-def read_model(label: str, directory: Path, goal: Optional[str] = None) -> ModelResult:
+def read_model(label: str, directory: Path, goal: Optional[str] = None,
+               extra_backends: Sequence[str] = ()) -> ModelResult:
     """One model's record. BF (a float model) is described by what its firmware is built from:
-    its weights post-training-quantized (``<dir>_ptq``), with the float model's accuracy noted."""
+    its weights post-training-quantized (``<dir>_ptq``), with the float model's accuracy noted.
+    ``extra_backends``: the firmware of further backends, in ``firmware_<backend>/``."""
     ptq = directory.parent / f"{directory.name}_ptq"
     source = ptq if (ptq / "metrics.json").exists() else directory
     metrics = load_json(source / "metrics.json")
@@ -201,13 +227,17 @@ def read_model(label: str, directory: Path, goal: Optional[str] = None) -> Model
                        f"{activation}; this row is that model's" if float_acc is not None else
                        f"the float model, post-training quantized to {kernel}")
     fw = FirmwareInfo.read(source / "firmware", directory / "firmware_error.json")
+    builds = {backend: FirmwareInfo.read(source / f"firmware_{backend}",
+                                         directory / f"firmware_{backend}_error.json")
+              for backend in extra_backends}
     return ModelResult(
         label=label, directory=source, description=description, goal=goal,
         test_accuracy=number(test.get("accuracy")), n_test=test.get("n"),
         val_accuracy=number((metrics.get("val") or {}).get("accuracy")),
         auc=dict(test.get("roc_auc") or {}), cost=dict(cost_file.get("totals") or {}),
         cost_basis=dict(cost_file.get("basis") or {}), firmware=fw,
-        training=training, plan=plan, float_accuracy=float_acc)
+        training=training, plan=plan, float_accuracy=float_acc,
+        builds={k: v for k, v in builds.items() if v.built or v.error})
 
 
 def _hls_name(spec: Any) -> str:

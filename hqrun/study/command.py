@@ -81,23 +81,31 @@ def run(cfg: DictConfig) -> dict:
             train_step(cfg, root / label, {**load_plan(str(winner)).to_dict(), "name": label}, init)
         models.append((label, root / label))
 
+    backends = study_backends(cfg)
+    extra = scfg.get("extra_backend_models")
+    extra_models = None if extra is None else {str(m) for m in extra}
     if scfg.firmware:
         for label, directory in models:
             target = directory
             if label == "BF":  # a float model reaches firmware through post-training quantization
                 plan = OmegaConf.to_container(scfg.float_firmware_plan, resolve=True)
                 target = ptq_step(cfg, directory, root / "BF_ptq", plan)
-            print(f"[study] {label}: firmware and bit-exact check ({target.name})")
-            try:
-                firmware_step(cfg, target)
-                (directory / "firmware_error.json").unlink(missing_ok=True)
-            except HqrunError as err:  # recorded in the report; the other models go on
-                print(f"[study] {label}: firmware refused or failed: {err}")
-                atomic.write_json(directory / "firmware_error.json", {"error": str(err)})
+            for i, backend in enumerate(backends):
+                if i and extra_models is not None and label not in extra_models:
+                    continue
+                folder = "firmware" if i == 0 else f"firmware_{backend}"
+                print(f"[study] {label}: {backend} firmware and bit-exact check ({target.name})")
+                try:
+                    firmware_step(cfg, target, backend, folder)
+                    (directory / f"{folder}_error.json").unlink(missing_ok=True)
+                except HqrunError as err:  # recorded in the report; the other models go on
+                    print(f"[study] {label}: {backend} firmware refused or failed: {err}")
+                    atomic.write_json(directory / f"{folder}_error.json", {"error": str(err)})
 
     class_names = _class_names(models)
     command = "hqrun " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report = write_report(root, models, searches, class_names, int(scfg.pareto_points), command)
+    report = write_report(root, models, searches, class_names, int(scfg.pareto_points), command,
+                          extra_backends=backends[1:])
     print(f"[study] report: {report}")
     return json.loads((root / "report.json").read_text())
 
@@ -115,6 +123,7 @@ def _check_study(cfg: DictConfig) -> None:
         raise HqrunError(f"search.objective=accuracy needs a cost cap for every searched goal, "
                          f"and {', '.join(uncapped)} has none: set study.max_cost."
                          f"{uncapped[0]}=<cap>, or use search.objective=forgiving.")
+    _check_backends(cfg)
     k = scfg.get("candidates", 1)
     if not isinstance(k, int) or k < 1:
         raise HqrunError(f"study.candidates={k!r} must be an integer >= 1 (the number of top "
@@ -127,6 +136,27 @@ def _check_study(cfg: DictConfig) -> None:
         if cap is not None and not (isinstance(cap, (int, float)) and cap > 0):
             raise HqrunError(f"study.max_cost.{goal}={cap!r} must be a positive number in the "
                              "goal's unit (pJ for energy, bits for bits) or null.")
+
+
+def study_backends(cfg: DictConfig) -> list[str]:
+    """The firmware backends every model is built with (``study.backends``, else
+    ``firmware.backend``), first the report's main build."""
+    given = cfg.study.get("backends")
+    if given is None:
+        return [str((cfg.get("firmware") or {}).get("backend") or "hls4ml")]
+    return [str(b) for b in given]
+
+
+def _check_backends(cfg: DictConfig) -> None:
+    from hqrun.firmware.backends import backend_names
+
+    backends = study_backends(cfg)
+    known = backend_names()
+    bad = [b for b in backends if b not in known]
+    if not backends or bad or len(set(backends)) != len(backends):
+        raise HqrunError(f"study.backends={backends!r} must list distinct firmware backends, "
+                         f"each one of {', '.join(known)} (e.g. study.backends=[hls4ml,rtl]); "
+                         + (f"{', '.join(bad)} is not one." if bad else "fix the list."))
 
 
 def _class_names(models: list[tuple[str, Path]]) -> list[str]:

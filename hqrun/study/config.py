@@ -16,6 +16,15 @@ class StudyConfig:
     init_from_float: bool = True
     #: Build and verify firmware for every model.
     firmware: bool = True
+    #: Firmware backends built for every model, in order: the first writes ``<model>/firmware``
+    #: (the report's main build), each further one ``<model>/firmware_<backend>``. ``rtl``
+    #: (Verilog through alkaid, RTL simulation, Yosys synthesis) adds the measured LUT/FF.
+    #: null = ``[firmware.backend]``.
+    backends: Optional[List[str]] = None
+    #: Models (labels: BF, Q6, QE, ...) the backends after the first build; null = every model.
+    #: Why: Yosys takes minutes per jet model, and BF's 16-bit post-training-quantized build is
+    #: no design anyone deploys in LUTs.
+    extra_backend_models: Optional[List[str]] = None
     #: Plan under which the float baseline's weights go to firmware (post-training quantization;
     #: the paper's BF ran at hls4ml's default ap_fixed<16,6>).
     float_firmware_plan: Dict[str, Any] = field(default_factory=lambda: {

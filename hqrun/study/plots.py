@@ -133,6 +133,8 @@ def accuracy_cost_figure(series: Sequence[Series], goals: Sequence[str],
                     ax.set_xscale("log")
                 ax.set_xlim(*_limits(xs, log, 0.12))
                 ax.set_ylim(*_limits(ys, False, 0.25))
+            elif panel is None:     # a column one row has nothing for (measured LUTs: no trials)
+                ax.axis("off")
             else:
                 ax.text(0.5, 0.5, "nothing to show", transform=ax.transAxes, ha="center")
             ax.grid(alpha=0.3, which="both")

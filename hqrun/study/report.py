@@ -22,6 +22,7 @@ from hqrun.study.collect import (GOAL_KEYS, GOAL_UNITS, GOAL_WORDS, ModelResult,
                                  front, load_json, read_model, read_search, repricer,
                                  spread_points)
 from hqrun.study.deploy import Recommendation, deploy_markdown, recommend
+from hqrun.study.luts import LUT_GOAL, build_columns, lut_panel, lut_section, lut_summary
 from hqrun.study.plots import Panel, Point, Series, accuracy_cost_figure, write_figure
 from hqrun.study.tables import (MEASURED_COLUMNS, MODEL_COLUMNS, Column, auc_columns, fmt,
                                 render_table)
@@ -31,10 +32,7 @@ __all__ = ["write_report", "build_series", "model_rows"]
 
 # ----------------------------------------------------------------------------- rows
 def _firmware_cell(m: ModelResult) -> str:
-    fw = m.firmware
-    if not fw.built:
-        return f"refused: {fw.error.split('. ')[0]}" if fw.error else "not built"
-    return "bit-exact" if fw.bit_exact else "**NOT bit-exact**"
+    return m.firmware.verdict()
 
 
 def _epoch_cell(m: ModelResult) -> str:
@@ -60,10 +58,16 @@ _TAIL_COLUMNS = (Column("best epoch", cell=lambda r: r["best_epoch"]),
 
 
 # ----------------------------------------------------------------------------- figure
+def _point_cost(m: ModelResult) -> dict[str, Any]:
+    """A built model's costs by figure column: the deployed estimate, and measured LUTs."""
+    lut = m.synthesis_counts().get("lut")
+    return {**m.cost, **({LUT_GOAL: lut} if lut is not None else {})}
+
+
 def build_series(models: Sequence[ModelResult], searches: Sequence[SearchResult]) -> list[Series]:
     """The figure's data: one series per built model (top row) and, per search, its learned
     trials and front (bottom row)."""
-    series = [Series(m.label, [Point(m.label, m.test_accuracy, m.cost, m.sigma)], "models")
+    series = [Series(m.label, [Point(m.label, m.test_accuracy, _point_cost(m), m.sigma)], "models")
               for m in models if m.test_accuracy is not None]
     for s in searches:
         key = GOAL_KEYS.get(s.goal, s.goal)
@@ -330,20 +334,22 @@ def _data_line(study_dir: Path, models: Sequence[ModelResult], cfg: dict) -> str
 
 def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict[str, Path],
                  class_names: list[str], pareto_points: int, command: str, *,
-                 extra_columns: Sequence[Column] = (), extra_series: Sequence[Series] = ()
-                 ) -> Path:
+                 extra_columns: Sequence[Column] = (), extra_series: Sequence[Series] = (),
+                 extra_backends: Sequence[str] = ()) -> Path:
     """Write ``report.md``, ``report.json``, ``pareto.png`` and ``roc_<model>.png``.
 
     ``extra_columns`` are appended to the models table (a column with no value in any row is
     not shown); ``extra_series`` are drawn on the figure (``row="models"`` for trained families,
-    ``row="search"`` with a ``goal`` for trials).
+    ``row="search"`` with a ``goal`` for trials). ``extra_backends``: the firmware backends
+    built after the first (``study.backends[1:]``, in ``<model>/firmware_<backend>``); their
+    synthesis fills the measured columns, a LUT section and the figure's LUT column.
     """
     from hqrun.study.steps import GOAL_LABELS
 
     cfg = _study_config(study_dir)
     goals = [str(g) for g in searches]
     label_goal = {GOAL_LABELS.get(g, g): g for g in goals}
-    results = [read_model(label, d, label_goal.get(label)) for label, d in models
+    results = [read_model(label, d, label_goal.get(label), extra_backends) for label, d in models
                if (d / "metrics.json").exists()]
     filled = _filled(models)
     caps = ((cfg.get("study") or {}).get("max_cost") or {})
@@ -359,8 +365,13 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
 
     series = build_series(results, found) + list(extra_series)
     plot = None
-    if results and goals:
-        plot = write_figure(accuracy_cost_figure(series, goals, _panels(goals, by_goal)),
+    panels = _panels(goals, by_goal)
+    columns_shown = list(goals)
+    if any(LUT_GOAL in p.cost for s in series for p in s.points):   # synthesis measured LUTs
+        columns_shown.append(LUT_GOAL)
+        panels[("models", LUT_GOAL)] = lut_panel()
+    if results and columns_shown:
+        plot = write_figure(accuracy_cost_figure(series, columns_shown, panels),
                             study_dir / "pareto.png")
     roc_lines = []
     for label, d in models:
@@ -369,7 +380,8 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
             roc_lines.append(f"![ROC {label}](roc_{label}.png)")
 
     rows = model_rows(results)
-    columns = (*MODEL_COLUMNS, *MEASURED_COLUMNS, *extra_columns, *_TAIL_COLUMNS)
+    columns = (*MODEL_COLUMNS, *MEASURED_COLUMNS, *build_columns(extra_backends), *extra_columns,
+               *_TAIL_COLUMNS)
     n_exact = sum(1 for m in results if m.firmware.bit_exact)
     n_built = sum(1 for m in results if m.firmware.built or m.firmware.error)
     text = [
@@ -387,7 +399,10 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
         "![accuracy against cost](pareto.png)" if plot else "(no model to plot)", "",
         "Top: the built models (test accuracy, ±1σ). Bottom: each search's trials (validation "
         "accuracy after the search's few epochs) and their Pareto front; trials that failed to "
-        "learn are counted in the legend, not drawn.", "",
+        "learn are counted in the legend, not drawn."
+        + (" Right-most top panel: the same models against the LUTs synthesis measured."
+           if plot and any(m.synthesis_counts().get("lut") is not None for m in results) else ""), "",
+        *lut_section(results, extra_backends),
         "## Search fronts", "",
     ]
     for s in found:
@@ -410,7 +425,8 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
     text += _reading_notes(results, found)
     path = study_dir / "report.md"
     atomic.write_text(path, "\n".join(text))
-    atomic.write_json(study_dir / "report.json", _summary(results, found, recs, pareto_points),
+    atomic.write_json(study_dir / "report.json",
+                      {**_summary(results, found, recs, pareto_points), "luts": lut_summary(results)},
                       default=str)
     return path
 
@@ -422,7 +438,12 @@ def _summary(models: Sequence[ModelResult], searches: Sequence[SearchResult],
         "models": [{"label": m.label, "dir": str(m.directory), "description": m.description,
                     "accuracy": m.test_accuracy, "accuracy_sigma": m.sigma, "n_test": m.n_test,
                     "float_accuracy": m.float_accuracy, "cost": m.cost, "cost_basis": m.cost_basis,
-                    "measured": m.firmware.measured, "bit_exact": m.firmware.bit_exact,
+                    "measured": m.synthesis_counts(),
+                    "bit_exact": m.firmware.bit_exact,
+                    "builds": {b: {"bit_exact": fw.bit_exact, "error": fw.error or None,
+                                   "measured": fw.measured, "synthesis_s": fw.synthesis_seconds,
+                                   "simulator": fw.simulator or None}
+                               for b, fw in m.builds.items()},
                     "firmware_project": str(m.firmware.project_dir) if m.firmware.project_dir else None,
                     "training": m.training} for m in models],
         "deploy": {r.goal: {"model": r.model.label, "reason": r.reason} for r in recs},

@@ -295,13 +295,19 @@ def ptq_step(cfg: DictConfig, float_dir: Path, out_dir: Path, plan: dict) -> Pat
     return out_dir
 
 
-def firmware_step(cfg: DictConfig, model_dir: Path) -> dict:
-    """Build and verify the firmware of a trained model (skipped when its report exists)."""
-    report = model_dir / "firmware" / "report.json"
+def firmware_step(cfg: DictConfig, model_dir: Path, backend: str | None = None,
+                  folder: str = "firmware") -> dict:
+    """Build and verify one backend's firmware of a trained model into ``model_dir/folder``
+    (skipped when its report exists). ``backend``: None keeps ``firmware.backend``."""
+    report = model_dir / folder / "report.json"
     if report.exists():
-        print(f"[study] {model_dir.name}: firmware already verified, skipped")
+        print(f"[study] {model_dir.name}: {folder} already verified, skipped")
         return json.loads(report.read_text())
     from hqrun.firmware_command import run as firmware
 
-    job = _derive(cfg, command="firmware", run=str(model_dir), checkpoint=None)
-    return firmware(job)
+    updates: dict[str, Any] = {"command": "firmware", "run": str(model_dir), "checkpoint": None}
+    if backend is not None:
+        updates["firmware.backend"] = backend
+    if folder != "firmware":
+        updates["firmware.out_dir"] = str(model_dir / folder)
+    return firmware(_derive(cfg, **updates))
