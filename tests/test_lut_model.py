@@ -91,6 +91,23 @@ def test_a_model_whose_relus_are_dead_costs_nothing():
     assert lut_of(model, calibration_of([1.0, 1.0])) == 0.0
 
 
+def test_an_unread_neuron_costs_nothing():
+    """A hidden neuron whose outgoing weights are all 0 is removed by synthesis: its incoming
+    weights and its ReLU no longer change the estimate; a last layer of zeros costs nothing."""
+    cal = calibration_of([1.0, 1.0])
+    model = small_model()
+    with torch.no_grad():
+        model.dense_2.weight[:, 2] = 0.0
+    before = lut_of(model, cal)
+    with torch.no_grad():
+        model.dense_1.weight[2] = torch.tensor([0.75, -0.375, 0.625, 0.5, -0.875])
+    assert lut_of(model, cal) == pytest.approx(before)
+    assert features_of(model)["relu_1"].cast_out_bits < features_of(small_model())["relu_1"].cast_out_bits
+    with torch.no_grad():
+        model.dense_2.weight.zero_()
+    assert lut_of(model, cal) == 0.0
+
+
 def test_centred_digits_share_a_column_value():
     binary = np.array([[1], [1], [-1], [1], [1], [1]])
     assert centred_column_digits(binary)[0] == 1 * 1 + 1          # centre 1: one -2 left, +1 adder

@@ -33,7 +33,7 @@ import numpy as np
 from hqrun.quantizers.grid import FixedPointGrid
 from hqrun.quantizers.typeinfer import MAC_KINDS, LayerTypes, _quantized
 
-__all__ = ["LayerFeatures", "Ranges", "layer_features", "model_features", "csd_digit_counts",
+__all__ = ["LayerFeatures", "Ranges", "layer_features", "model_features", "used_outputs", "csd_digit_counts",
            "centred_column_digits", "digit_span", "interval_bits", "DA_SHAPE"]
 
 #: How alkaid's own cost of one layer's adder graph scales (``bench/calibrate_lut.py --shape``:
@@ -236,7 +236,8 @@ def _column_ranges(lt: LayerTypes, x: Ranges, k2: np.ndarray, kshape: tuple) -> 
     return tuple(a[chan] for a in per)
 
 
-def _mac_features(lt: LayerTypes, x: Ranges | None) -> tuple[LayerFeatures, Ranges | None]:
+def _mac_features(lt: LayerTypes, x: Ranges | None,
+                  used: np.ndarray | None = None) -> tuple[LayerFeatures, Ranges | None]:
     kernel = _quantized(lt.module, "kernel")
     bias = _quantized(lt.module, "bias")
     k2 = kernel.reshape(kernel.shape[0], -1).astype(np.float64)
@@ -253,6 +254,8 @@ def _mac_features(lt: LayerTypes, x: Ranges | None) -> tuple[LayerFeatures, Rang
     lo, hi, lsb = _column_ranges(lt, x, k2, tuple(kernel.shape))
     in_bits = interval_bits(lo, hi, lsb)
     live = (k2 != 0) & (lo != hi)                  # a digit on a constant input is folded away
+    if used is not None and lt.kind == "dense" and used.size == n_out:
+        live &= used[:, None]                      # an output nothing reads is removed
     codes = np.where(live, _weight_codes(lt, k2), 0)
     digits = csd_digit_counts(codes)
     live_col = (lo != hi).any(axis=0)
@@ -317,7 +320,8 @@ def _passthrough(lt: LayerTypes, x: Ranges | None) -> Ranges | None:
     return _channel_union(x, shape)
 
 
-def _activation_features(lt: LayerTypes, x: Ranges | None) -> tuple[LayerFeatures, Ranges | None]:
+def _activation_features(lt: LayerTypes, x: Ranges | None,
+                         used: np.ndarray | None = None) -> tuple[LayerFeatures, Ranges | None]:
     shape = tuple(lt.output_shape) if lt.output_shape else (lt.n_outputs,)
     n = int(np.prod(shape)) if shape else lt.n_outputs
     grid = lt.grid("output")
@@ -329,6 +333,9 @@ def _activation_features(lt: LayerTypes, x: Ranges | None) -> tuple[LayerFeature
             return LayerFeatures(lt.name, lt.kind, n, n), Ranges.of_grid(grid, shape)
         x = Ranges.of_grid(in_grid, shape)
     x = x.reshaped(shape) if x.lo.size == n else _channel_union(x, shape)
+    if used is not None and used.size == n:        # unread elements are removed: constants
+        dead = ~used.reshape(shape)
+        x = Ranges(np.where(dead, x.hi, x.lo), x.hi, x.lsb)
     out = cast_ranges(x, grid, shape)
     in_bits = x.bits()
     live = ~x.constant
@@ -337,13 +344,16 @@ def _activation_features(lt: LayerTypes, x: Ranges | None) -> tuple[LayerFeature
                          in_width=float(in_bits[live].mean()) if live.any() else 0.0), out
 
 
-def layer_features(lt: LayerTypes, x: Ranges | None = None) -> tuple[LayerFeatures, Ranges | None]:
+def layer_features(lt: LayerTypes, x: Ranges | None = None,
+                   used: np.ndarray | None = None) -> tuple[LayerFeatures, Ranges | None]:
     """The counts of one typed layer (policy ``exact`` types) fed by values in ``x`` (None: the
-    full range of its input type), and the intervals of its result for the next layer."""
+    full range of its input type), and the intervals of its result for the next layer.
+    ``used``: which of its output elements a later layer reads (None: all; see
+    :func:`used_outputs`); the others are removed by synthesis and cost nothing."""
     if lt.kind in MAC_KINDS:
-        return _mac_features(lt, x)
+        return _mac_features(lt, x, used)
     if lt.kind == "activation":
-        return _activation_features(lt, x)
+        return _activation_features(lt, x, used)
     grid = lt.grid("output")
     shape = tuple(lt.output_shape) if lt.output_shape else None
     if lt.kind in ("flatten", "passthrough", "maxpool"):
@@ -355,11 +365,48 @@ def layer_features(lt: LayerTypes, x: Ranges | None = None) -> tuple[LayerFeatur
                                              else None)
 
 
+def _read_inputs(lt: LayerTypes, used: np.ndarray | None) -> np.ndarray | None:
+    """Which input elements of ``lt`` matter, given which of its outputs are read (None: all or
+    unknown). A dense layer reads input ``j`` when a read output has a non-zero weight on it;
+    element-wise and reshaping layers read what is read of them; anything else reads all."""
+    n_out = int(np.prod(lt.output_shape)) if lt.output_shape else lt.n_outputs
+    if lt.kind == "dense":
+        kernel = _quantized(lt.module, "kernel")
+        if kernel is None or lt.weight is None:
+            return None
+        k2 = kernel.reshape(kernel.shape[0], -1)
+        rows = used if used is not None and used.size == k2.shape[0] else np.ones(k2.shape[0], bool)
+        return (k2[rows] != 0).any(axis=0)
+    keras = bool(getattr(lt.module, "keras_order", False))
+    if lt.kind in ("activation", "passthrough") or (lt.kind == "flatten" and not keras):
+        n_in = int(np.prod(lt.input_shape)) if lt.input_shape else n_out
+        return used if used is not None and used.size == n_in == n_out else None
+    return None
+
+
+def used_outputs(types: list[LayerTypes]) -> list[np.ndarray | None]:
+    """Per layer, which of its output elements the model's result depends on (None: all).
+
+    Why: synthesis removes logic nothing reads. A dense kernel column of zeros leaves the input it
+    multiplies unread, and so the upstream neuron, its ReLU and its adder-graph rows; a last
+    layer whose weights all quantize to 0 leaves the whole model a constant (0 LUTs in Yosys).
+    Found backwards from the result (the last layer: everything read).
+    """
+    out: list[np.ndarray | None] = [None] * len(types)
+    used: np.ndarray | None = None
+    for i in range(len(types) - 1, -1, -1):
+        out[i] = used
+        used = _read_inputs(types[i], used)
+    return out
+
+
 def model_features(types: list[LayerTypes]) -> list[LayerFeatures]:
-    """Features of every layer, in order, with the value intervals carried from layer to layer."""
+    """Features of every layer, in order, with the value intervals carried from layer to layer
+    and the unread outputs (:func:`used_outputs`) left out."""
+    types = list(types)
     out: list[LayerFeatures] = []
     x: Ranges | None = None
-    for lt in types:
-        feats, x = layer_features(lt, x)
+    for lt, used in zip(types, used_outputs(types)):
+        feats, x = layer_features(lt, x, used)
         out.append(feats)
     return out
