@@ -171,3 +171,33 @@ def test_firmware_step_writes_each_backend_into_its_own_folder(tmp_path, monkeyp
     _json(tmp_path / "Q6" / "firmware_rtl" / "report.json", {"status": "PASSED"})
     assert firmware_step(cfg, tmp_path / "Q6", "rtl", "firmware_rtl") == {"status": "PASSED"}
     assert len(seen) == 2                                  # a verified build is not redone
+
+
+def test_firmware_jobs_cover_each_backend_and_record_refusals(tmp_path, monkeypatch) -> None:
+    import hqrun.study.steps as steps
+    from hqrun.study.firmware_jobs import plan_jobs, run_jobs
+
+    models = [(label, tmp_path / label, tmp_path / (label + "_ptq" if label == "BF" else label))
+              for label in ("BF", "Q6", "QB")]
+    jobs = plan_jobs(models, ["hls4ml", "rtl"], {"Q6", "QB"})
+    assert [(j.label, j.backend, j.folder) for j in jobs] == [
+        ("BF", "hls4ml", "firmware"), ("Q6", "hls4ml", "firmware"), ("Q6", "rtl", "firmware_rtl"),
+        ("QB", "hls4ml", "firmware"), ("QB", "rtl", "firmware_rtl")]
+    assert jobs[0].target == tmp_path / "BF_ptq" and jobs[0].directory == tmp_path / "BF"
+    assert len(plan_jobs(models, ["hls4ml", "rtl"], None)) == 6
+
+    def fake(cfg, target, backend, folder):
+        if backend == "rtl" and target.name == "QB":
+            raise HqrunError("the RTL backend refused QB. Because.")
+
+    monkeypatch.setattr(steps, "firmware_step", fake)
+    (tmp_path / "Q6").mkdir()
+    (tmp_path / "QB").mkdir()
+    (tmp_path / "Q6" / "firmware_rtl_error.json").write_text("{}")     # an earlier failure
+    run_jobs(_cfg(), jobs, workers=1)
+    assert not (tmp_path / "Q6" / "firmware_rtl_error.json").exists()  # built now: cleared
+    assert "refused QB" in json.loads((tmp_path / "QB" / "firmware_rtl_error.json").read_text())["error"]
+    with pytest.raises(HqrunError, match="firmware_workers"):
+        from hqrun.study.command import _check_study
+
+        _check_study(_cfg(firmware_workers=0))

@@ -20,7 +20,7 @@ from hqrun.search.pareto import pareto_front
 from hqrun.search.ranking import best_record
 
 CSV_FIELDS = ("trial_id", "block", "status", "learned", "accuracy", "cost", "score", "epochs",
-              "time", "cost_bits", "cost_energy", "cost_ebops", "pareto", "plan", "widths",
+              "time", "cost_bits", "cost_energy", "cost_ebops", "cost_lut", "pareto", "plan", "widths",
               "config", "error")
 
 
@@ -59,7 +59,8 @@ def write_trials_csv(records: Sequence[dict], path: Path,
             "learned": _learned_cell(r, floor), "accuracy": r.get("accuracy"), "cost": r.get("cost"), "score": r.get("score"),
             "epochs": r.get("epochs"), "time": r.get("time"),
             "cost_bits": costs.get("bits"), "cost_energy": costs.get("energy"),
-            "cost_ebops": costs.get("ebops"), "pareto": r["trial_id"] in front,
+            "cost_ebops": costs.get("ebops"), "cost_lut": costs.get("lut"),
+            "pareto": r["trial_id"] in front,
             "plan": json.dumps(r.get("plan"), sort_keys=True),
             "widths": json.dumps(r.get("widths") or {}, sort_keys=True),
             "config": json.dumps(r.get("config"), sort_keys=True), "error": r.get("error"),

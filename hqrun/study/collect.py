@@ -24,9 +24,10 @@ from typing import Any, Mapping, Optional, Sequence
 import yaml
 
 #: A goal's key in a cost report's totals, its unit and what the number is.
-GOAL_KEYS = {"energy": "energy", "bits": "size_bits", "ebops": "ebops"}
-GOAL_UNITS = {"energy": "pJ per inference", "bits": "bits", "ebops": "EBOPs"}
-GOAL_WORDS = {"energy": "energy", "bits": "size", "ebops": "EBOPs"}
+GOAL_KEYS = {"energy": "energy", "bits": "size_bits", "ebops": "ebops", "lut": "lut"}
+GOAL_UNITS = {"energy": "pJ per inference", "bits": "bits", "ebops": "EBOPs",
+              "lut": "LUTs of the RTL build"}
+GOAL_WORDS = {"energy": "energy", "bits": "size", "ebops": "EBOPs", "lut": "LUTs"}
 #: Goals whose cost a plan alone determines (EBOPs count non-zero trained weights).
 REPRICED_GOALS = ("energy", "bits")
 

@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from hqrun import atomic
 from hqrun.errors import HqrunError
 from hqrun.safenames import check_name
-from hqrun.study.steps import (GOAL_LABELS, baseline_label, fills_to_cap, firmware_step, ptq_step,
+from hqrun.study.firmware_jobs import plan_jobs, run_jobs
+from hqrun.study.steps import (GOAL_LABELS, baseline_label, fills_to_cap, ptq_step,
                                restart_seeds, search_jobs, search_seed, search_step, select_step,
                                train_step)
 
@@ -85,22 +86,14 @@ def run(cfg: DictConfig) -> dict:
     extra = scfg.get("extra_backend_models")
     extra_models = None if extra is None else {str(m) for m in extra}
     if scfg.firmware:
+        built = []
         for label, directory in models:
             target = directory
             if label == "BF":  # a float model reaches firmware through post-training quantization
                 plan = OmegaConf.to_container(scfg.float_firmware_plan, resolve=True)
                 target = ptq_step(cfg, directory, root / "BF_ptq", plan)
-            for i, backend in enumerate(backends):
-                if i and extra_models is not None and label not in extra_models:
-                    continue
-                folder = "firmware" if i == 0 else f"firmware_{backend}"
-                print(f"[study] {label}: {backend} firmware and bit-exact check ({target.name})")
-                try:
-                    firmware_step(cfg, target, backend, folder)
-                    (directory / f"{folder}_error.json").unlink(missing_ok=True)
-                except HqrunError as err:  # recorded in the report; the other models go on
-                    print(f"[study] {label}: {backend} firmware refused or failed: {err}")
-                    atomic.write_json(directory / f"{folder}_error.json", {"error": str(err)})
+            built.append((label, directory, target))
+        run_jobs(cfg, plan_jobs(built, backends, extra_models), int(scfg.get("firmware_workers") or 1))
 
     class_names = _class_names(models)
     command = "hqrun " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -124,6 +117,10 @@ def _check_study(cfg: DictConfig) -> None:
                          f"and {', '.join(uncapped)} has none: set study.max_cost."
                          f"{uncapped[0]}=<cap>, or use search.objective=forgiving.")
     _check_backends(cfg)
+    workers = scfg.get("firmware_workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise HqrunError(f"study.firmware_workers={workers!r} must be an integer >= 1 (firmware "
+                         "builds run at once; 1 builds them one after another).")
     k = scfg.get("candidates", 1)
     if not isinstance(k, int) or k < 1:
         raise HqrunError(f"study.candidates={k!r} must be an integer >= 1 (the number of top "

@@ -25,6 +25,9 @@ class StudyConfig:
     #: Why: Yosys takes minutes per jet model, and BF's 16-bit post-training-quantized build is
     #: no design anyone deploys in LUTs.
     extra_backend_models: Optional[List[str]] = None
+    #: Firmware builds run at once (hqrun/study/firmware_jobs.py; each is mostly one external
+    #: tool on one core: g++, Verilator, Yosys). 1 = one after another.
+    firmware_workers: int = 1
     #: Plan under which the float baseline's weights go to firmware (post-training quantization;
     #: the paper's BF ran at hls4ml's default ap_fixed<16,6>).
     float_firmware_plan: Dict[str, Any] = field(default_factory=lambda: {
@@ -36,7 +39,7 @@ class StudyConfig:
     #: Cost cap per goal (goal -> cap in its unit, e.g. {energy: 19168}): passed to that goal's
     #: search as search.goal.max_cost, so every trial fits it (random, asha and evolution searches).
     max_cost: Dict[str, Optional[float]] = field(
-        default_factory=lambda: {"energy": None, "bits": None, "ebops": None})
+        default_factory=lambda: {"energy": None, "bits": None, "ebops": None, "lut": None})
     #: Best-scoring trials per search retrained in full; the one with the best validation
     #: accuracy becomes QE/QB (1 = AutoQKeras's way: retrain only the winner).
     candidates: int = 1

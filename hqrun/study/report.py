@@ -50,7 +50,7 @@ def model_rows(models: Sequence[ModelResult]) -> list[dict[str, Any]]:
 
 
 #: A goal's cost as a column header.
-HEADERS = {"energy": "energy (pJ)", "bits": "size (bits)", "ebops": "EBOPs"}
+HEADERS = {"energy": "energy (pJ)", "bits": "size (bits)", "ebops": "EBOPs", "lut": "LUT (RTL)"}
 
 #: The models table's columns after the numeric ones.
 _TAIL_COLUMNS = (Column("best epoch", cell=lambda r: r["best_epoch"]),

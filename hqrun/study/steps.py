@@ -19,7 +19,7 @@ from hqrun import atomic
 from hqrun.errors import HqrunError
 
 #: Row labels the paper uses: BF (float), Q6 (homogeneous 6-bit), QE (energy), QB (bits).
-GOAL_LABELS = {"energy": "QE", "bits": "QB", "ebops": "QF"}
+GOAL_LABELS = {"energy": "QE", "bits": "QB", "ebops": "QF", "lut": "QL"}
 
 
 def baseline_label(plan_name: str) -> str:
