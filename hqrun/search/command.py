@@ -17,7 +17,7 @@ from hqrun.errors import SearchError
 
 
 #: A search goal's key in a cost report's totals.
-TOTALS_KEY = {"energy": "energy", "bits": "size_bits", "ebops": "ebops"}
+TOTALS_KEY = {"energy": "energy", "bits": "size_bits", "ebops": "ebops", "lut": "lut"}
 
 
 def resolve_run_dir(cfg: Any) -> Path:

@@ -19,7 +19,7 @@ from hqrun.study.collect import GOAL_UNITS, GOAL_WORDS, ModelResult
 
 #: The heading of each goal's recommendation.
 GOAL_HEADINGS = {"energy": "Lowest energy", "bits": "Smallest size (bits)",
-                 "ebops": "Fewest EBOPs"}
+                 "ebops": "Fewest EBOPs", "lut": "Fewest LUTs (RTL build)"}
 
 __all__ = ["Recommendation", "recommend", "deploy_markdown"]
 
