@@ -47,10 +47,10 @@ SETTINGS = dict(max_trials=TRIALS, epochs=2, batch_size=128, learning_rate=0.01,
 @dataclass
 class Row:
     scenario: str
-    before: int
-    after: int
-    lost: int
-    duplicated: int
+    before: int | str     # "-" when the scenario could not run
+    after: int | str     # "-" when the scenario could not run
+    lost: int | str     # "-" when the scenario could not run
+    duplicated: int | str     # "-" when the scenario could not run
     rerun: str         # trials in flight at the fault and run again ("-": not measured)
     note: str
 
@@ -122,7 +122,8 @@ def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: flo
     while time.time() < deadline and proc.poll() is None and not predicate():
         time.sleep(0.2)
     if proc.poll() is not None:
-        raise RuntimeError(f"the driver ended before the fault:\n{proc.stdout.read()[-3000:]}")
+        raise RuntimeError(f"the driver ended (exit status {proc.returncode}) before the fault "
+                           f"could be injected:\n{proc.stdout.read()[-3000:]}")
 
 
 def kill_9(root: Path) -> Row:
@@ -289,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hqrun_faults_") as tmp:
         for name in chosen:
             started = time.time()
-            rows.append(SCENARIOS[name](Path(tmp)))
+            try:
+                rows.append(SCENARIOS[name](Path(tmp)))
+            except Exception as err:   # one scenario's harness failing must not hide the others
+                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                print(f"[faults] {name} could not run:\n{err}", file=sys.stderr, flush=True)
+                rows.append(Row(name, "-", "-", "-", "-", "-", f"not measured: {first}"))
             print(f"[faults] {name}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     import ray
 
