@@ -47,10 +47,11 @@ SETTINGS = dict(max_trials=TRIALS, epochs=2, batch_size=128, learning_rate=0.01,
 @dataclass
 class Row:
     scenario: str
-    before: int | str     # "-" when the scenario could not run
-    after: int | str     # "-" when the scenario could not run
-    lost: int | str     # "-" when the scenario could not run
-    duplicated: int | str     # "-" when the scenario could not run
+    # counts of trials; "-" when the scenario could not run
+    before: int | str
+    after: int | str
+    lost: int | str
+    duplicated: int | str
     rerun: str         # trials in flight at the fault and run again ("-": not measured)
     note: str
 
