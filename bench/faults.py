@@ -47,10 +47,11 @@ SETTINGS = dict(max_trials=TRIALS, epochs=2, batch_size=128, learning_rate=0.01,
 @dataclass
 class Row:
     scenario: str
-    before: int
-    after: int
-    lost: int
-    duplicated: int
+    # counts of trials; "-" when the scenario could not run
+    before: int | str
+    after: int | str
+    lost: int | str
+    duplicated: int | str
     rerun: str         # trials in flight at the fault and run again ("-": not measured)
     note: str
 
@@ -122,7 +123,8 @@ def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen, timeout: flo
     while time.time() < deadline and proc.poll() is None and not predicate():
         time.sleep(0.2)
     if proc.poll() is not None:
-        raise RuntimeError(f"the driver ended before the fault:\n{proc.stdout.read()[-3000:]}")
+        raise RuntimeError(f"the driver ended (exit status {proc.returncode}) before the fault "
+                           f"could be injected:\n{proc.stdout.read()[-3000:]}")
 
 
 def kill_9(root: Path) -> Row:
@@ -289,7 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hqrun_faults_") as tmp:
         for name in chosen:
             started = time.time()
-            rows.append(SCENARIOS[name](Path(tmp)))
+            try:
+                rows.append(SCENARIOS[name](Path(tmp)))
+            except Exception as err:   # one scenario's harness failing must not hide the others
+                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                print(f"[faults] {name} could not run:\n{err}", file=sys.stderr, flush=True)
+                rows.append(Row(name, "-", "-", "-", "-", "-", f"not measured: {first}"))
             print(f"[faults] {name}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     import ray
 

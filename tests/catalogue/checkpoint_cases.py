@@ -123,7 +123,7 @@ MISFIT = [
     Case("cost-checkpoint-missing", lambda e: ["cost", f"checkpoint={e.tmp / 'nope.ckpt'}"],
          "does not exist"),
     Case("cost-run-not-a-dir", lambda e: ["cost", f"run={e.tmp / 'nope'}"], "is not a directory"),
-    Case("cost-run-without-checkpoint", lambda e: ["cost", f"run={e.tmp}"], "holds no checkpoint"),
+    Case("cost-run-without-checkpoint", lambda e: ["cost", f"run={e.tmp}"], "holds no model.pt or checkpoint"),
     Case("firmware-without-model", lambda e: ["firmware"], "firmware needs"),
     Case("firmware-run-missing", lambda e: ["firmware", f"run={e.tmp / 'nope'}"], "nope"),
     Case("firmware-run-a-file", lambda e: ["firmware", f"run={e.write('f.txt', 'x')}"], "f.txt"),
