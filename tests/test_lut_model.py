@@ -244,3 +244,12 @@ def test_firmware_report_sets_the_estimate_against_yosys():
     assert calibrated_vs_synthesis("hls4ml", est, {"lut": 1000}) is None      # another design
     assert calibrated_vs_synthesis("rtl", est, {"status": "not run"}) is None
     assert calibrated_vs_synthesis("rtl", None, {"lut": 1000}) is None
+
+
+def test_fit_refuses_a_table_of_two_yosys_versions():
+    rows = json.loads(TABLE.read_text())["models"]
+    done = [r for r in rows if (r.get("yosys") or {}).get("status") == "done"]
+    mixed = [dict(r) for r in done]
+    mixed[0] = {**mixed[0], "yosys": {**mixed[0]["yosys"], "tool_version": "Yosys 0.23 (git sha1 7ce5011c2)"}}
+    with pytest.raises(CostModelError, match="mixes 2 Yosys versions"):
+        fit_table(mixed)

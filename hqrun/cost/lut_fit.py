@@ -85,6 +85,13 @@ def fit_table(records: Sequence[Mapping[str, Any]], source: str = "", calibratio
     done = [r for r in records if _done(r)]
     fit_rows = [r for r in done if r.get("split") == "fit"]
     hold_rows = [r for r in done if r.get("split") == "holdout"]
+    yosys = _versions(done, "yosys", "tool_version")
+    if len(yosys) > 1:   # e.g. pip's Yosys 0.70 and Debian's 0.23: different LUT mappings
+        raise CostModelError(
+            f"the calibration table mixes {len(yosys)} Yosys versions ({'; '.join(v[:24] for v in yosys)}), "
+            "whose LUT counts differ by several per cent; synthesise every model with one Yosys "
+            "(`python bench/calibrate_lut.py --yosys yowasp` from the activated venv) after removing "
+            "the other version's rows.")
     X = np.array([[term_totals(r["layers"])[t] for t in LUT_TERMS] for r in fit_rows]).reshape(-1, len(LUT_TERMS))
     y = np.array([float(r["yosys"]["lut"]) for r in fit_rows])
     lut_coef = fit_nonnegative_relative(X, y)
@@ -94,7 +101,6 @@ def fit_table(records: Sequence[Mapping[str, Any]], source: str = "", calibratio
         ff_coef = fit_nonnegative_relative(F, np.array([float(r["yosys"]["ff"]) for r in piped]))
     else:
         ff_coef = np.zeros(len(FF_TERMS))
-    yosys = _versions(done, "yosys", "tool_version")
     date = _dt.date.today().isoformat()
     cid = calibration_id or f"yosys-{(yosys[0].split()[1] if yosys else 'unknown')}-{date}-n{len(done)}"
     cal = Calibration(cid, dict(zip(LUT_TERMS, map(float, lut_coef))),
