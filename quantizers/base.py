@@ -29,6 +29,7 @@ from torch import nn
 from hqrun.errors import QuantizerSpecError
 
 from .fixedpoint import FixedPointType
+from .grid import FixedPointGrid
 
 __all__ = ["Quantizer", "registry", "format_value"]
 
@@ -74,6 +75,10 @@ class Quantizer(nn.Module):
 
     name: ClassVar[str] = ""
     positional: ClassVar[int] = 0
+    #: True when each output element depends on its own input element only (no data-dependent
+    #: per-channel scale): layers then hand such quantizers the PyTorch-layout kernel directly,
+    #: skipping the transposes into Keras layout (``layers_core.is_elementwise``).
+    elementwise: ClassVar[bool] = False
     bits: int
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -162,6 +167,20 @@ class Quantizer(nn.Module):
         """The fixed-point type holding every output value, or None when outputs are not on one
         fixed grid (data-dependent scales such as alpha="auto", non-power-of-two alpha)."""
         return None
+
+    def fixed_point_grid(self) -> FixedPointGrid | None:
+        """Per-element formats of the outputs (eval mode): the uniform grid of
+        :meth:`fixed_point_type` here; quantizers whose elements have their own widths (learned
+        bit widths) override it. None when outputs are not on a fixed-point grid."""
+        t = self.fixed_point_type()
+        return None if t is None else FixedPointGrid.uniform(t)
+
+    def for_slot(self, slot: str) -> "Quantizer":
+        """The quantizer to place into a layer's plan ``slot`` (``kernel``, ``bias``,
+        ``activation``, ...). Layers call it for every quantizer they receive, so a quantizer
+        whose behaviour depends on what it quantizes (a weight or a stream of activations) can
+        take that role, or refuse a slot it cannot serve. QKeras's quantizers serve any slot."""
+        return self
 
     def max_value(self) -> float | None:
         """Largest output value (QKeras's ``max()``), None when data dependent."""

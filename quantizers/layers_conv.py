@@ -45,8 +45,8 @@ class _QConvBase(QLayer):
         self._keras_shape = keras_shape
         self.weight = nn.Parameter(torch.empty(weight_shape))
         self.bias = nn.Parameter(torch.zeros(n_out)) if self.use_bias else None
-        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer)
-        self.bias_quantizer = resolve_quantizer(bias_quantizer)
+        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer, "kernel")
+        self.bias_quantizer = resolve_quantizer(bias_quantizer, "bias")
         self.activation = resolve_activation(activation)
         self.reset_parameters()
 

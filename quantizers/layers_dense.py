@@ -53,8 +53,8 @@ class QDense(QLayer):
         self.kernel_initializer = kernel_initializer
         self.weight = nn.Parameter(torch.empty(self.units, self.in_features))
         self.bias = nn.Parameter(torch.zeros(self.units)) if self.use_bias else None
-        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer)
-        self.bias_quantizer = resolve_quantizer(bias_quantizer)
+        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer, "kernel")
+        self.bias_quantizer = resolve_quantizer(bias_quantizer, "bias")
         self.activation = resolve_activation(activation)
         self.reset_parameters()
 
