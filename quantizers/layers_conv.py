@@ -113,6 +113,10 @@ class QConv1D(_QConvBase):
     def _from_keras(self, k: torch.Tensor) -> torch.Tensor:
         return k.permute(2, 1, 0)
 
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The padded convolution without bias (see ``QDense.mac``)."""
+        return F.conv1d(self._pad(x), kernel, stride=self.strides, dilation=self.dilation_rate)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv1d(self._pad(x), self.quantized_kernel(), self.quantized_bias(),
                      stride=self.strides, dilation=self.dilation_rate)
@@ -142,6 +146,10 @@ class QConv2D(_QConvBase):
 
     def _from_keras(self, k: torch.Tensor) -> torch.Tensor:
         return k.permute(3, 2, 0, 1)
+
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The padded convolution without bias (see ``QDense.mac``)."""
+        return F.conv2d(self._pad(x), kernel, stride=self.strides, dilation=self.dilation_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(self._pad(x), self.quantized_kernel(), self.quantized_bias(),
@@ -190,6 +198,11 @@ class QDepthwiseConv2D(_QConvBase):
     def _from_keras(self, k: torch.Tensor) -> torch.Tensor:
         kh, kw = self.kernel_size
         return k.permute(2, 3, 0, 1).reshape(self.filters, 1, kh, kw)
+
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The padded depthwise convolution without bias (see ``QDense.mac``)."""
+        return F.conv2d(self._pad(x), kernel, stride=self.strides, dilation=self.dilation_rate,
+                        groups=self.in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(self._pad(x), self.quantized_kernel(), self.quantized_bias(),

@@ -253,6 +253,8 @@ class QLayer(nn.Module):
             if q is None or p is None:
                 continue
             top = q.max() if callable(getattr(q, "max", None)) else None
+            if top is not None and math.isinf(top):
+                continue  # unbounded (learned widths): no clip
             out.append((p, max(1.0, float(top)) if top is not None else 1.0))
         return out
 

@@ -85,6 +85,11 @@ class QDense(QLayer):
         q = self.bias_quantizer
         return self.bias if q is None else q(self.bias)
 
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The multiply-accumulate without bias, ``x @ kernel.T``; the EBOPs count
+        (``hqrun.quantizers.ebops``) evaluates it on bit widths instead of values."""
+        return F.linear(x, kernel)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.quantized_kernel(), self.quantized_bias())
         return apply_output_activation(self, y)

@@ -212,6 +212,10 @@ class QDenseBatchnorm(QLayer):
     def slots(self) -> tuple[str, ...]:
         return tuple(self.plan_slots)
 
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The multiply-accumulate without bias (see ``QDense.mac``)."""
+        return F.linear(x, kernel)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             y = F.linear(x, self.quantized_kernel(), self.quantized_bias())

@@ -1,0 +1,201 @@
+"""EBOPs (effective bit operations): the one definition, differentiable in the bit widths.
+
+HGQ's hardware proxy for an FPGA multiply-accumulate layer ``y_j = b_j + sum_i w_ji x_i`` is
+
+    EBOPs = sum over (j, i) of b_in(i) * b_w(j, i)  +  sum over j of b_b(j)
+
+where ``b`` is the width of each element: ``b_w`` of every weight (0 for a weight that is zero, so
+pruned weights cost nothing), ``b_in`` of every input element, ``b_b`` of every bias element. The
+bias term is HGQ2's (``QDense._compute_ebops``: the mean bias width times the number of outputs,
+i.e. one adder input per output and bias bit). Widths are counted as
+:meth:`FixedPointGrid.bits` counts them — **sign bit included**, as hqrun.cost's EBOPs always
+have. HGQ2 counts ``keep_negative + integer + fractional`` only for ``SAT`` quantizers; its
+default weight (``SAT_SYM``) and activation (``WRAP``) quantizers leave the sign bit out, so
+for signed operands hqrun's count is larger (``(b+1)(c+1)`` where HGQ2 counts ``b*c``); for
+ReLU outputs (unsigned) the two agree.
+
+Convolutions count one kernel instance (hqrun.cost's convention: the hardware is reused over
+output positions): the layer's own padded convolution is evaluated on the width maps, summed,
+and divided by the number of output positions; with uniform input widths and ``valid`` padding
+that is exactly ``sum over non-zero kernel weights of b_in * b_w``. HGQ2, fully unrolled,
+multiplies by the positions instead.
+
+Who uses it: the trainer's cost penalty (``beta * EBOPs``, gradient flowing into the learned
+widths) and, with widths taken from exported :class:`FixedPointGrid` s, hqrun.cost — so the two
+numbers are one function of the same widths. torch only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+__all__ = ["FLOAT_BITS", "DEFAULT_INPUT_BITS", "mac_ebops", "slot_bits", "trace_shapes",
+           "model_ebops", "EbopsReport"]
+
+#: Width counted for a float operand (a slot without quantizer): float32.
+FLOAT_BITS = 32
+#: Width assumed for a float model input (no input quantizer), as hqrun.cost's default
+#: ``quantized_bits(8,0,1)`` input assumption.
+DEFAULT_INPUT_BITS = 8
+
+
+def mac_ebops(mac: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], in_bits: torch.Tensor,
+              kernel_bits: torch.Tensor, bias_bits: torch.Tensor | None = None) -> torch.Tensor:
+    """EBOPs of one multiply-accumulate layer from its width tensors.
+
+    Args:
+        mac: the layer's linear map without bias, ``mac(x, kernel)`` (``layer.mac``: ``F.linear``
+            for dense layers, the padded convolution for conv layers).
+        in_bits: widths of one input sample (e.g. ``(in_features,)`` or ``(C, H, W)``).
+        kernel_bits: widths of the kernel in the layer's (PyTorch) layout, 0 for zero weights.
+        bias_bits: widths of the bias (0 for zero biases) or None.
+
+    Returns a 0-d tensor (dtype of the inputs), differentiable in every width tensor.
+    """
+    out = mac(in_bits.unsqueeze(0).to(kernel_bits.dtype), kernel_bits)
+    positions = out[0, 0].numel()  # output positions per channel (1 for dense)
+    total = out.sum()
+    if positions != 1:
+        total = total / positions
+    if bias_bits is not None:
+        total = total + bias_bits.sum()
+    return total
+
+
+def slot_bits(q: nn.Module | None, shape: tuple[int, ...], value: torch.Tensor | None = None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-element widths of a tensor of ``shape`` held by quantizer ``q``.
+
+    Learned quantizers answer with ``q.bit_widths()`` (differentiable during training). Other
+    quantizers with their fixed-point grid (``FixedPointGrid.bits``); one without a grid (data
+    dependent scales) with ``q.bits``; no quantizer (float) with :data:`FLOAT_BITS`. ``value``
+    (the quantized weights) zeroes the width of every zero element.
+    """
+    fn = getattr(q, "bit_widths", None)
+    if callable(fn):
+        bits = fn().to(dtype)
+    else:
+        grid_fn = getattr(q, "fixed_point_grid", None)
+        grid = grid_fn() if callable(grid_fn) else None
+        if grid is not None:
+            bits = torch.as_tensor(grid.bits(), dtype=dtype)
+        else:
+            width = getattr(q, "bits", FLOAT_BITS) if q is not None else FLOAT_BITS
+            bits = torch.tensor(float(width), dtype=dtype)
+        bits = bits.expand(shape)
+    if value is not None:
+        bits = bits * (value != 0)
+    return bits
+
+
+def trace_shapes(model: nn.Module) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Child name -> (input shape, output shape) of one sample, from a dry run on zeros.
+
+    Runs in eval mode without gradient (no statistics or ranges move); modes are restored.
+    """
+    input_shape = getattr(model, "input_shape", None)
+    if input_shape is None:
+        raise ValueError("model_ebops needs model.input_shape (hqrun's QSequential sets it).")
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    modes = {m: m.training for m in model.modules()}
+    x = torch.zeros((1, *input_shape))
+    try:
+        model.eval()
+        with torch.no_grad():
+            for name, child in model.named_children():
+                y = child(x)
+                shapes[name] = (tuple(x.shape[1:]), tuple(y.shape[1:]))
+                x = y
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return shapes
+
+
+@dataclass
+class EbopsReport:
+    """EBOPs of a model: total and per MAC layer (0-d tensors), and its kernels' zero count."""
+
+    total: torch.Tensor
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    pruned: torch.Tensor | int = 0  # kernel elements of width 0 (zero weights, learned or not)
+    weights: int = 0  # kernel elements in all MAC layers
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain numbers, for metrics.json."""
+        return {"ebops": float(self.total), "ebops_layers": {k: float(v) for k, v in self.layers.items()},
+                "pruned_weights": int(self.pruned), "weights": int(self.weights)}
+
+
+def _activation_quantizer(layer: nn.Module) -> nn.Module | None:
+    slots = getattr(layer, "slots", None)
+    if not callable(slots) or "activation" not in slots():
+        return None
+    q = layer.quantizer("activation")
+    from .layers_core import is_quantizer
+
+    return q if is_quantizer(q) else None
+
+
+def _is_mac(layer: nn.Module) -> bool:
+    slots = getattr(layer, "slots", None)
+    return callable(getattr(layer, "mac", None)) and callable(slots) and "kernel" in slots()
+
+
+def _stateless(layer: nn.Module) -> bool:
+    """No parameters and no buffers: applying it to a width map changes nothing it keeps."""
+    return next(layer.parameters(), None) is None and next(layer.buffers(), None) is None
+
+
+def _weight_bits(layer: nn.Module, slot: str, dtype: torch.dtype) -> torch.Tensor | None:
+    q = layer.quantizer(slot)
+    if callable(getattr(q, "bit_widths", None)):
+        return q.bit_widths().to(dtype)  # learned: zero codes already have width 0
+    with torch.no_grad():
+        value = layer.quantized_kernel() if slot == "kernel" else layer.quantized_bias()
+    if value is None:
+        return None
+    return slot_bits(q, tuple(value.shape), value.detach(), dtype)
+
+
+def model_ebops(model: nn.Module, input_bits: float = DEFAULT_INPUT_BITS,
+                shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
+                dtype: torch.dtype = torch.float32) -> EbopsReport:
+    """EBOPs of every multiply-accumulate layer of an hqrun model (children in order).
+
+    The widths entering a MAC layer are those of the last quantizer the data passed (the input
+    quantizer, an activation layer's or a layer's fused activation quantizer); layers between
+    without a quantizer (Flatten, a float ReLU) are applied to the width map itself. A float
+    model input counts ``input_bits`` per element; other float operands :data:`FLOAT_BITS`.
+    Differentiable in learned widths after a training-mode forward pass (the trainer's penalty
+    calls it right after the forward); in eval mode it is the exact count of the deployed model.
+    ``shapes`` (from :func:`trace_shapes`) may be passed to skip the dry run.
+    """
+    shapes = shapes if shapes is not None else trace_shapes(model)
+    layers: dict[str, torch.Tensor] = {}
+    pruned: torch.Tensor | int = 0
+    n_weights = 0
+    bits: torch.Tensor | None = torch.full(tuple(model.input_shape), float(input_bits), dtype=dtype)
+    for name, layer in model.named_children():
+        in_shape, out_shape = shapes[name]
+        act = _activation_quantizer(layer)
+        if _is_mac(layer):
+            b_in = bits if bits is not None else torch.full(in_shape, float(FLOAT_BITS), dtype=dtype)
+            kb = _weight_bits(layer, "kernel", dtype)
+            bb = _weight_bits(layer, "bias", dtype) if "bias" in layer.slots() else None
+            layers[name] = mac_ebops(layer.mac, b_in.reshape(in_shape), kb, bb)
+            pruned = pruned + (kb.detach() == 0).sum()
+            n_weights += kb.numel()
+            bits = slot_bits(act, out_shape, dtype=dtype) if act is not None else None
+        elif act is not None:
+            bits = slot_bits(act, out_shape, dtype=dtype)
+        elif bits is not None and _stateless(layer):
+            bits = layer(bits.reshape(in_shape).unsqueeze(0))[0]  # Flatten, float ReLU, pooling
+        else:
+            bits = None  # e.g. a float batch norm: the widths after it are not known here
+    total = sum(layers.values()) if layers else torch.zeros((), dtype=dtype)
+    return EbopsReport(total=total, layers=layers, pruned=pruned, weights=n_weights)
