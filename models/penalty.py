@@ -105,11 +105,11 @@ class EbopsPenalty:
     """
 
     def __init__(self, model: Any, schedule: BetaSchedule, input_bits: float | None = None) -> None:
-        from hqrun.quantizers.ebops import DEFAULT_INPUT_BITS, trace_shapes
+        from hqrun.quantizers.ebops import DEFAULT_INPUT_BITS, EbopsProgram
 
         self.schedule = schedule
         self.input_bits = DEFAULT_INPUT_BITS if input_bits is None else float(input_bits)
-        self.shapes = trace_shapes(model)
+        self.program = EbopsProgram(model)
 
     def beta_at(self, epoch: int) -> float:
         return self.schedule.at(epoch)
@@ -119,16 +119,13 @@ class EbopsPenalty:
         return self.schedule.settled_epoch
 
     def __call__(self, model: Any) -> Any:
-        from hqrun.quantizers.ebops import model_ebops
-
-        return model_ebops(model, self.input_bits, self.shapes).total
+        """The differentiable EBOPs of ``model`` (the one the program was prepared for)."""
+        return self.program(self.input_bits, count_pruned=False).total
 
     def report(self, model: Any) -> dict[str, Any]:
         """``{"ebops", "ebops_layers", "pruned_weights", "weights"}`` of the model as it is now
         (call in eval mode for the deployed widths), in float64."""
         import torch
 
-        from hqrun.quantizers.ebops import model_ebops
-
         with torch.no_grad():
-            return model_ebops(model, self.input_bits, self.shapes, torch.float64).as_dict()
+            return self.program(self.input_bits, torch.float64).as_dict()

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 __all__ = ["FLOAT_BITS", "DEFAULT_INPUT_BITS", "mac_ebops", "slot_bits", "trace_shapes",
-           "model_ebops", "EbopsReport"]
+           "model_ebops", "EbopsProgram", "EbopsReport"]
 
 #: Width counted for a float operand (a slot without quantizer): float32.
 FLOAT_BITS = 32
@@ -56,14 +56,48 @@ def mac_ebops(mac: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], in_bits
 
     Returns a 0-d tensor (dtype of the inputs), differentiable in every width tensor.
     """
-    out = mac(in_bits.unsqueeze(0).to(kernel_bits.dtype), kernel_bits)
-    positions = out[0, 0].numel()  # output positions per channel (1 for dense)
-    total = out.sum()
-    if positions != 1:
-        total = total / positions
+    in_bits = in_bits.to(kernel_bits.dtype)
+    if kernel_bits.dim() == 2 and in_bits.dim() == 1:  # dense: sum_j (W_b @ b_in)_j + sum b_b
+        return _DenseEbops.apply(in_bits, kernel_bits, bias_bits)
+    else:
+        out = mac(in_bits.unsqueeze(0), kernel_bits)
+        total = out.sum()
+        positions = out[0, 0].numel()  # output positions per channel
+        if positions != 1:
+            total = total / positions
     if bias_bits is not None:
         total = total + bias_bits.sum()
     return total
+
+
+class _DenseEbops(torch.autograd.Function):
+    """The dense count ``sum_j sum_i b_w(j,i) b_in(i) + sum_j b_b(j)`` as one autograd node.
+
+    ``F.linear(b_in, b_w).sum()`` written out: forward ``b_in . colsum(b_w)``; backward
+    ``d b_in = g * colsum(b_w)``, ``d b_w(j, i) = g * b_in(i)``, ``d b_b = g``. The same number as
+    the layer's own ``mac`` (tests check it) with a handful of ops instead of a chain of autograd
+    nodes: the training penalty runs it every step.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, in_bits: torch.Tensor, kernel_bits: torch.Tensor,
+                bias_bits: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        colsum = kernel_bits.sum(0)
+        total = torch.dot(in_bits, colsum)
+        if bias_bits is not None:
+            total = total + bias_bits.sum()
+        ctx.save_for_backward(in_bits, colsum)
+        ctx.shapes = (kernel_bits.shape, None if bias_bits is None else bias_bits.shape)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
+        in_bits, colsum = ctx.saved_tensors
+        kshape, bshape = ctx.shapes
+        grad_in = colsum * grad if ctx.needs_input_grad[0] else None
+        grad_k = (in_bits * grad).expand(kshape) if ctx.needs_input_grad[1] else None
+        grad_b = grad.expand(bshape) if bshape is not None and ctx.needs_input_grad[2] else None
+        return grad_in, grad_k, grad_b
 
 
 def slot_bits(q: nn.Module | None, shape: tuple[int, ...], value: torch.Tensor | None = None,
@@ -162,6 +196,71 @@ def _weight_bits(layer: nn.Module, slot: str, dtype: torch.dtype) -> torch.Tenso
     return slot_bits(q, tuple(value.shape), value.detach(), dtype)
 
 
+@dataclass
+class _Step:
+    """One child of the model as the count sees it (decided once per model)."""
+
+    name: str
+    layer: nn.Module
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    kind: str  # "mac" | "quantizer" (sets the widths) | "apply" (maps them) | "unknown"
+    act: nn.Module | None
+    has_bias: bool = False
+
+
+class EbopsProgram:
+    """The count of :func:`model_ebops`, prepared once for a model (structure and shapes), so a
+    training step pays only for the arithmetic."""
+
+    def __init__(self, model: nn.Module,
+                 shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None) -> None:
+        shapes = shapes if shapes is not None else trace_shapes(model)
+        self.input_shape = tuple(model.input_shape)
+        self.steps: list[_Step] = []
+        for name, layer in model.named_children():
+            in_shape, out_shape = shapes[name]
+            act = _activation_quantizer(layer)
+            if _is_mac(layer):
+                kind = "mac"
+            elif act is not None:
+                kind = "quantizer"
+            elif _stateless(layer):
+                kind = "apply"
+            else:
+                kind = "unknown"
+            self.steps.append(_Step(name, layer, in_shape, out_shape, kind, act,
+                                    kind == "mac" and "bias" in layer.slots()))
+
+    def __call__(self, input_bits: float = DEFAULT_INPUT_BITS, dtype: torch.dtype = torch.float32,
+                 count_pruned: bool = True) -> EbopsReport:
+        layers: dict[str, torch.Tensor] = {}
+        pruned: torch.Tensor | int = 0
+        n_weights = 0
+        bits: torch.Tensor | None = torch.full(self.input_shape, float(input_bits), dtype=dtype)
+        for st in self.steps:
+            if st.kind == "mac":
+                b_in = bits if bits is not None else \
+                    torch.full(st.in_shape, float(FLOAT_BITS), dtype=dtype)
+                kb = _weight_bits(st.layer, "kernel", dtype)
+                bb = _weight_bits(st.layer, "bias", dtype) if st.has_bias else None
+                if b_in.shape != st.in_shape:
+                    b_in = b_in.reshape(st.in_shape)
+                layers[st.name] = mac_ebops(st.layer.mac, b_in, kb, bb)
+                if count_pruned:
+                    pruned = pruned + int((kb.detach() == 0).sum())
+                    n_weights += kb.numel()
+                bits = slot_bits(st.act, st.out_shape, dtype=dtype) if st.act is not None else None
+            elif st.kind == "quantizer":
+                bits = slot_bits(st.act, st.out_shape, dtype=dtype)
+            elif st.kind == "apply" and bits is not None:
+                bits = st.layer(bits.reshape(st.in_shape).unsqueeze(0))[0]  # Flatten, ReLU, pooling
+            else:
+                bits = None  # e.g. a float batch norm: the widths after it are not known here
+        total = sum(layers.values()) if layers else torch.zeros((), dtype=dtype)
+        return EbopsReport(total=total, layers=layers, pruned=pruned, weights=n_weights)
+
+
 def model_ebops(model: nn.Module, input_bits: float = DEFAULT_INPUT_BITS,
                 shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
                 dtype: torch.dtype = torch.float32) -> EbopsReport:
@@ -169,33 +268,12 @@ def model_ebops(model: nn.Module, input_bits: float = DEFAULT_INPUT_BITS,
 
     The widths entering a MAC layer are those of the last quantizer the data passed (the input
     quantizer, an activation layer's or a layer's fused activation quantizer); layers between
-    without a quantizer (Flatten, a float ReLU) are applied to the width map itself. A float
-    model input counts ``input_bits`` per element; other float operands :data:`FLOAT_BITS`.
-    Differentiable in learned widths after a training-mode forward pass (the trainer's penalty
-    calls it right after the forward); in eval mode it is the exact count of the deployed model.
-    ``shapes`` (from :func:`trace_shapes`) may be passed to skip the dry run.
+    without a quantizer and without state (Flatten, a float ReLU, pooling) are applied to the
+    width map itself; after anything else (a float batch norm) the widths are unknown and count
+    as float. A float model input counts ``input_bits`` per element, other float operands
+    :data:`FLOAT_BITS`. Differentiable in learned widths after a training-mode forward pass (the
+    trainer's penalty calls it right after the forward); in eval mode it is the exact count of
+    the deployed model. ``shapes`` (from :func:`trace_shapes`) may be passed to skip the dry run;
+    :class:`EbopsProgram` keeps the whole preparation for repeated counts.
     """
-    shapes = shapes if shapes is not None else trace_shapes(model)
-    layers: dict[str, torch.Tensor] = {}
-    pruned: torch.Tensor | int = 0
-    n_weights = 0
-    bits: torch.Tensor | None = torch.full(tuple(model.input_shape), float(input_bits), dtype=dtype)
-    for name, layer in model.named_children():
-        in_shape, out_shape = shapes[name]
-        act = _activation_quantizer(layer)
-        if _is_mac(layer):
-            b_in = bits if bits is not None else torch.full(in_shape, float(FLOAT_BITS), dtype=dtype)
-            kb = _weight_bits(layer, "kernel", dtype)
-            bb = _weight_bits(layer, "bias", dtype) if "bias" in layer.slots() else None
-            layers[name] = mac_ebops(layer.mac, b_in.reshape(in_shape), kb, bb)
-            pruned = pruned + (kb.detach() == 0).sum()
-            n_weights += kb.numel()
-            bits = slot_bits(act, out_shape, dtype=dtype) if act is not None else None
-        elif act is not None:
-            bits = slot_bits(act, out_shape, dtype=dtype)
-        elif bits is not None and _stateless(layer):
-            bits = layer(bits.reshape(in_shape).unsqueeze(0))[0]  # Flatten, float ReLU, pooling
-        else:
-            bits = None  # e.g. a float batch norm: the widths after it are not known here
-    total = sum(layers.values()) if layers else torch.zeros((), dtype=dtype)
-    return EbopsReport(total=total, layers=layers, pruned=pruned, weights=n_weights)
+    return EbopsProgram(model, shapes)(input_bits, dtype)

@@ -40,7 +40,7 @@ from hqrun.errors import QuantizerSpecError
 from .base import Quantizer, check_number
 from .fixedpoint import FixedPointType
 from .grid import FixedPointGrid
-from .learned_ops import F_MAX, F_MIN, LearnedRound, code_width, effective_frac, range_width
+from .learned_ops import F_LIMIT, F_MAX, F_MIN, DataRound, WeightRound, code_width, effective_frac, range_width
 
 __all__ = ["LearnedFixedPoint", "GRANULARITIES", "OVERFLOWS", "WEIGHT_SLOTS", "DATA_SLOTS"]
 
@@ -71,6 +71,9 @@ class LearnedFixedPoint(Quantizer):
     elementwise = True
     #: Whether values pass a ReLU before unsigned quantization (subclasses set it).
     relu: ClassVar[bool] = False
+    #: The training loops' weight-constraint hook (models/constraints.py) clips ``f`` to
+    #: ``[-F_LIMIT, F_LIMIT]`` after every optimizer step (see :meth:`constraints`).
+    constrained_params: ClassVar[dict[str, str]] = {"f": "f"}
 
     def __init__(self, init_frac: float = 6.0, granularity: str = "element", overflow: str = "SAT",
                  range_decay: float = 0.0) -> None:
@@ -179,18 +182,17 @@ class LearnedFixedPoint(Quantizer):
         return torch.is_grad_enabled() and (x.requires_grad or self.f.requires_grad)
 
     def _forward_weight(self, w: torch.Tensor) -> torch.Tensor:
-        frac = effective_frac(self.f)
-        with torch.no_grad():
-            codes = torch.round(w.detach() * torch.exp2(frac))
-            width = code_width(codes)
-            self.width.copy_(width)
-            self.frac.copy_(frac)
-        if self._wants_grad(w):
-            wq, bits = LearnedRound.apply(w, self.f, frac, width, False)
+        if self._wants_grad(w):  # training: one autograd node; the snapshot waits for eval
+            wq, bits = WeightRound.apply(w, self.f)
             self.__dict__["_last_bits"] = bits
             return wq
         self.__dict__["_last_bits"] = None
-        return codes.mul_(torch.exp2(-frac))
+        with torch.no_grad():
+            frac = effective_frac(self.f)
+            codes = torch.mul(w, torch.exp2(frac)).round_()
+            self.width.copy_(code_width(codes.double()))  # exact for any code
+            self.frac.copy_(frac)
+            return codes.mul_(torch.exp2(-frac))
 
     def _reduce_dims(self, x: torch.Tensor) -> tuple[int, ...]:
         if self.granularity == "layer":
@@ -200,31 +202,34 @@ class LearnedFixedPoint(Quantizer):
         return (0,) + tuple(range(2, x.dim()))
 
     def _track_range(self, x: torch.Tensor) -> None:
+        """Training without gradient: raise the range to this batch (as DataRound does)."""
         with torch.no_grad():
-            v = torch.relu(x.detach()) if self.relu else x.detach().abs()
-            top = torch.amax(v, dim=self._reduce_dims(x)).reshape(self.range.shape)
+            v = x if self.relu else x.abs()
             if self.range_decay:
                 self.range.mul_(1.0 - self.range_decay)
+            top = torch.amax(v, dim=self._reduce_dims(x)).view(self.range.shape)
             torch.maximum(self.range, top, out=self.range)
 
     def _data_width(self, frac: torch.Tensor) -> torch.Tensor:
-        """Per-group width holding the tracked range at ``frac`` fractional bits (float)."""
-        top = torch.round(self.range * torch.exp2(frac))
-        return range_width(top, self.signed)
+        """Per-group width holding the tracked range at ``frac`` fractional bits (float32; the
+        count itself in float64, exact for any code)."""
+        top = torch.round(self.range.double() * torch.exp2(frac.double()))
+        return range_width(top, self.signed).float()
 
     def _forward_data(self, x: torch.Tensor) -> torch.Tensor:
-        frac = effective_frac(self.f)
         if self.training:
-            self._track_range(x)
-            width = self._data_width(frac)
             if self._wants_grad(x):  # the range covers the batch: rounding only, no overflow
-                xq, bits = LearnedRound.apply(x, self.f, frac, width, self.relu)
+                xq, bits = DataRound.apply(x, self.f, self.range, self._reduce_dims(x),
+                                           self.range_decay, self.signed, self.relu)
                 self.__dict__["_last_bits"] = bits
                 return xq
+            self._track_range(x)
             self.__dict__["_last_bits"] = None
+            frac = effective_frac(self.f)
             xr = torch.relu(x) if self.relu else x
             return torch.mul(xr, torch.exp2(frac)).round_().mul_(torch.exp2(-frac))
         self.__dict__["_last_bits"] = None
+        frac = effective_frac(self.f)
         with torch.no_grad():
             xq = self._saturated(x.detach(), frac, self._data_width(frac))
         if x.requires_grad and torch.is_grad_enabled():  # straight through, value unchanged
@@ -249,6 +254,11 @@ class LearnedFixedPoint(Quantizer):
             half = torch.exp2(width - 1)
             return torch.where(live, -half, 0.0), torch.where(live, half - 1, 0.0)
         return torch.zeros_like(width), torch.where(live, torch.exp2(width) - 1, 0.0)
+
+    def constraints(self) -> list[tuple[torch.Tensor, float]]:
+        """``(f, F_LIMIT)``: keep the fractional bits within the range the forward clips them
+        to, so the parameter never drifts where its gradient no longer acts."""
+        return [] if self.f is None else [(self.f, float(F_LIMIT))]
 
     # ------------------------------------------------------------------ reporting
     def _require_materialized(self) -> None:
@@ -284,8 +294,9 @@ class LearnedFixedPoint(Quantizer):
         """Per-element ``(signed, integer incl. sign, fractional)`` of the eval-mode outputs.
 
         Arrays have the shape of the tensor quantized (activations: one sample, no batch axis;
-        they broadcast against a batch). Weights: the snapshot of the last call (refreshed by
-        every forward and saved in the state dict). ``quantize(x)`` of the grid equals the
+        they broadcast against a batch). Weights: the snapshot taken by the last call without
+        gradient (every validation/eval pass; saved in the state dict), so after changing
+        weights by hand, call the layer once under ``torch.no_grad()``. ``quantize(x)`` equals the
         eval-mode forward bit for bit.
         """
         width, frac = self._widths_and_frac()

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "F_LIMIT",
     "F_MIN",
     "F_MAX",
     "LN2",
@@ -32,44 +33,50 @@ __all__ = [
     "code_width",
     "range_width",
     "effective_frac",
-    "LearnedRound",
+    "WeightRound",
+    "DataRound",
 ]
 
-#: Bounds of the (rounded) fractional bits. Widths stay far below float32's 24-bit mantissa in
-#: practice (the cost penalty pushes them down); the bounds only keep a runaway parameter finite.
-F_MIN = -16
-F_MAX = 24
+#: Bounds of the (rounded) fractional bits (HGQ2's ``MinMax(-24, 24)``). The training loops
+#: clip the parameter to them after every optimizer step (``LearnedFixedPoint.constraints``).
+F_LIMIT = 24
+F_MIN, F_MAX = -F_LIMIT, F_LIMIT
 LN2 = math.log(2.0)
+_HALF = {t: torch.tensor(0.5, dtype=t) for t in (torch.float32, torch.float64)}  # 2n + 1/2 in one op
 
 
 def bit_length(n: torch.Tensor) -> torch.Tensor:
-    """``int.bit_length`` of non-negative integer-valued floats, exactly (via ``frexp``).
+    """``int.bit_length`` of non-negative integer-valued floats, exactly.
 
-    ``n = m * 2**e`` with ``0.5 <= m < 1`` gives ``2**(e-1) <= n < 2**e``, so the bit length is
-    ``e``; ``frexp(0)`` has exponent 0. No ``log2`` rounding can creep in.
+    ``frexp`` writes ``y = m * 2**e`` with ``0.5 <= m < 1``, so for ``y = n + 0.5`` (which lies
+    strictly between ``n`` and the next power of two above it) ``e`` is the bit length of ``n``;
+    ``n = 0`` gives ``frexp(0.5) = (0.5, 0)``. Exact while ``n + 0.5`` is representable (codes
+    below 2**22 in float32, 2**51 in float64); no ``log2`` rounding can creep in.
     """
-    return torch.frexp(n).exponent.to(n.dtype)
+    return torch.frexp(n + 0.5).exponent.to(n.dtype)
 
 
 def code_width(n: torch.Tensor) -> torch.Tensor:
     """Smallest two's-complement width holding each integer code ``n`` (0 for ``n == 0``).
 
-    ``n > 0`` needs ``bit_length(n) + 1`` bits, ``n < 0`` needs ``bit_length(-n - 1) + 1`` (so
-    ``-1`` fits one bit, ``-2`` two), and 0 needs none: a weight quantized to 0 is pruned.
+    ``n > 0`` needs ``bit_length(n) + 1 = bit_length(2n)`` bits and ``n < 0`` needs
+    ``bit_length(-n - 1) + 1 = bit_length(-2n - 1)`` (so ``-1`` fits one bit, ``-2`` two); both
+    are ``bit_length(|2n + 1/2| - 1/2)``, i.e. the ``frexp`` exponent of ``|2n + 1/2|`` (see
+    :func:`bit_length`), and ``n = 0`` gives 0: a weight quantized to 0 is pruned. Four tensor
+    ops, float arithmetic only (boolean tensors are several times slower per element on CPU).
+    Exact for codes below 2**21 in float32 (2**50 in float64).
     """
-    magnitude = torch.where(n > 0, n, -n - 1)
-    return torch.where(n == 0, torch.zeros_like(n), bit_length(magnitude) + 1)
+    half = _HALF[n.dtype] if n.dtype in _HALF else torch.tensor(0.5, dtype=n.dtype)
+    return torch.frexp(torch.add(half, n, alpha=2.0).abs_()).exponent.to(n.dtype)
 
 
 def range_width(top_code: torch.Tensor, signed: bool) -> torch.Tensor:
     """Width holding every code in ``[-top, top]`` (signed) or ``[0, top]`` (unsigned).
 
-    ``top_code`` is the rounded code of the tracked range; 0 gives width 0 (a silent element).
+    ``top_code`` is the rounded code of the tracked range (``>= 0``); 0 gives width 0 (a silent
+    element); a signed element needs one bit more than the magnitude: ``bit_length(2 * top)``.
     """
-    width = bit_length(top_code)
-    if signed:
-        width = torch.where(top_code > 0, width + 1, width)
-    return width
+    return bit_length(top_code * 2.0 if signed else top_code)
 
 
 def effective_frac(f: torch.Tensor) -> torch.Tensor:
@@ -77,41 +84,81 @@ def effective_frac(f: torch.Tensor) -> torch.Tensor:
     return torch.round(f.detach()).clamp_(F_MIN, F_MAX)
 
 
-class LearnedRound(torch.autograd.Function):
-    """``xq = round(x * 2**f) * 2**-f`` (ReLU first if asked) with HGQ's gradient for ``f``.
+def _reduce_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    return t if t.shape == shape else t.sum_to_size(shape)
 
-    Inputs: ``x``; ``f`` the float parameter (any shape broadcasting to ``x``); ``frac`` its
-    rounded value ``effective_frac(f)``; ``bits`` the per-element widths the cost penalty counts
-    (a tensor computed without gradient by the caller, shape broadcasting to ``x`` for weights or
-    equal to ``f``'s for activations); ``relu``.
 
-    Outputs: ``xq`` and ``bits`` (the same numbers, now attached to the graph).
+class WeightRound(torch.autograd.Function):
+    """Weights: ``wq = round(w * 2**f) * 2**-f`` and each element's width, in one autograd node.
 
-    Backward: ``dx = dxq`` (straight through; times ``x > 0`` with ``relu``), and
-    ``df = -ln2 * sum(dxq * (xq - x_r)) + sum(dbits * (bits > 0))`` reduced to ``f``'s shape,
-    zero where ``f`` lies outside ``[F_MIN, F_MAX]`` (the clip is flat there). ``x_r`` is the
-    ReLU'd input when ``relu``: the error of the value actually rounded. A live element's width is
-    ``f`` plus a constant (its integer bits), so its derivative in ``f`` is 1; an empty one has
-    none.
+    Returns ``(wq, width)``: ``width`` is the two's-complement width of each code (0: pruned).
+    Backward: ``dw = dwq`` (straight through; weights never saturate) and HGQ's
+    ``df = -ln2 * sum(dwq * (wq - w)) + sum(dwidth * [width > 0])`` (a live weight's width is
+    ``f`` plus its integer bits, so its derivative in ``f`` is 1), summed over the elements
+    sharing an ``f``. ``f`` is rounded with a straight-through estimator.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, f: torch.Tensor, frac: torch.Tensor,
-                bits: torch.Tensor, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        xr = torch.relu(x) if relu else x
-        xq = torch.mul(xr, torch.exp2(frac)).round_().mul_(torch.exp2(-frac))  # exact: powers of 2
-        ctx.relu = relu
-        ctx.f_shape = f.shape
-        in_range = (f >= F_MIN - 0.5) & (f <= F_MAX + 0.5)
-        ctx.save_for_backward(xq - xr, bits, in_range, x > 0 if relu else None)
-        return xq, bits.clone()
+    def forward(ctx: Any, w: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        scale = torch.exp2(torch.round(f).clamp_(F_MIN, F_MAX))
+        codes = torch.mul(w, scale).round_()
+        width = code_width(codes)
+        wq = codes.div_(scale)  # exact: a power of two
+        ctx.save_for_backward(wq - w, width.clamp_max(1.0), f)
+        return wq, width
 
     @staticmethod
-    def backward(ctx: Any, grad_xq: torch.Tensor, grad_bits: torch.Tensor) -> tuple:  # type: ignore[override]
-        delta, bits, in_range, positive = ctx.saved_tensors
-        grad_x = grad_xq * positive if ctx.relu else grad_xq
-        grad_f = (grad_xq * delta).sum_to_size(ctx.f_shape).mul_(-LN2)
-        if grad_bits is not None:
-            grad_f = grad_f + (grad_bits * (bits > 0)).sum_to_size(ctx.f_shape)
-        grad_f = grad_f * in_range
-        return grad_x, grad_f, None, None, None
+    def backward(ctx: Any, grad_wq: torch.Tensor, grad_width: torch.Tensor) -> tuple:  # type: ignore[override]
+        delta, live, f = ctx.saved_tensors
+        if grad_width is None:
+            grad_f = grad_wq * delta * -LN2
+        else:
+            grad_f = torch.addcmul(grad_width * live, grad_wq, delta, value=-LN2)
+        return grad_wq, _reduce_to(grad_f, f.shape)
+
+
+class DataRound(torch.autograd.Function):
+    """Activations in training: track the range, then ``xq = round(x * 2**f) * 2**-f`` (ReLU
+    first with ``relu``).
+
+    ``top`` (the tracked range, a buffer with ``f``'s shape) is raised in place to this batch's
+    maximum over ``dims`` (after shrinking by ``decay``), so nothing saturates. Returns
+    ``(xq, width)`` with ``width`` per element of ``f`` (the bits holding the range). Backward:
+    ``dx = dxq`` (ReLU's gradient with ``relu``) and HGQ's ``df`` as in :class:`WeightRound`;
+    where ReLU cut the input, ``dx`` is 0 and so is the weight of its error.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, f: torch.Tensor, top: torch.Tensor, dims: tuple,
+                decay: float, signed: bool, relu: bool) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        if relu:  # top >= 0 always, so max(top, max(x)) is already the ReLU's range
+            batch_top = torch.amax(x, dim=dims)
+        else:
+            batch_top = torch.amax(x.abs(), dim=dims)
+        if decay:
+            top.mul_(1.0 - decay)
+        torch.maximum(top, batch_top.view(top.shape), out=top)
+        frac = torch.round(f).clamp_(F_MIN, F_MAX)
+        scale = torch.exp2(frac)
+        width = range_width(torch.mul(top, scale).round_(), signed)
+        xq = torch.mul(x, scale).round_()
+        if relu:
+            xq.clamp_min_(0.0)
+        xq.div_(scale)  # exact: a power of two
+        ctx.relu = relu
+        ctx.save_for_backward(xq - x, width.clamp_max(1.0), f, x if relu else None)
+        return xq, width
+
+    @staticmethod
+    def backward(ctx: Any, grad_xq: torch.Tensor, grad_width: torch.Tensor) -> tuple:  # type: ignore[override]
+        delta, live, f, x = ctx.saved_tensors
+        # ReLU's own backward kernel: grad where x > 0, else 0
+        grad_x = torch.ops.aten.threshold_backward(grad_xq, x, 0.0) if ctx.relu else grad_xq
+        if grad_x.dim() == 2 and f.shape == grad_x.shape[1:]:
+            grad_f = torch.linalg.vecdot(grad_x, delta, dim=0)  # one pass, no temporary
+        else:
+            grad_f = (grad_x * delta).sum_to_size(f.shape)
+        grad_f = grad_f.mul_(-LN2)
+        if grad_width is not None:
+            grad_f = grad_f.addcmul_(grad_width, live)
+        return grad_x, grad_f, None, None, None, None, None
