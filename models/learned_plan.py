@@ -39,8 +39,8 @@ def expand_learned(plan: str, data: Mapping[str, Any]) -> tuple[Any, dict[str, A
 
     Returns the plan's own ``input`` and ``default`` when ``learn`` is empty or absent.
     """
-    default = dict(data.get("default") or {}) if isinstance(data.get("default"), Mapping) \
-        else data.get("default")
+    raw = data.get("default")
+    default = dict(raw or {}) if raw is None or isinstance(raw, Mapping) else raw
     input_spec = data.get("input")
     learn = data.get("learn") or []
     if isinstance(learn, str):

@@ -15,20 +15,29 @@ from typing import Any, Mapping
 
 from hqrun.errors import PlanError
 
-__all__ = ["BetaSchedule", "EbopsPenalty", "SCHEDULES", "PENALTY_KEYS"]
+__all__ = ["BetaSchedule", "EbopsPenalty", "SCHEDULES", "PENALTY_KEYS", "width_lr_scale"]
 
 SCHEDULES = ("constant", "ramp")
-#: Plan keys that describe the penalty.
-PENALTY_KEYS = ("beta", "beta_schedule", "beta_start", "beta_ramp_epochs")
+#: Plan keys that describe how learned widths train: the penalty and the widths' learning rate.
+PENALTY_KEYS = ("beta", "beta_schedule", "beta_start", "beta_ramp_epochs", "width_lr_scale")
+
+
+def width_lr_scale(plan: str, value: Any) -> float:
+    """The plan's ``width_lr_scale`` (default 1): the learned bit widths' learning rate is
+    ``trainer.lr`` times this. Adam moves each parameter by about its learning rate per step
+    whatever the gradient's size, so this — not beta — sets how fast widths can fall."""
+    if value is None:
+        return 1.0
+    return _number(plan, "width_lr_scale", value, minimum=0.0)
 
 
 def _number(plan: str, key: str, value: Any, minimum: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < minimum:
-        raise PlanError(
-            f"plan {plan!r}: {key}={value!r} must be a finite number >= {minimum:g} (beta weighs "
-            "EBOPs in the loss: 0 turns the penalty off, larger values give cheaper models)."
-        )
+        why = ("beta weighs EBOPs in the loss: 0 turns the penalty off, larger values give "
+               "cheaper models" if key.startswith("beta") else "it multiplies trainer.lr")
+        raise PlanError(f"plan {plan!r}: {key}={value!r} must be a finite number >= {minimum:g} "
+                        f"({why}).")
     return float(value)
 
 
@@ -52,7 +61,7 @@ class BetaSchedule:
     def from_plan_dict(cls, plan: str, data: Mapping[str, Any]) -> "BetaSchedule | None":
         """The schedule from a plan mapping's penalty keys; None when ``beta`` is absent/null."""
         if data.get("beta") is None:
-            extra = [k for k in PENALTY_KEYS[1:] if data.get(k) is not None]
+            extra = [k for k in PENALTY_KEYS[1:4] if data.get(k) is not None]
             if extra:
                 raise PlanError(f"plan {plan!r} sets {', '.join(extra)} but no beta; add beta=... "
                                 "(the weight of EBOPs in the loss) or remove them.")

@@ -23,7 +23,7 @@ from torch import nn
 
 from hqrun.errors import HqrunError, PlanError
 from hqrun.models.learned_plan import LEARN_KEYS, expand_learned
-from hqrun.models.penalty import PENALTY_KEYS, BetaSchedule
+from hqrun.models.penalty import PENALTY_KEYS, BetaSchedule, width_lr_scale
 
 #: Slots the default entry may set.
 DEFAULT_SLOTS = ("kernel", "bias", "activation")
@@ -71,6 +71,8 @@ class Plan:
     description: str | None = None
     #: ``beta * EBOPs`` in the training loss and its schedule (None: no penalty).
     penalty: BetaSchedule | None = None
+    #: Learning rate of learned bit widths relative to ``trainer.lr``.
+    width_lr_scale: float = 1.0
 
     # ------------------------------------------------------------ (de)serialisation
     @classmethod
@@ -124,7 +126,7 @@ class Plan:
                                   for s, v in entry.items()}
         return cls(name=name, input=_check_spec(f"plan {name!r} input", input_in),
                    default=default, layers=layers, description=data.get("description"),
-                   penalty=penalty)
+                   penalty=penalty, width_lr_scale=width_lr_scale(name, data.get("width_lr_scale")))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML-ready mapping (quantizer objects are written as their spec strings)."""
@@ -140,6 +142,8 @@ class Plan:
         d["layers"] = {n: {s: out(v) for s, v in e.items()} for n, e in self.layers.items()}
         if self.penalty is not None:
             d.update(self.penalty.to_plan_dict())
+        if self.width_lr_scale != 1.0:
+            d["width_lr_scale"] = self.width_lr_scale
         return d
 
     @classmethod

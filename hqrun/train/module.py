@@ -62,11 +62,14 @@ class ClassifierModule(pl.LightningModule):
         record: dict | None = None,
         batch_size: int = 0,
         penalty: Any = None,
+        lr_scales: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         # ``record`` (plan, model config, class names) makes best.ckpt self-describing.
-        self.save_hyperparameters(ignore=["model", "penalty"])
+        self.save_hyperparameters(ignore=["model", "penalty", "lr_scales"])
+        # parameter name -> learning-rate multiplier (e.g. learned bit widths: plan.width_lr_scale)
+        self.lr_scales = dict(lr_scales or {})
         self.penalty = penalty
         self._beta = 0.0
         self.diverged = False
@@ -200,9 +203,18 @@ class ClassifierModule(pl.LightningModule):
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # optimiser -------------------------------------------------------------------------
+    def _param_groups(self, lr: float) -> Any:
+        """All parameters, or groups by learning-rate multiplier when ``lr_scales`` names some."""
+        if not self.lr_scales:
+            return self.model.parameters()
+        groups: dict[float, list] = {}
+        for name, p in self.model.named_parameters():
+            groups.setdefault(float(self.lr_scales.get(name, 1.0)), []).append(p)
+        return [{"params": ps, "lr": lr * scale} for scale, ps in groups.items()]
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        optimizer = make_optimizer(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = make_optimizer(self._param_groups(hp.lr), lr=hp.lr, weight_decay=hp.weight_decay)
         # QKeras clips every quantized kernel/bias to its quantizer's range after each update
         # (Keras constraints); without it binary/ternary shadow weights drift far from zero and
         # stop flipping. The search's trials clip too, so a retrained winner sees the same rule.

@@ -121,8 +121,10 @@ def load_initial_state(model: nn.Module, initial_state: Any) -> None:
     params = dict(model.named_parameters())
     # Learned bit widths start from their initial values when the source has none (e.g. a
     # learned-bits training that starts from a float model's weights).
-    fresh = learned_prefixes(model)
-    missing_params = [k for k in params if k not in state and not k.startswith(fresh)]
+    from hqrun.models.state import learned_state_keys
+
+    fresh = set(learned_state_keys(model))
+    missing_params = [k for k in params if k not in state and k not in fresh]
     if missing_params:
         raise ConfigError(
             f"the initial weights lack the parameter(s) {missing_params[:6]}; they come from a "
@@ -138,12 +140,6 @@ def load_initial_state(model: nn.Module, initial_state: Any) -> None:
             "tuning changes shapes; train such models from scratch."
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-
-
-def learned_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """State-dict prefixes of the learned-width quantizers in ``model`` (``"dense_1.kernel_quantizer."``)."""
-    return tuple(f"{name}." for name, m in model.named_modules()
-                 if name and callable(getattr(m, "bit_widths", None)))
 
 
 @torch.no_grad()
@@ -203,8 +199,15 @@ def fit_and_evaluate(
             raise ConfigError("fit_and_evaluate needs a model or a model config to build one from.")
         model = build_from_plan(model_cfg, plan)
     load_initial_state(model, initial_state)
-    if penalty is None and plan is not None:
-        penalty = plan_penalty(model, plan)
+    lr_scales = None
+    if plan is not None:
+        from hqrun.models import load_plan
+        from hqrun.models.state import learned_state_keys
+
+        loaded = load_plan(plan)
+        penalty = penalty if penalty is not None else plan_penalty(model, loaded)
+        if loaded.width_lr_scale != 1.0:
+            lr_scales = dict.fromkeys(learned_state_keys(model), loaded.width_lr_scale)
 
     module = ClassifierModule(
         model,
@@ -219,6 +222,7 @@ def fit_and_evaluate(
         record=record or {},
         batch_size=int(_get(trainer_cfg, "batch_size", 1024)),
         penalty=penalty,
+        lr_scales=lr_scales,
     )
     data = ArrayDataModule(splits, batch_size=int(_get(trainer_cfg, "batch_size", 1024)),
                            eval_batch_size=int(_get(trainer_cfg, "eval_batch_size", 16384)), seed=int(seed),
