@@ -18,7 +18,9 @@ from hqrun.errors import HqrunError, PlanError
 __all__ = ["LEARN_KEYS", "LEARNABLE_SLOTS", "expand_learned"]
 
 #: Plan keys of the shorthand (consumed when the plan is read, never written back).
-LEARN_KEYS = ("learn", "granularity", "init_frac", "overflow", "range_decay")
+LEARN_KEYS = ("learn", "granularity", "init_frac", "overflow", "range_decay", "integer")
+#: Knobs that only activations (and the input) take.
+_DATA_ONLY = ("overflow", "range_decay", "integer")
 #: Slots ``learn`` may name, and the quantizer each gets.
 LEARNABLE_SLOTS = {"kernel": "learned_bits", "bias": "learned_bits",
                    "activation": "learned_relu", "input": "learned_bits"}
@@ -56,11 +58,9 @@ def expand_learned(plan: str, data: Mapping[str, Any]) -> tuple[Any, dict[str, A
         return input_spec, default
     if not isinstance(default, dict):
         raise PlanError(f"plan {plan!r}: `default` must map kernel/bias/activation to specs.")
-    args = []
-    for key in ("granularity", "overflow", "range_decay"):
-        if data.get(key) is not None:
-            args.append(f"{key}={data[key]!r}")
     for slot in learn:
+        args = [f"{key}={data[key]!r}" for key in ("granularity",) + _DATA_ONLY
+                if data.get(key) is not None and (key == "granularity" or slot in ("activation", "input"))]
         current = input_spec if slot == "input" else default.get(slot)
         if current is not None:
             where = "input" if slot == "input" else f"default.{slot}"
@@ -68,11 +68,10 @@ def expand_learned(plan: str, data: Mapping[str, Any]) -> tuple[Any, dict[str, A
                 f"plan {plan!r}: learn includes {slot!r} but {where} is already {current!r}. "
                 f"Remove {slot} from learn to keep that quantizer, or set {where} to null."
             )
-        slot_args = list(args)
         frac = _init_frac(plan, data.get("init_frac"), slot)
         if frac is not None:
-            slot_args.insert(0, f"init_frac={frac!r}")
-        spec = f"{LEARNABLE_SLOTS[slot]}({','.join(slot_args)})"
+            args.insert(0, f"init_frac={frac!r}")
+        spec = f"{LEARNABLE_SLOTS[slot]}({','.join(args)})"
         try:  # bad knob values (granularity, ...) fail here, naming the knob
             from hqrun.quantizers import get
 

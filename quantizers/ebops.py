@@ -56,7 +56,8 @@ def mac_ebops(mac: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], in_bits
 
     Returns a 0-d tensor (dtype of the inputs), differentiable in every width tensor.
     """
-    in_bits = in_bits.to(kernel_bits.dtype)
+    if in_bits.dtype != kernel_bits.dtype:
+        in_bits = in_bits.to(kernel_bits.dtype)
     if kernel_bits.dim() == 2 and in_bits.dim() == 1:  # dense: sum_j (W_b @ b_in)_j + sum b_b
         return _DenseEbops.apply(in_bits, kernel_bits, bias_bits)
     else:
@@ -111,7 +112,8 @@ def slot_bits(q: nn.Module | None, shape: tuple[int, ...], value: torch.Tensor |
     """
     fn = getattr(q, "bit_widths", None)
     if callable(fn):
-        bits = fn().to(dtype)
+        bits = fn()
+        bits = bits if bits.dtype == dtype else bits.to(dtype)
     else:
         grid_fn = getattr(q, "fixed_point_grid", None)
         grid = grid_fn() if callable(grid_fn) else None
@@ -188,7 +190,8 @@ def _stateless(layer: nn.Module) -> bool:
 def _weight_bits(layer: nn.Module, slot: str, dtype: torch.dtype) -> torch.Tensor | None:
     q = layer.quantizer(slot)
     if callable(getattr(q, "bit_widths", None)):
-        return q.bit_widths().to(dtype)  # learned: zero codes already have width 0
+        bits = q.bit_widths()  # learned: zero codes already have width 0
+        return bits if bits.dtype == dtype else bits.to(dtype)
     with torch.no_grad():
         value = layer.quantized_kernel() if slot == "kernel" else layer.quantized_bias()
     if value is None:
@@ -217,6 +220,7 @@ class EbopsProgram:
                  shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None) -> None:
         shapes = shapes if shapes is not None else trace_shapes(model)
         self.input_shape = tuple(model.input_shape)
+        self._input_bits: dict[tuple[float, torch.dtype], torch.Tensor] = {}
         self.steps: list[_Step] = []
         for name, layer in model.named_children():
             in_shape, out_shape = shapes[name]
@@ -237,7 +241,10 @@ class EbopsProgram:
         layers: dict[str, torch.Tensor] = {}
         pruned: torch.Tensor | int = 0
         n_weights = 0
-        bits: torch.Tensor | None = torch.full(self.input_shape, float(input_bits), dtype=dtype)
+        key = (float(input_bits), dtype)
+        if key not in self._input_bits:  # one constant per width and dtype, not one per step
+            self._input_bits[key] = torch.full(self.input_shape, key[0], dtype=dtype)
+        bits: torch.Tensor | None = self._input_bits[key]
         for st in self.steps:
             if st.kind == "mac":
                 b_in = bits if bits is not None else \

@@ -40,14 +40,20 @@ from hqrun.errors import QuantizerSpecError
 from .base import Quantizer, check_number
 from .fixedpoint import FixedPointType
 from .grid import FixedPointGrid
-from .learned_ops import F_LIMIT, F_MAX, F_MIN, DataRound, WeightRound, code_width, effective_frac, range_width
+from .learned_ops import (
+    F_LIMIT, F_MAX, F_MIN, LN2, DataRound, SurrogateRound, WeightRound, code_width, effective_frac,
+    range_width,
+)
 
-__all__ = ["LearnedFixedPoint", "GRANULARITIES", "OVERFLOWS", "WEIGHT_SLOTS", "DATA_SLOTS"]
+__all__ = ["LearnedFixedPoint", "GRANULARITIES", "OVERFLOWS", "INTEGER_MODES", "WEIGHT_SLOTS",
+           "DATA_SLOTS"]
 
 #: Granularities of the trainable fractional bits.
 GRANULARITIES = ("element", "channel", "layer")
 #: Overflow of activations beyond their tracked range in eval mode.
 OVERFLOWS = ("SAT", "WRAP")
+#: Where activations' integer bits come from: the tracked range, or trained (with saturation).
+INTEGER_MODES = ("range", "learned")
 #: Plan slots whose tensor is a trained weight, and slots whose tensor is data.
 WEIGHT_SLOTS = ("kernel", "bias")
 DATA_SLOTS = ("activation",)
@@ -65,6 +71,12 @@ class LearnedFixedPoint(Quantizer):
             tracked range in eval mode. Weights never overflow (their integer bits fit each value).
         range_decay: per training step, the tracked activation range shrinks by this fraction
             before the batch's maximum is taken in (0: a plain running maximum).
+        integer: activations only. "range" (default): integer bits cover the tracked range, so
+            training never saturates. "learned": integer bits are a trainable parameter too
+            (initialised from the first training batch's range), values beyond them saturate in
+            training as in eval, and their gradient comes from the saturation (the clip bound's
+            derivative) against the cost penalty — so rare outliers stop costing bits on every
+            sample (HGQ2's trainable-integer ``SAT`` quantizers). Needs ``overflow="SAT"``.
     """
 
     positional = 0
@@ -76,7 +88,7 @@ class LearnedFixedPoint(Quantizer):
     constrained_params: ClassVar[dict[str, str]] = {"f": "f"}
 
     def __init__(self, init_frac: float = 6.0, granularity: str = "element", overflow: str = "SAT",
-                 range_decay: float = 0.0) -> None:
+                 range_decay: float = 0.0, integer: str = "range") -> None:
         super().__init__()
         self.init_frac = check_number(self.name, "init_frac", init_frac, allow_none=False)
         if not F_MIN <= self.init_frac <= F_MAX:
@@ -103,14 +115,31 @@ class LearnedFixedPoint(Quantizer):
                 f"{self.name}: range_decay={range_decay!r} must lie in [0, 1): the fraction by which "
                 "the tracked activation range shrinks per training step (0: running maximum)."
             )
+        if integer not in INTEGER_MODES:
+            raise QuantizerSpecError(
+                f"{self.name}: integer={integer!r} is unknown; use 'range' (integer bits cover the "
+                "range tracked in training) or 'learned' (trainable integer bits, saturating)."
+            )
+        if integer == "learned" and self.overflow != "SAT":
+            raise QuantizerSpecError(
+                f"{self.name}: integer='learned' trains with saturation, so the deployed model must "
+                "saturate too; use overflow='SAT' (or integer='range' with WRAP)."
+            )
+        self.integer = integer
         self._role: str | None = None
         self._shape: tuple[int, ...] | None = None  # the tensor's shape (per sample for data)
         self._last_bits: torch.Tensor | None = None
+        self._i_ready = False  # cached flag of the i_ready buffer (no tensor read per step)
         self.register_parameter("f", None)
 
     # ------------------------------------------------------------------ role and shapes
     def for_slot(self, slot: str) -> "LearnedFixedPoint":
         """Take the role of ``slot``: kernel/bias → weight, activation → data; refuse others."""
+        if slot in WEIGHT_SLOTS and not self.relu and self.integer == "learned":
+            raise QuantizerSpecError(
+                f"{self} cannot serve the {slot!r} slot: a weight's integer bits follow its own "
+                "value, so integer='learned' is for activation and input slots only."
+            )
         if slot in WEIGHT_SLOTS and not self.relu:
             role = "weight"
         elif slot in DATA_SLOTS:
@@ -169,6 +198,9 @@ class LearnedFixedPoint(Quantizer):
             self.register_buffer("frac", torch.zeros(pshape, dtype=torch.int8, **kw))
         else:
             self.register_buffer("range", torch.zeros(pshape, dtype=torch.float32, **kw))
+            if self.integer == "learned":
+                self.i = nn.Parameter(torch.zeros(pshape, dtype=torch.float32, **kw))
+                self.register_buffer("i_ready", torch.zeros((), dtype=torch.float32, **kw))
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -211,12 +243,55 @@ class LearnedFixedPoint(Quantizer):
             torch.maximum(self.range, top, out=self.range)
 
     def _data_width(self, frac: torch.Tensor) -> torch.Tensor:
-        """Per-group width holding the tracked range at ``frac`` fractional bits (float32; the
-        count itself in float64, exact for any code)."""
+        """Per-group width at ``frac`` fractional bits (float32): the learned integer bits plus
+        ``frac``, or the width holding the tracked range (counted in float64, exact for any
+        code)."""
+        if self.integer == "learned":
+            return (self._learned_integer() + frac).clamp_min_(0.0)
         top = torch.round(self.range.double() * torch.exp2(frac.double()))
         return range_width(top, self.signed).float()
 
+    def _learned_integer(self) -> torch.Tensor:
+        return torch.round(self.i.detach()).clamp_(F_MIN, F_MAX)
+
+    def _init_integer(self, x: torch.Tensor) -> None:
+        """integer='learned': start from the integer bits the first training batch needs."""
+        if self._i_ready or bool(self.i_ready):
+            self._i_ready = True
+            return
+        self._track_range(x)
+        with torch.no_grad():
+            frac = effective_frac(self.f)
+            top = torch.round(self.range.double() * torch.exp2(frac.double()))
+            self.i.copy_(range_width(top, self.signed).float() - frac)
+            self.i_ready.fill_(1.0)
+        self._i_ready = True
+
+    def _forward_learned_integer(self, x: torch.Tensor) -> torch.Tensor:
+        """Training with trainable integer bits: saturate at the learned bounds (the bounds'
+        derivative in ``i`` carries the saturation error), then round (HGQ's ``f`` gradient)."""
+        self._init_integer(x)
+        frac = effective_frac(self.f)
+        integer = self._learned_integer()
+        width = (integer + frac).clamp_min_(0.0)
+        live = width.clamp_max(1.0)
+        top = torch.exp2(integer - 1.0 if self.signed else integer) * live
+        hi = top - torch.exp2(-frac) * live
+        step_i = (self.i - self.i.detach()) * (LN2 * top)  # d bound / d i = ln2 * 2**(I-1)
+        hi = hi + step_i
+        lo = -(top + step_i) if self.signed else torch.zeros_like(hi)
+        xq = SurrogateRound.apply(torch.clamp(x, lo, hi), self.f)
+        self.__dict__["_last_bits"] = width + live * ((self.f - self.f.detach()) + (self.i - self.i.detach()))
+        return xq
+
     def _forward_data(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.integer == "learned":
+            if self._wants_grad(x):
+                return self._forward_learned_integer(x)
+            self._init_integer(x)
+            with torch.no_grad():
+                frac = effective_frac(self.f)
+                return self._saturated(x.detach(), frac, self._data_width(frac))
         if self.training:
             if self._wants_grad(x):  # the range covers the batch: rounding only, no overflow
                 xq, bits = DataRound.apply(x, self.f, self.range, self._reduce_dims(x),
@@ -258,7 +333,10 @@ class LearnedFixedPoint(Quantizer):
     def constraints(self) -> list[tuple[torch.Tensor, float]]:
         """``(f, F_LIMIT)``: keep the fractional bits within the range the forward clips them
         to, so the parameter never drifts where its gradient no longer acts."""
-        return [] if self.f is None else [(self.f, float(F_LIMIT))]
+        if self.f is None:
+            return []
+        i = getattr(self, "i", None)
+        return [(self.f, float(F_LIMIT))] + ([] if i is None else [(i, float(F_LIMIT))])
 
     # ------------------------------------------------------------------ reporting
     def _require_materialized(self) -> None:

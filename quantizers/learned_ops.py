@@ -35,6 +35,7 @@ __all__ = [
     "effective_frac",
     "WeightRound",
     "DataRound",
+    "SurrogateRound",
 ]
 
 #: Bounds of the (rounded) fractional bits (HGQ2's ``MinMax(-24, 24)``). The training loops
@@ -162,3 +163,25 @@ class DataRound(torch.autograd.Function):
         if grad_width is not None:
             grad_f = grad_f.addcmul_(grad_width, live)
         return grad_x, grad_f, None, None, None, None, None
+
+
+class SurrogateRound(torch.autograd.Function):
+    """``xq = round(x * 2**f) * 2**-f`` of values already inside their range (no ReLU, no
+    saturation: the caller clipped them), with ``dx = dxq`` and HGQ's
+    ``df = -ln2 * sum(dxq * (xq - x))``. Used by activations whose integer bits are learned."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        scale = torch.exp2(torch.round(f).clamp_(F_MIN, F_MAX))
+        xq = torch.mul(x, scale).round_().div_(scale)
+        ctx.save_for_backward(xq - x, f)
+        return xq
+
+    @staticmethod
+    def backward(ctx: Any, grad_xq: torch.Tensor) -> tuple:  # type: ignore[override]
+        delta, f = ctx.saved_tensors
+        if grad_xq.dim() == 2 and f.shape == grad_xq.shape[1:]:
+            grad_f = torch.linalg.vecdot(grad_xq, delta, dim=0)
+        else:
+            grad_f = (grad_xq * delta).sum_to_size(f.shape)
+        return grad_xq, grad_f.mul_(-LN2)

@@ -78,14 +78,18 @@ def trained_data_quantizer(spec: str, shape: tuple[int, ...], seed: int) -> torc
     return q.eval()
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), name=st.sampled_from(["learned_bits", "learned_relu"]),
        granularity=granularities, overflow=overflows, init=st.integers(-2, 8),
-       conv=st.booleans())
-def test_eval_output_is_bit_exact_on_the_exported_grid(seed, name, granularity, overflow, init, conv):
+       conv=st.booleans(), learned_integer=st.booleans())
+def test_eval_output_is_bit_exact_on_the_exported_grid(seed, name, granularity, overflow, init, conv,
+                                                       learned_integer):
     shape = (3, 4, 5) if conv else (6,)
-    q = trained_data_quantizer(f"{name}(init_frac={init},granularity={granularity!r},overflow={overflow!r})",
-                               shape, seed)
+    if learned_integer:
+        overflow = "SAT"
+    integer = "learned" if learned_integer else "range"
+    q = trained_data_quantizer(f"{name}(init_frac={init},granularity={granularity!r},"
+                               f"overflow={overflow!r},integer={integer!r})", shape, seed)
     grid = q.fixed_point_grid()
     assert grid.shape == shape and grid.overflow == overflow
     gen = torch.Generator().manual_seed(seed + 1)
@@ -161,3 +165,22 @@ def test_plan_schema_knobs_expand_to_specs():
     assert plan.default["activation"] == "learned_relu(init_frac=3,granularity='channel')"
     assert plan.default["kernel"] == "quantized_bits(6,0,alpha=1)"
     assert "learn" not in plan.to_dict() and Plan.from_dict(plan.to_dict()).to_dict() == plan.to_dict()
+
+
+def test_learned_integer_bits_saturate_and_get_the_clip_gradient():
+    q = get("learned_bits(init_frac=1,integer='learned')")
+    q.train()
+    q(torch.tensor([[1.0], [-1.5]]))  # first batch: range 1.5 -> codes up to 3 -> 3 bits, I = 2
+    assert q.i.tolist() == [2.0] and q.fixed_point_grid().bits().tolist() == [3]
+    x = torch.tensor([[5.0], [-7.0], [0.7]], requires_grad=True)
+    y = q(x)
+    assert y.detach().flatten().tolist() == [1.5, -2.0, 0.5]  # saturated at 2**(2-1) - 2**-1, -2
+    g = torch.tensor([[1.0], [2.0], [3.0]])
+    (g * y).sum().backward()
+    assert x.grad.flatten().tolist() == [0.0, 0.0, 3.0]  # clipped straight through
+    # d hi/d I = d(-lo)/d I = ln2 * 2**(I-1): 1 * ln2 * 2 - 2 * ln2 * 2
+    assert q.i.grad.item() == pytest.approx(math.log(2) * 2 * (1 - 2))
+    with pytest.raises(QuantizerSpecError, match="overflow='SAT'"):
+        get("learned_relu(integer='learned',overflow='WRAP')")
+    with pytest.raises(QuantizerSpecError, match="activation and input slots only"):
+        QDense(4, 3, kernel_quantizer="learned_bits(integer='learned')")
