@@ -204,9 +204,16 @@ class LearnedFixedPoint(Quantizer):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.f is None:
+        f = self._parameters["f"]  # direct: nn.Module's attribute lookup costs per step
+        if f is None:
             self._materialize(x)
-        if self.role == "weight":
+            f = self._parameters["f"]
+        if self._role == "weight":
+            if torch.is_grad_enabled() and (x.requires_grad or f.requires_grad):
+                # training: one autograd node; the snapshot of the widths waits for eval
+                wq, bits = WeightRound.apply(x, f)
+                self.__dict__["_last_bits"] = bits
+                return wq
             return self._forward_weight(x)
         return self._forward_data(x)
 
@@ -214,10 +221,7 @@ class LearnedFixedPoint(Quantizer):
         return torch.is_grad_enabled() and (x.requires_grad or self.f.requires_grad)
 
     def _forward_weight(self, w: torch.Tensor) -> torch.Tensor:
-        if self._wants_grad(w):  # training: one autograd node; the snapshot waits for eval
-            wq, bits = WeightRound.apply(w, self.f)
-            self.__dict__["_last_bits"] = bits
-            return wq
+        """Without gradient (eval, validation): exact values, and the widths' snapshot."""
         self.__dict__["_last_bits"] = None
         with torch.no_grad():
             frac = effective_frac(self.f)
@@ -285,6 +289,12 @@ class LearnedFixedPoint(Quantizer):
         return xq
 
     def _forward_data(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.integer == "range" and torch.is_grad_enabled():
+            # the hot path: the range covers the batch, so rounding only, no overflow
+            xq, bits = DataRound.apply(x, self._parameters["f"], self._buffers["range"], self._reduce_dims(x),
+                                       self.range_decay, not self.relu, self.relu)
+            self.__dict__["_last_bits"] = bits
+            return xq
         if self.training and self.integer == "learned":
             if self._wants_grad(x):
                 return self._forward_learned_integer(x)

@@ -167,3 +167,27 @@ def test_learned_training_starts_from_float_weights(tmp_path, jets_file):
     main(["train", *common, "quant=learned", f"checkpoint={float_run}", "trainer.max_epochs=1",
           f"hydra.run.dir={tmp_path / 'learned'}"])
     assert json.loads((tmp_path / "learned" / "metrics.json").read_text())["epochs_run"] == 1
+
+
+def test_state_dict_round_trip_rebuilds_the_same_model_and_grids():
+    import io
+
+    plan = load_plan({"name": "rt", "learn": ["kernel", "bias", "activation", "input"], "beta": 1e-4,
+                      "integer": "learned", "granularity": "channel"})
+    result = fit_and_evaluate(make_splits(256), quick(max_epochs=2), model_cfg={"name": "jet_dnn"},
+                              plan=plan, seed=0)
+    buffer = io.BytesIO()
+    torch.save(result.model.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert any(k.endswith(".width") for k in state) and any(k.endswith(".i") for k in state)
+    again = build_model({"name": "jet_dnn"}, Plan.from_yaml(plan.to_yaml()))
+    load_trained_state(again, state, "buffer")
+    again.eval()
+    x = torch.from_numpy(make_splits(64, seed=3).X_test)
+    with torch.no_grad():
+        assert torch.equal(result.model(x), again(x))
+    for (name, a), (_, b) in zip(result.model.named_modules(), again.named_modules()):
+        if callable(getattr(a, "fixed_point_grid", None)) and hasattr(a, "bit_widths"):
+            ga, gb = a.fixed_point_grid(), b.fixed_point_grid()
+            assert np.array_equal(ga.integer, gb.integer) and np.array_equal(ga.fractional, gb.fractional), name
