@@ -29,7 +29,7 @@ through (ReLU's for :class:`learned_relu`), and ``f`` gets HGQ's surrogate gradi
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -40,10 +40,8 @@ from hqrun.errors import QuantizerSpecError
 from .base import Quantizer, check_number
 from .fixedpoint import FixedPointType
 from .grid import FixedPointGrid
-from .learned_ops import (
-    F_LIMIT, F_MAX, F_MIN, LN2, DataRound, SurrogateRound, WeightRound, code_width, effective_frac,
-    range_width,
-)
+from .learned_data import DataWidths
+from .learned_ops import F_LIMIT, F_MAX, F_MIN, WeightRound, code_width, effective_frac
 
 __all__ = ["LearnedFixedPoint", "GRANULARITIES", "OVERFLOWS", "INTEGER_MODES", "WEIGHT_SLOTS",
            "DATA_SLOTS"]
@@ -59,7 +57,7 @@ WEIGHT_SLOTS = ("kernel", "bias")
 DATA_SLOTS = ("activation",)
 
 
-class LearnedFixedPoint(Quantizer):
+class LearnedFixedPoint(DataWidths, Quantizer):
     """Base of :class:`learned_bits` and :class:`learned_relu` (see the module docstring).
 
     Args:
@@ -229,116 +227,6 @@ class LearnedFixedPoint(Quantizer):
             self.width.copy_(code_width(codes.double()))  # exact for any code
             self.frac.copy_(frac)
             return codes.mul_(torch.exp2(-frac))
-
-    def _reduce_dims(self, x: torch.Tensor) -> tuple[int, ...]:
-        if self.granularity == "layer":
-            return tuple(range(x.dim()))
-        if self.granularity == "element" or x.dim() <= 2:
-            return (0,)
-        return (0,) + tuple(range(2, x.dim()))
-
-    def _track_range(self, x: torch.Tensor) -> None:
-        """Training without gradient: raise the range to this batch (as DataRound does)."""
-        with torch.no_grad():
-            v = x if self.relu else x.abs()
-            if self.range_decay:
-                self.range.mul_(1.0 - self.range_decay)
-            top = torch.amax(v, dim=self._reduce_dims(x)).view(self.range.shape)
-            torch.maximum(self.range, top, out=self.range)
-
-    def _data_width(self, frac: torch.Tensor) -> torch.Tensor:
-        """Per-group width at ``frac`` fractional bits (float32): the learned integer bits plus
-        ``frac``, or the width holding the tracked range (counted in float64, exact for any
-        code)."""
-        if self.integer == "learned":
-            return (self._learned_integer() + frac).clamp_min_(0.0)
-        top = torch.round(self.range.double() * torch.exp2(frac.double()))
-        return range_width(top, self.signed).float()
-
-    def _learned_integer(self) -> torch.Tensor:
-        return torch.round(self.i.detach()).clamp_(F_MIN, F_MAX)
-
-    def _init_integer(self, x: torch.Tensor) -> None:
-        """integer='learned': start from the integer bits the first training batch needs."""
-        if self._i_ready or bool(self.i_ready):
-            self._i_ready = True
-            return
-        self._track_range(x)
-        with torch.no_grad():
-            frac = effective_frac(self.f)
-            top = torch.round(self.range.double() * torch.exp2(frac.double()))
-            self.i.copy_(range_width(top, self.signed).float() - frac)
-            self.i_ready.fill_(1.0)
-        self._i_ready = True
-
-    def _forward_learned_integer(self, x: torch.Tensor) -> torch.Tensor:
-        """Training with trainable integer bits: saturate at the learned bounds (the bounds'
-        derivative in ``i`` carries the saturation error), then round (HGQ's ``f`` gradient)."""
-        self._init_integer(x)
-        frac = effective_frac(self.f)
-        integer = self._learned_integer()
-        width = (integer + frac).clamp_min_(0.0)
-        live = width.clamp_max(1.0)
-        top = torch.exp2(integer - 1.0 if self.signed else integer) * live
-        hi = top - torch.exp2(-frac) * live
-        step_i = (self.i - self.i.detach()) * (LN2 * top)  # d bound / d i = ln2 * 2**(I-1)
-        hi = hi + step_i
-        lo = -(top + step_i) if self.signed else torch.zeros_like(hi)
-        xq = SurrogateRound.apply(torch.clamp(x, lo, hi), self.f)
-        self.__dict__["_last_bits"] = width + live * ((self.f - self.f.detach()) + (self.i - self.i.detach()))
-        return xq
-
-    def _forward_data(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.integer == "range" and torch.is_grad_enabled():
-            # the hot path: the range covers the batch, so rounding only, no overflow
-            xq, bits = DataRound.apply(x, self._parameters["f"], self._buffers["range"], self._reduce_dims(x),
-                                       self.range_decay, not self.relu, self.relu)
-            self.__dict__["_last_bits"] = bits
-            return xq
-        if self.training and self.integer == "learned":
-            if self._wants_grad(x):
-                return self._forward_learned_integer(x)
-            self._init_integer(x)
-            with torch.no_grad():
-                frac = effective_frac(self.f)
-                return self._saturated(x.detach(), frac, self._data_width(frac))
-        if self.training:
-            if self._wants_grad(x):  # the range covers the batch: rounding only, no overflow
-                xq, bits = DataRound.apply(x, self.f, self.range, self._reduce_dims(x),
-                                           self.range_decay, self.signed, self.relu)
-                self.__dict__["_last_bits"] = bits
-                return xq
-            self._track_range(x)
-            self.__dict__["_last_bits"] = None
-            frac = effective_frac(self.f)
-            xr = torch.relu(x) if self.relu else x
-            return torch.mul(xr, torch.exp2(frac)).round_().mul_(torch.exp2(-frac))
-        self.__dict__["_last_bits"] = None
-        frac = effective_frac(self.f)
-        with torch.no_grad():
-            xq = self._saturated(x.detach(), frac, self._data_width(frac))
-        if x.requires_grad and torch.is_grad_enabled():  # straight through, value unchanged
-            return xq + (x - x.detach())
-        return xq
-
-    def _saturated(self, x: torch.Tensor, frac: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-        """The eval-mode function: round to nearest even, then saturate or wrap into the width."""
-        codes = torch.mul(x, torch.exp2(frac)).round_()
-        lo, hi = self._code_bounds(width)
-        if self.overflow == "WRAP":
-            span = torch.exp2(width)
-            codes = torch.where(width > 0, torch.remainder(codes - lo, span) + lo,
-                                torch.zeros_like(codes))
-        else:
-            codes = torch.minimum(torch.maximum(codes, lo), hi)
-        return codes.mul_(torch.exp2(-frac))
-
-    def _code_bounds(self, width: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        live = width > 0
-        if self.signed:
-            half = torch.exp2(width - 1)
-            return torch.where(live, -half, 0.0), torch.where(live, half - 1, 0.0)
-        return torch.zeros_like(width), torch.where(live, torch.exp2(width) - 1, 0.0)
 
     def constraints(self) -> list[tuple[torch.Tensor, float]]:
         """``(f, F_LIMIT)``: keep the fractional bits within the range the forward clips them

@@ -178,6 +178,8 @@ class ClassifierModule(pl.LightningModule):
             objective = float(val_loss) + self._beta * cost["ebops"]
             row.update(beta=self._beta, ebops=cost["ebops"], pruned_weights=cost["pruned_weights"],
                        val_objective=objective)
+            self.log("ebops", cost["ebops"])  # also in logs/metrics.csv
+            self.log("beta", self._beta)
             eligible = int(self.current_epoch) >= int(self.penalty.settled_epoch)
             if self.monitor == "val_loss":
                 score = objective
