@@ -18,9 +18,9 @@ from hqrun.errors import HqrunError, PlanError
 __all__ = ["LEARN_KEYS", "LEARNABLE_SLOTS", "expand_learned"]
 
 #: Plan keys of the shorthand (consumed when the plan is read, never written back).
-LEARN_KEYS = ("learn", "granularity", "init_frac", "overflow", "range_decay", "integer")
+LEARN_KEYS = ("learn", "granularity", "init_frac", "overflow", "range_decay", "int_bits")
 #: Knobs that only activations (and the input) take.
-_DATA_ONLY = ("overflow", "range_decay", "integer")
+_DATA_ONLY = ("overflow", "range_decay", "int_bits")
 #: Slots ``learn`` may name, and the quantizer each gets.
 LEARNABLE_SLOTS = {"kernel": "learned_bits", "bias": "learned_bits",
                    "activation": "learned_relu", "input": "learned_bits"}

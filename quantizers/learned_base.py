@@ -69,7 +69,7 @@ class LearnedFixedPoint(DataWidths, Quantizer):
             tracked range in eval mode. Weights never overflow (their integer bits fit each value).
         range_decay: per training step, the tracked activation range shrinks by this fraction
             before the batch's maximum is taken in (0: a plain running maximum).
-        integer: activations only. "range" (default): integer bits cover the tracked range, so
+        int_bits: activations only. "range" (default): integer bits cover the tracked range, so
             training never saturates. "learned": integer bits are a trainable parameter too
             (initialised from the first training batch's range), values beyond them saturate in
             training as in eval, and their gradient comes from the saturation (the clip bound's
@@ -86,7 +86,7 @@ class LearnedFixedPoint(DataWidths, Quantizer):
     constrained_params: ClassVar[dict[str, str]] = {"f": "f"}
 
     def __init__(self, init_frac: float = 6.0, granularity: str = "element", overflow: str = "SAT",
-                 range_decay: float = 0.0, integer: str = "range") -> None:
+                 range_decay: float = 0.0, int_bits: str = "range") -> None:
         super().__init__()
         self.init_frac = check_number(self.name, "init_frac", init_frac, allow_none=False)
         if not F_MIN <= self.init_frac <= F_MAX:
@@ -113,17 +113,18 @@ class LearnedFixedPoint(DataWidths, Quantizer):
                 f"{self.name}: range_decay={range_decay!r} must lie in [0, 1): the fraction by which "
                 "the tracked activation range shrinks per training step (0: running maximum)."
             )
-        if integer not in INTEGER_MODES:
+        if int_bits not in INTEGER_MODES:
             raise QuantizerSpecError(
-                f"{self.name}: integer={integer!r} is unknown; use 'range' (integer bits cover the "
+                f"{self.name}: int_bits={int_bits!r} is unknown; use 'range' (integer bits cover the "
                 "range tracked in training) or 'learned' (trainable integer bits, saturating)."
             )
-        if integer == "learned" and self.overflow != "SAT":
+        if int_bits == "learned" and self.overflow != "SAT":
             raise QuantizerSpecError(
-                f"{self.name}: integer='learned' trains with saturation, so the deployed model must "
-                "saturate too; use overflow='SAT' (or integer='range' with WRAP)."
+                f"{self.name}: int_bits='learned' trains with saturation, so the deployed model must "
+                "saturate too; use overflow='SAT' (or int_bits='range' with WRAP)."
             )
-        self.integer = integer
+        # not ``integer``: QKeras quantizers use that name for a number of bits
+        self.int_bits = int_bits
         self._role: str | None = None
         self._shape: tuple[int, ...] | None = None  # the tensor's shape (per sample for data)
         self._last_bits: torch.Tensor | None = None
@@ -133,10 +134,10 @@ class LearnedFixedPoint(DataWidths, Quantizer):
     # ------------------------------------------------------------------ role and shapes
     def for_slot(self, slot: str) -> "LearnedFixedPoint":
         """Take the role of ``slot``: kernel/bias → weight, activation → data; refuse others."""
-        if slot in WEIGHT_SLOTS and not self.relu and self.integer == "learned":
+        if slot in WEIGHT_SLOTS and not self.relu and self.int_bits == "learned":
             raise QuantizerSpecError(
                 f"{self} cannot serve the {slot!r} slot: a weight's integer bits follow its own "
-                "value, so integer='learned' is for activation and input slots only."
+                "value, so int_bits='learned' is for activation and input slots only."
             )
         if slot in WEIGHT_SLOTS and not self.relu:
             role = "weight"
@@ -196,7 +197,7 @@ class LearnedFixedPoint(DataWidths, Quantizer):
             self.register_buffer("frac", torch.zeros(pshape, dtype=torch.int8, **kw))
         else:
             self.register_buffer("range", torch.zeros(pshape, dtype=torch.float32, **kw))
-            if self.integer == "learned":
+            if self.int_bits == "learned":
                 self.i = nn.Parameter(torch.zeros(pshape, dtype=torch.float32, **kw))
                 self.register_buffer("i_ready", torch.zeros((), dtype=torch.float32, **kw))
 

@@ -2,7 +2,7 @@
 
 Split from ``learned_base`` (which holds the spec, the roles, materialisation and reporting) so
 each file has one job. In training, integer bits come from a range tracked per group (``range``
-buffer: running maximum of ``|x|``, or of ``relu(x)``) or, with ``integer="learned"``, from a
+buffer: running maximum of ``|x|``, or of ``relu(x)``) or, with ``int_bits="learned"``, from a
 trainable ``i`` that saturates; in eval, values are rounded and saturated (or wrapped) into each
 group's width — the exact deployed function, ``fixed_point_grid().quantize(x)``.
 """
@@ -19,8 +19,8 @@ __all__ = ["DataWidths"]
 class DataWidths:
     """Mixin of :class:`~hqrun.quantizers.learned_base.LearnedFixedPoint`: the data role.
 
-    Expects ``f``, ``range`` (and ``i``, ``i_ready`` with ``integer="learned"``), ``relu``,
-    ``signed``, ``granularity``, ``range_decay``, ``integer`` and ``overflow`` on ``self``.
+    Expects ``f``, ``range`` (and ``i``, ``i_ready`` with ``int_bits="learned"``), ``relu``,
+    ``signed``, ``granularity``, ``range_decay``, ``int_bits`` and ``overflow`` on ``self``.
     """
 
     def _reduce_dims(self, x: torch.Tensor) -> tuple[int, ...]:
@@ -43,7 +43,7 @@ class DataWidths:
         """Per-group width at ``frac`` fractional bits (float32): the learned integer bits plus
         ``frac``, or the width holding the tracked range (counted in float64, exact for any
         code)."""
-        if self.integer == "learned":
+        if self.int_bits == "learned":
             return (self._learned_integer() + frac).clamp_min_(0.0)
         top = torch.round(self.range.double() * torch.exp2(frac.double()))
         return range_width(top, self.signed).float()
@@ -52,7 +52,7 @@ class DataWidths:
         return torch.round(self.i.detach()).clamp_(F_MIN, F_MAX)
 
     def _init_integer(self, x: torch.Tensor) -> None:
-        """integer='learned': start from the integer bits the first training batch needs."""
+        """int_bits='learned': start from the integer bits the first training batch needs."""
         if self._i_ready or bool(self.i_ready):
             self._i_ready = True
             return
@@ -82,13 +82,13 @@ class DataWidths:
         return xq
 
     def _forward_data(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.integer == "range" and torch.is_grad_enabled():
+        if self.training and self.int_bits == "range" and torch.is_grad_enabled():
             # the hot path: the range covers the batch, so rounding only, no overflow
             xq, bits = DataRound.apply(x, self._parameters["f"], self._buffers["range"], self._reduce_dims(x),
                                        self.range_decay, not self.relu, self.relu)
             self.__dict__["_last_bits"] = bits
             return xq
-        if self.training and self.integer == "learned":
+        if self.training and self.int_bits == "learned":
             if self._wants_grad(x):
                 return self._forward_learned_integer(x)
             self._init_integer(x)

@@ -87,9 +87,9 @@ def test_eval_output_is_bit_exact_on_the_exported_grid(seed, name, granularity, 
     shape = (3, 4, 5) if conv else (6,)
     if learned_integer:
         overflow = "SAT"
-    integer = "learned" if learned_integer else "range"
+    int_bits = "learned" if learned_integer else "range"
     q = trained_data_quantizer(f"{name}(init_frac={init},granularity={granularity!r},"
-                               f"overflow={overflow!r},integer={integer!r})", shape, seed)
+                               f"overflow={overflow!r},int_bits={int_bits!r})", shape, seed)
     grid = q.fixed_point_grid()
     assert grid.shape == shape and grid.overflow == overflow
     gen = torch.Generator().manual_seed(seed + 1)
@@ -168,7 +168,7 @@ def test_plan_schema_knobs_expand_to_specs():
 
 
 def test_learned_integer_bits_saturate_and_get_the_clip_gradient():
-    q = get("learned_bits(init_frac=1,integer='learned')")
+    q = get("learned_bits(init_frac=1,int_bits='learned')")
     q.train()
     q(torch.tensor([[1.0], [-1.5]]))  # first batch: range 1.5 -> codes up to 3 -> 3 bits, I = 2
     assert q.i.tolist() == [2.0] and q.fixed_point_grid().bits().tolist() == [3]
@@ -181,6 +181,6 @@ def test_learned_integer_bits_saturate_and_get_the_clip_gradient():
     # d hi/d I = d(-lo)/d I = ln2 * 2**(I-1): 1 * ln2 * 2 - 2 * ln2 * 2
     assert q.i.grad.item() == pytest.approx(math.log(2) * 2 * (1 - 2))
     with pytest.raises(QuantizerSpecError, match="overflow='SAT'"):
-        get("learned_relu(integer='learned',overflow='WRAP')")
+        get("learned_relu(int_bits='learned',overflow='WRAP')")
     with pytest.raises(QuantizerSpecError, match="activation and input slots only"):
-        QDense(4, 3, kernel_quantizer="learned_bits(integer='learned')")
+        QDense(4, 3, kernel_quantizer="learned_bits(int_bits='learned')")

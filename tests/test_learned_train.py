@@ -173,7 +173,7 @@ def test_state_dict_round_trip_rebuilds_the_same_model_and_grids():
     import io
 
     plan = load_plan({"name": "rt", "learn": ["kernel", "bias", "activation", "input"], "beta": 1e-4,
-                      "integer": "learned", "granularity": "channel"})
+                      "int_bits": "learned", "granularity": "channel"})
     result = fit_and_evaluate(make_splits(256), quick(max_epochs=2), model_cfg={"name": "jet_dnn"},
                               plan=plan, seed=0)
     buffer = io.BytesIO()
