@@ -4,7 +4,7 @@
     python bench/learned_throughput.py --samples 64000 --repeats 5 --plan learned
 
 Both models are ``hqrun.models.build_model({"name": "jet_dnn"}, plan)`` trained with Adam on the
-same in-memory data (standard-normal features, random labels; ``--data file.npz`` uses the first
+same in-memory data with the trainer's fused Adam (standard-normal features, random labels; ``--data file.npz`` uses the first
 ``--samples`` rows of a jet file instead), batched by contiguous slices, one torch thread. The
 learned model's step is what ``hqrun train`` runs for it: cross-entropy plus ``beta * EBOPs``
 (``EbopsPenalty``, the differentiable count over every layer); Q6's step carries QKeras's weight
@@ -24,14 +24,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from hqrun.models import attach_weight_constraints, build_model, load_plan  # noqa: E402
 from hqrun.models.penalty import BetaSchedule, EbopsPenalty  # noqa: E402
+from hqrun.train.module import make_optimizer  # noqa: E402
 
 
 def make_step(model: torch.nn.Module, penalty: EbopsPenalty | None, beta: float):
     """One optimiser step on a batch, as the trainer runs it (penalty only when given)."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = make_optimizer(model.parameters(), lr=1e-3)  # the trainer's (fused) Adam
     attach_weight_constraints(model, opt)
     loss_fn = torch.nn.functional.cross_entropy
 
@@ -47,6 +49,16 @@ def make_step(model: torch.nn.Module, penalty: EbopsPenalty | None, beta: float)
         return time.perf_counter() - start, time.process_time() - cpu
 
     return steps
+
+
+def plan_mapping(source: str) -> dict:
+    """The plan's YAML as a mapping (a packaged name such as ``learned``, or a file)."""
+    from importlib import resources
+    from pathlib import Path
+
+    if source.endswith((".yaml", ".yml")):
+        return yaml.safe_load(Path(source).read_text())
+    return yaml.safe_load((resources.files("hqrun.conf") / "quant" / f"{source}.yaml").read_text())
 
 
 def load_data(path: str | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,11 +81,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--reference", default="q6", help="the QAT plan it is compared with")
     parser.add_argument("--beta", type=float, default=None, help="beta (default: the plan's)")
     parser.add_argument("--data", default=None, help="a jet .npz file (default: random data)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the learned plan, e.g. --set int_bits=range")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
     x, y = load_data(args.data, args.samples)
-    plan = load_plan(args.plan)
+    raw = plan_mapping(args.plan)
+    for item in args.set:
+        key, value = item.split("=", 1)
+        raw[key] = yaml.safe_load(value)
+    plan = load_plan(raw)
     schedule = plan.penalty or BetaSchedule(beta=3e-6)
     beta = schedule.beta if args.beta is None else args.beta
     learned = build_model({"name": "jet_dnn"}, plan, seed=0)
@@ -99,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rate = {k: (n / sum(v[0]), n / sum(v[1])) for k, v in best.items()}
     print(f"jet_dnn 16-64-32-32-5, {n:,} samples, batch {args.batch}, Adam, 1 thread, "
           f"{args.repeats} epochs each in chunks of {args.chunk} steps; learned plan "
-          f"{plan.name!r} with beta {beta:g}, reference {args.reference!r}")
+          f"{plan.name!r} {' '.join(args.set)} with beta {beta:g}, reference {args.reference!r}")
     print(f"  {'samples/s':10s} {'clean wall':>12s} {'clean cpu':>12s}")
     for k, (w, c) in rate.items():
         print(f"  {k:10s} {w:>12,.0f} {c:>12,.0f}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .learned_ops import LN2, F_MAX, F_MIN, DataRound, SurrogateRound, effective_frac, range_width
+from .learned_ops import F_MAX, F_MIN, DataRound, SaturatingRound, effective_frac, range_width
 
 __all__ = ["DataWidths"]
 
@@ -68,17 +68,8 @@ class DataWidths:
         """Training with trainable integer bits: saturate at the learned bounds (the bounds'
         derivative in ``i`` carries the saturation error), then round (HGQ's ``f`` gradient)."""
         self._init_integer(x)
-        frac = effective_frac(self.f)
-        integer = self._learned_integer()
-        width = (integer + frac).clamp_min_(0.0)
-        live = width.clamp_max(1.0)
-        top = torch.exp2(integer - 1.0 if self.signed else integer) * live
-        hi = top - torch.exp2(-frac) * live
-        step_i = (self.i - self.i.detach()) * (LN2 * top)  # d bound / d i = ln2 * 2**(I-1)
-        hi = hi + step_i
-        lo = -(top + step_i) if self.signed else torch.zeros_like(hi)
-        xq = SurrogateRound.apply(torch.clamp(x, lo, hi), self.f)
-        self.__dict__["_last_bits"] = width + live * ((self.f - self.f.detach()) + (self.i - self.i.detach()))
+        xq, bits = SaturatingRound.apply(x, self._parameters["f"], self._parameters["i"], self.signed)
+        self.__dict__["_last_bits"] = bits
         return xq
 
     def _forward_data(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ __all__ = [
     "effective_frac",
     "WeightRound",
     "DataRound",
-    "SurrogateRound",
+    "SaturatingRound",
 ]
 
 #: Bounds of the (rounded) fractional bits (HGQ2's ``MinMax(-24, 24)``). The training loops
@@ -165,23 +165,56 @@ class DataRound(torch.autograd.Function):
         return grad_x, grad_f, None, None, None, None, None
 
 
-class SurrogateRound(torch.autograd.Function):
-    """``xq = round(x * 2**f) * 2**-f`` of values already inside their range (no ReLU, no
-    saturation: the caller clipped them), with ``dx = dxq`` and HGQ's
-    ``df = -ln2 * sum(dxq * (xq - x))``. Used by activations whose integer bits are learned."""
+
+class SaturatingRound(torch.autograd.Function):
+    """Activations with trainable integer bits ``i`` (and ``f``), in training:
+    ``xq = round(clip(x, lo, hi) * 2**f) * 2**-f`` with ``hi = 2**(I-1) - 2**-f``, ``lo = -2**(I-1)``
+    (``lo = 0``, ``hi = 2**I - 2**-f`` after ReLU, which the clip at 0 then is), ``I = round(i)``;
+    an element with ``I + f <= 0`` is always 0.
+
+    Returns ``(xq, width)``, ``width = max(I + f, 0)`` per element of ``f``. Backward:
+    ``dx = dxq`` inside ``(lo, hi)``, 0 outside (clipped straight through); the clip bound's
+    derivative carries the saturation error to ``i``:
+    ``di = ln2 * 2**(I-1) * (sum over x > hi of dxq - sum over x < lo of dxq) + dwidth * live``
+    (``2**I`` unsigned); ``df = -ln2 * sum(dx * (xq - clip(x))) + dwidth * live`` (HGQ's).
+    Float arithmetic only: the masks come from ReLU's own backward kernel (``threshold_backward``).
+    """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        scale = torch.exp2(torch.round(f).clamp_(F_MIN, F_MAX))
-        xq = torch.mul(x, scale).round_().div_(scale)
-        ctx.save_for_backward(xq - x, f)
-        return xq
+    def forward(ctx: Any, x: torch.Tensor, f: torch.Tensor, i: torch.Tensor,
+                signed: bool) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        frac = torch.round(f).clamp_(F_MIN, F_MAX)
+        integer = torch.round(i).clamp_(F_MIN, F_MAX)
+        width = (integer + frac).clamp_min_(0.0)
+        live = width.clamp_max(1.0)
+        bound = torch.exp2(integer - 1.0 if signed else integer)  # 2**(I-1), or 2**I unsigned
+        scale = torch.exp2(frac)
+        hi = (bound - 1.0 / scale).mul_(live)  # an empty element (width 0) is clipped to 0
+        lo = -(bound * live) if signed else torch.zeros_like(hi)
+        xc = torch.clamp(x, lo, hi)
+        xq = torch.mul(xc, scale).round_().div_(scale)  # exact: a power of two
+        ctx.signed = signed
+        ctx.save_for_backward(x, xq - xc, lo, hi, bound, live, f, i)
+        return xq, width
 
     @staticmethod
-    def backward(ctx: Any, grad_xq: torch.Tensor) -> tuple:  # type: ignore[override]
-        delta, f = ctx.saved_tensors
-        if grad_xq.dim() == 2 and f.shape == grad_xq.shape[1:]:
-            grad_f = torch.linalg.vecdot(grad_xq, delta, dim=0)
+    def backward(ctx: Any, grad_xq: torch.Tensor, grad_width: torch.Tensor) -> tuple:  # type: ignore[override]
+        x, delta, lo, hi, bound, live, f, i = ctx.saved_tensors
+        above_lo = torch.ops.aten.threshold_backward(grad_xq, x - lo, 0.0)  # g where x > lo
+        grad_x = torch.ops.aten.threshold_backward(above_lo, hi - x, 0.0)  # ... and x < hi
+        batch = 0  # per-sample sums over the batch axis
+        total_above_lo = above_lo.sum(batch)
+        saturated = total_above_lo - grad_x.sum(batch)  # sum of g over x >= hi
+        if ctx.signed:  # the lower bound -2**(I-1) moves with I too
+            saturated = saturated - (grad_xq.sum(batch) - total_above_lo)
+        # d hi / d I = ln2 * 2**(I-1) (2**I unsigned), also for an empty element: it can revive
+        grad_i = saturated.sum_to_size(i.shape).mul_(bound).mul_(LN2)
+        if grad_x.dim() == 2 and f.shape == grad_x.shape[1:]:
+            grad_f = torch.linalg.vecdot(grad_x, delta, dim=0)
         else:
-            grad_f = (grad_xq * delta).sum_to_size(f.shape)
-        return grad_xq, grad_f.mul_(-LN2)
+            grad_f = (grad_x * delta).sum_to_size(f.shape)
+        grad_f = grad_f.mul_(-LN2)
+        if grad_width is not None:
+            grad_f = grad_f.addcmul_(grad_width, live)
+            grad_i = grad_i.addcmul_(grad_width, live)
+        return grad_x, grad_f, grad_i, None

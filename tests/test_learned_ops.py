@@ -141,3 +141,50 @@ def test_weight_round_values_are_exact_and_zero_codes_are_pruned(dtype):
     wq, width = WeightRound.apply(w, torch.tensor(2.0, dtype=dtype))
     assert wq.tolist() == [0.25, -0.0, 0.0, -0.5, 1.75]
     assert width.tolist() == [2.0, 0.0, 0.0, 2.0, 4.0]  # codes 1, 0, 0, -2, 7
+
+
+def saturating_reference(x, f, i, signed):
+    """SaturatingRound written with plain autograd ops: a clip whose bounds move with i."""
+    frac, integer = torch.round(f.detach()), torch.round(i.detach())
+    width = (integer + frac).clamp_min(0)
+    live = width.clamp_max(1)
+    bound = torch.exp2(integer - 1 if signed else integer)
+    di = (i - i.detach()) * LN2 * bound
+    hi = (bound - torch.exp2(-frac)) * live + di
+    lo = -(bound * live) - di if signed else torch.zeros_like(hi)
+    xc = torch.clamp(x, lo, hi)
+    delta = (torch.round(xc.detach() * torch.exp2(frac)) * torch.exp2(-frac) - xc.detach())
+    xq = xc + delta - LN2 * delta * (f - f.detach())
+    return xq, width + live * ((f - f.detach()) + (i - i.detach()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), signed=st.booleans())
+def test_saturating_round_matches_its_autograd_reference(seed, signed):
+    from hqrun.quantizers.learned_ops import SaturatingRound
+
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(50, 6, generator=gen, dtype=torch.float64) * 4).requires_grad_(True)
+    f0 = torch.randint(-1, 5, (6,), generator=gen).double() + 0.2
+    i0 = torch.randint(-3, 4, (6,), generator=gen).double() - 0.2  # some elements empty
+    g = torch.randn(50, 6, generator=gen, dtype=torch.float64)
+    c = torch.rand(6, generator=gen, dtype=torch.float64)
+    grads = []
+    for fn in (lambda *a: SaturatingRound.apply(*a), saturating_reference):
+        f, i = f0.clone().requires_grad_(True), i0.clone().requires_grad_(True)
+        x.grad = None
+        xq, width = fn(x, f, i, signed)
+        ((g * xq).sum() + (c * width).sum()).backward()
+        grads.append((xq.detach(), width.detach(), x.grad.clone(), f.grad, i.grad))
+    live = (torch.round(f0) + torch.round(i0)) > 0
+    for a, b in zip(grads[0][:4], grads[1][:4]):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(grads[0][4][live], grads[1][4][live], rtol=1e-12, atol=1e-12)
+    # an empty element (I + F <= 0, always 0) still feels the clip: it can come back to life
+    # (torch.clamp gives degenerate bounds min == max no such gradient, hence the explicit sum)
+    xs = x.detach()
+    for col in torch.nonzero(~live).flatten().tolist():
+        bound = 2.0 ** (torch.round(i0[col]) - (1 if signed else 0))
+        above = g[:, col][xs[:, col] > 0].sum()
+        below = g[:, col][xs[:, col] < 0].sum() if signed else 0.0
+        assert torch.isclose(grads[0][4][col], LN2 * bound * (above - below), rtol=1e-12)
