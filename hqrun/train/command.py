@@ -149,6 +149,12 @@ def run(cfg: Any) -> dict:
     aucs = ", ".join(f"{k} {v:.3f}" for k, v in test["roc_auc"].items())
     print(f"hqrun train: best epoch {result.metrics['best_epoch']} of {result.metrics['epochs_run']}; "
           f"test accuracy {test['accuracy']:.4f}; ROC AUC {aucs}")
+    if "ebops" in result.metrics:  # a plan with a cost penalty (learned bit widths)
+        print(f"hqrun train: {result.metrics['ebops']:,.0f} EBOPs, {result.metrics['pruned_weights']} "
+              f"of {result.metrics['weights']} weights pruned")
+    if result.metrics.get("diverged"):
+        print("hqrun train: the training loss became non-finite; training stopped and the best "
+              "earlier epoch was kept (metrics.json: diverged).")
     print(f"hqrun train: wrote {run_dir}")
     return metrics
 
