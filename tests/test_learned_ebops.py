@@ -159,3 +159,21 @@ def test_penalty_is_differentiable_in_every_learned_width():
     for name, p in fs.items():
         assert p.grad is not None and (p.grad >= 0).all(), name
         assert p.grad.sum() > 0, name
+
+
+def test_fixed_plans_count_as_hqrun_cost_plus_the_bias_term():
+    """For QKeras plans the multiply part is hqrun.cost's EBOPs exactly; HGQ2's bias term (one
+    adder input per bias bit) is what the one definition adds."""
+    from hqrun.cost import estimate
+
+    model = build_model({"name": "jet_dnn"}, "q6", seed=0)
+    with torch.no_grad():
+        for name in ("dense_1", "dense_2", "dense_3", "dense_4"):
+            getattr(model, name).bias.uniform_(-0.5, 0.5)
+    model.eval()
+    ours = model_ebops(model, dtype=torch.float64).layers
+    cost = {row["name"]: row["fpga"]["ebops"] for row in estimate(model).to_dict()["layers"]}
+    for name, value in ours.items():
+        with torch.no_grad():
+            bias = getattr(model, name).quantized_bias()
+        assert value == cost[name] + 6 * int((bias != 0).sum()), name
