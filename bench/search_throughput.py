@@ -97,12 +97,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
+    from hqrun.raystart import start_ray
     from hqrun.search.journal import Journal
     from hqrun.search.runner import TrialContext, _run_tuner
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    cfg = {"objective": "forgiving", "epochs": args.epochs, "retries": 0,
-           "ray": {"cpus_per_trial": 1}, "asha": {}, "bayesian": {}}
+    start_ray(num_cpus=1)
+    from hqrun.search.config import parse_search_config
+
+    cfg = parse_search_config({"objective": "forgiving", "epochs": args.epochs, "retries": 0,
+                               "ray": {"cpus_per_trial": 1}})
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal(Path(tmp) / "trials.jsonl")
         ctx = TrialContext(space, backend, data, state, settings, 0)

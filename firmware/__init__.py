@@ -1,33 +1,39 @@
-"""hqrun.firmware: trained hqrun model → fixed-point IR → hls4ml project → bit-exact C-sim check.
+"""hqrun.firmware: trained hqrun model → fixed-point IR → backend project → bit-exact simulation.
 
-Flow (see docs/firmware.md): :func:`build_ir` reads the model (types from the quantizers and the
-shared type inference, refusing what cannot be exact), :func:`emulate` is hqrun's integer
-reference, :func:`to_hls4ml` writes the HLS project through hls4ml's public API, :func:`run_csim`
-compiles and traces its C simulation, :func:`verify` compares, and :func:`export` does it all
-and writes ``report.json``/``report.md``. Importing this package does not import hls4ml, Hydra,
-Lightning or Ray; hls4ml is imported on first use.
+Flow (see docs/firmware.md): :func:`build_ir` reads the model (types from the shared type
+inference, one converter per layer kind, then the passes of :mod:`.passes` in their declared
+order), :func:`emulate` is hqrun's integer reference, a backend from :mod:`.backends` writes and
+simulates the project (``hls4ml``: HLS project + C simulation; ``rtl``: Verilog + RTL
+simulation), :func:`verify` compares, and :func:`export` does it all and writes
+``report.json``/``report.md``. Importing this package imports neither hls4ml nor the RTL tools,
+Hydra, Lightning or Ray; backends load their tools on first use.
 """
 
 from .api import ExportConfig, FirmwareResult, export, quantize_samples
-from .csim import CSimResult, run_csim
+from .backends import Backend, SimResult, backend_names, get_backend, register_backend
+from .backends.hls4ml import WriterOptions, run_csim, to_hls4ml
+from .convert import build_ir
 from .emulate import Emulation, emulate
-from .hls4ml_writer import WriterOptions, to_hls4ml
-from .ir import FirmwareIR, IRLayer, build_ir
+from .ir import FirmwareIR, IRLayer
 from .verify import Verification, verify
 
 __all__ = [
-    "CSimResult",
+    "Backend",
     "Emulation",
     "ExportConfig",
     "FirmwareIR",
     "FirmwareResult",
     "IRLayer",
+    "SimResult",
     "Verification",
     "WriterOptions",
+    "backend_names",
     "build_ir",
     "emulate",
     "export",
+    "get_backend",
     "quantize_samples",
+    "register_backend",
     "run_csim",
     "to_hls4ml",
     "verify",

@@ -1,10 +1,12 @@
-"""``export()``: a trained hqrun model → a verified hls4ml project, from plain Python.
+"""``export()``: a trained hqrun model → a verified firmware project, from plain Python.
 
-Usable in a notebook (no Hydra, Lightning or Ray). The flow is model → IR → emulation → hls4ml
-project in a temporary directory → traced C simulation → verification → report; only a project
-whose C simulation is bit-exact is moved to ``out_dir``. A failing one goes to
-``<out_dir>.FAILED`` with its report, and :class:`~hqrun.errors.FirmwareError` is raised, so no
-directory named like a good project ever holds a bad one.
+Usable in a notebook (no Hydra, Lightning or Ray). The flow is the same for every backend
+(:mod:`hqrun.firmware.backends`): model → IR (:func:`build_ir`, passes included) → hqrun's
+integer emulation → backend project in a temporary directory → the backend's simulation →
+verification → synthesis → report; only a project whose simulation is bit-exact is moved to
+``out_dir``. A failing one goes to ``<out_dir>.FAILED`` with its report, and
+:class:`~hqrun.errors.FirmwareError` is raised, so no directory named like a good project ever
+holds a bad one.
 """
 
 from __future__ import annotations
@@ -20,20 +22,25 @@ from typing import Any, Mapping
 import numpy as np
 from torch import nn
 
-from hqrun.errors import FirmwareError
-from hqrun.firmware_options import ExportFields
+from hqrun import atomic
+from hqrun.errors import FirmwareError, ToolMissingError
+from hqrun.firmware_options import ExportFields, RtlFields
 from hqrun.quantizers.fixedpoint import FixedPointType
+from hqrun.quantizers.grid import FixedPointGrid
 
-from .csim import run_csim
+from .backends import get_backend
+from .convert import build_ir
 from .emulate import emulate, quantize_input, to_values
-from .hls4ml_writer import WriterOptions, to_hls4ml
-from .ir import FirmwareIR, build_ir
-from .report import build_report, run_synthesis, write_build_options, write_report
-from .verify import Verification, verify
+from .ir import FirmwareIR
+from .report import build_report, write_report
+from .verify import Verification, unverified, verify
 
 __all__ = ["ExportConfig", "FirmwareResult", "export", "quantize_samples"]
 
 PROJECT_SUBDIR = "project"
+
+#: hqrun 0.1 spelled the HLS flavour as the backend; those values still select hls4ml.
+_LEGACY_VENDOR_BACKENDS = ("Vitis", "Vivado")
 
 
 @dataclass
@@ -42,6 +49,35 @@ class ExportConfig(ExportFields):
 
     Fields and defaults: :class:`hqrun.firmware_options.ExportFields`.
     """
+
+    def __post_init__(self) -> None:
+        if self.backend in _LEGACY_VENDOR_BACKENDS:
+            self.vendor, self.backend = self.backend, "hls4ml"
+        if isinstance(self.rtl, Mapping):
+            self.rtl = RtlFields(**dict(self.rtl))
+
+    def validate(self) -> None:
+        """Refuse bad settings (unknown backend, its own knobs, synthesis mode) before any work."""
+        if self.synthesize not in ("auto", "always", "never"):
+            raise FirmwareError(f"synthesize={self.synthesize!r}: use auto, always or never.")
+        self._validate_numbers()
+        get_backend(self.backend).validate(self)
+
+    def _validate_numbers(self) -> None:
+        """Sizes, time-outs and types every backend reads (refused before any model is built)."""
+        for key, minimum in (("max_samples", 0), ("softmax_table_size", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise FirmwareError(f"firmware.{key}={value!r} must be a whole number >= {minimum}.")
+        if not float(self.synth_timeout_s) > 0:
+            raise FirmwareError(f"firmware.synth_timeout_s={self.synth_timeout_s!r} must be a "
+                                "positive number of seconds.")
+        self.parsed_input_type()
+        try:
+            FixedPointType.from_hls_name(self.softmax_result)
+        except Exception as err:  # noqa: BLE001 - QuantizerSpecError carries the detail
+            raise FirmwareError(f"firmware.softmax_result={self.softmax_result!r} is not an HLS "
+                                f"type ({err}); e.g. ap_ufixed<16,0,AP_RND,AP_SAT>.") from None
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any] | "ExportConfig" | None) -> "ExportConfig":
@@ -52,11 +88,6 @@ class ExportConfig(ExportFields):
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in dict(cfg).items() if k in known}
         return cls(**data)
-
-    def writer_options(self) -> WriterOptions:
-        return WriterOptions(self.backend, self.part, float(self.clock_period), int(self.reuse_factor),
-                             self.strategy, self.io_type, self.project_name, self.softmax_result,
-                             int(self.softmax_table_size))
 
     def parsed_input_type(self) -> FixedPointType:
         try:
@@ -75,16 +106,22 @@ class FirmwareResult:
     verification: Verification
     report: dict[str, Any]
     ir: FirmwareIR
-    hls_model: Any = field(repr=False, default=None)
+    project: Any = field(repr=False, default=None)  # the backend's handle (hls4ml: .hls_model)
 
     @property
     def report_path(self) -> Path:
         return self.out_dir / "report.json"
 
+    @property
+    def hls_model(self) -> Any:
+        """The hls4ml ModelGraph when the hls4ml backend built the project (else None)."""
+        return getattr(self.project, "hls_model", None)
 
-def quantize_samples(x: np.ndarray, t: FixedPointType) -> np.ndarray:
-    """Put samples on the firmware input grid (what both the model and the C-sim then read)."""
-    return to_values(quantize_input(np.asarray(x, dtype=np.float64), t), t)
+
+def quantize_samples(x: np.ndarray, t: FixedPointType, grid: FixedPointGrid | None = None) -> np.ndarray:
+    """Put samples on the firmware input grid (what both the model and the simulation then read);
+    with a per-element ``grid`` each feature goes onto its own format."""
+    return to_values(quantize_input(np.asarray(x, dtype=np.float64), t, grid), t)
 
 
 def _input_shape(model: nn.Module, x: np.ndarray) -> tuple[int, ...]:
@@ -103,36 +140,52 @@ def _check_replaceable(dst: Path) -> None:
 
 def _replace_dir(src: Path, dst: Path) -> None:
     _check_replaceable(dst)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(src, dst)
+    atomic.replace_dir(src, dst)  # the old export is set aside until the new one is in place
+
+
+def _diagnose(backend: Any, project: Any, ir: FirmwareIR, emu: Any, x: np.ndarray,
+              v: Verification) -> None:
+    """Name the first divergent layer through the backend when its simulation is read only at
+    the output (a backend with layer traces already named it)."""
+    fn = getattr(backend, "diagnose", None)
+    if v.passed or v.first_mismatch_sample is None or v.first_divergent_layer is not None or \
+            not callable(fn):
+        return
+    bad = [v.first_mismatch_sample]
+    v.first_divergent_layer, v.mismatch_detail = fn(project, ir, emu, x, bad)
+
+
+def _timed(timings: dict[str, float], key: str, fn: Any, *args: Any) -> Any:
+    start = time.perf_counter()
+    out = fn(*args)
+    timings[key] = round(time.perf_counter() - start, 3)
+    return out
 
 
 def export(model: nn.Module, x_samples: np.ndarray, out_dir: str | os.PathLike,
            config: Mapping[str, Any] | ExportConfig | None = None, *,
            labels: np.ndarray | None = None, estimate: dict[str, Any] | None = None,
            extra_report: dict[str, Any] | None = None) -> FirmwareResult:
-    """Export ``model`` as an hls4ml project in ``out_dir`` proven bit-exact on ``x_samples``.
+    """Export ``model`` with the configured backend into ``out_dir``, proven bit-exact on ``x_samples``.
 
     Args:
         model: a trained hqrun model (``QSequential``); put in eval mode.
         x_samples: test inputs, channels-first, already standardised as in training. They are
-            quantized to the firmware input type (the model's input quantizer, else
-            ``config.input_type``) before both the model and the C simulation see them.
-        out_dir: destination; gets ``report.json``, ``report.md`` and ``project/`` (the HLS
-            project). Replaced only by a verified export.
-        config: :class:`ExportConfig` or a mapping with its fields.
+            quantized to the firmware input format (the model's input quantizer, else
+            ``config.input_type``) before both the model and the simulation see them.
+        out_dir: destination; gets ``report.json``, ``report.md`` and ``project/`` (the
+            backend's project). Replaced only by a verified export.
+        config: :class:`ExportConfig` or a mapping with its fields (``backend`` picks the
+            backend: hls4ml, rtl or a registered one).
         labels: optional class labels of the samples, for firmware vs model accuracy.
         estimate: optional cost-model estimate (a dict) to include in the report.
 
     Raises:
-        FirmwareError: the model cannot be exported exactly, or the C simulation disagrees.
+        FirmwareError: the model cannot be exported exactly, or the simulation disagrees.
     """
     cfg = ExportConfig.from_mapping(config)
-    if cfg.synthesize not in ("auto", "always", "never"):
-        raise FirmwareError(f"synthesize={cfg.synthesize!r}: use auto, always or never.")
-    opts = cfg.writer_options()
-    opts.validate()
+    cfg.validate()
+    backend = get_backend(cfg.backend)
     x = np.asarray(x_samples)
     if x.ndim < 2 or x.shape[0] == 0:
         raise FirmwareError("export needs a non-empty batch of samples shaped (N, *input_shape).")
@@ -143,7 +196,8 @@ def export(model: nn.Module, x_samples: np.ndarray, out_dir: str | os.PathLike,
     t0 = time.perf_counter()
     model.eval()
     ir = build_ir(model, _input_shape(model, x), cfg.parsed_input_type())
-    xq = quantize_samples(x, ir.input_type)
+    backend.check(ir, cfg)
+    xq = quantize_samples(x, ir.input_type, ir.input_grid)
     emu = emulate(ir, xq)
     timings["ir_and_emulation"] = round(time.perf_counter() - t0, 3)
 
@@ -154,37 +208,41 @@ def export(model: nn.Module, x_samples: np.ndarray, out_dir: str | os.PathLike,
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        t1 = time.perf_counter()
-        hls_model = to_hls4ml(ir, str(tmp / PROJECT_SUBDIR), opts)
-        write_build_options(str(tmp / PROJECT_SUBDIR))
-        timings["write"] = round(time.perf_counter() - t1, 3)
-        t2 = time.perf_counter()
-        (csim,) = run_csim(hls_model, ir, xq)
-        timings["csim_compile_and_run"] = round(time.perf_counter() - t2, 3)
-        v = verify(ir, emu, csim, model, xq, labels)
-        final_dir = out if v.passed else out.parent / f"{out.name}.FAILED"
-        if not v.passed and (out / "report.json").exists():
+        project = _timed(timings, "write", backend.write, ir, tmp / PROJECT_SUBDIR, cfg)
+        try:
+            sim = _timed(timings, "simulate", backend.simulate, project, ir, xq)
+        except ToolMissingError as err:  # the project is written; its proof waits for the tool
+            sim = None
+            v = unverified(ir, str(err), int(xq.shape[0]))
+        else:
+            v = verify(ir, emu, sim, model, xq, labels)
+            _diagnose(backend, project, ir, emu, xq, v)
+        final_dir = out if v.passed or v.not_run else out.parent / f"{out.name}.FAILED"
+        if final_dir != out and (out / "report.json").exists():
             shutil.rmtree(out)  # an older good export no longer describes this model
-        synthesis = {"status": "not run", "reason": "verification failed"} if not v.passed else \
-            run_synthesis(hls_model, opts, str(tmp / PROJECT_SUBDIR), cfg.synthesize)
+        synthesis = {"status": "not run", "reason": "verification failed"} if final_dir != out \
+            else _timed(timings, "synthesise", backend.synthesise, project, cfg)
         synthesis.setdefault("command", "")
         if synthesis.get("command"):
             synthesis["command"] = synthesis["command"].replace(str(tmp), str(final_dir))
-        report = build_report(ir, opts, v, str(final_dir / PROJECT_SUBDIR), estimate, synthesis,
-                              timings, {"config": asdict(cfg), **(extra_report or {})})
-        write_report(report, tmp)
+        fields_ = {**backend.describe(project, cfg, synthesis), **(sim.extra if sim else {})}
+        report = build_report(ir, backend.name, v, str(final_dir / PROJECT_SUBDIR), fields_,
+                              estimate, synthesis, timings,
+                              {"config": asdict(cfg), **(extra_report or {})})
+        write_report(report, tmp, backend.report_lines)
         _replace_dir(tmp, final_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    try:
-        hls_model.config.config["OutputDir"] = str(final_dir / PROJECT_SUBDIR)
-    except Exception:  # noqa: BLE001 - cosmetic: keeps the object usable after the move
-        pass
+    relocate = getattr(backend, "relocate", None)
+    if callable(relocate):
+        relocate(project, final_dir / PROJECT_SUBDIR)
+    if v.not_run:
+        return FirmwareResult(out, out / PROJECT_SUBDIR, False, v, report, ir, project)
     if not v.passed:
         raise FirmwareError(
             f"firmware verification failed: {v.summary()} The project and its report were kept "
             f"in {final_dir} for inspection; {out} was not written. Please report this as an hqrun "
             "bug with that report."
         )
-    return FirmwareResult(out, out / PROJECT_SUBDIR, True, v, report, ir, hls_model)
+    return FirmwareResult(out, out / PROJECT_SUBDIR, True, v, report, ir, project)

@@ -15,10 +15,11 @@ import numpy as np
 
 from hqrun.errors import FirmwareError
 from hqrun.quantizers.fixedpoint import FixedPointType
+from hqrun.quantizers.grid import FixedPointGrid
 
 from .ir import FirmwareIR, IRLayer
 
-__all__ = ["requantize", "quantize_input", "emulate", "Emulation"]
+__all__ = ["requantize", "requantize_grid", "quantize_input", "emulate", "Emulation"]
 
 
 def requantize(codes: np.ndarray, frac_from: int, t: FixedPointType) -> np.ndarray:
@@ -51,11 +52,48 @@ def requantize(codes: np.ndarray, frac_from: int, t: FixedPointType) -> np.ndarr
     return q.astype(np.int64)
 
 
-def quantize_input(x: np.ndarray, t: FixedPointType) -> np.ndarray:
-    """Float inputs → integer codes of ``t`` (the cast hls4ml's bridge performs on its inputs)."""
+def requantize_grid(codes: np.ndarray, frac_from: int, grid: FixedPointGrid, declared: FixedPointType,
+                    where: str) -> np.ndarray:
+    """Cast each element to its own format of a per-element grid (``FixedPointGrid``).
+
+    The result is counted in ``declared``'s LSB (the layer's one ``out_type``, the grid's union),
+    so the next layer reads one fixed-point array as before; elements of width ``<= 0`` are 0.
+    """
+    n = np.asarray(codes, dtype=np.int64)
+    g = grid.broadcast_to(tuple(n.shape[1:]))
+    out = np.zeros_like(n)
+    keys = np.stack([np.asarray(g.signed, dtype=np.int64), np.asarray(g.integer, dtype=np.int64),
+                     np.asarray(g.fractional, dtype=np.int64)], axis=-1).reshape(-1, 3)
+    flat_in, flat_out = n.reshape(n.shape[0], -1), out.reshape(n.shape[0], -1)
+    for signed, integer, frac in np.unique(keys, axis=0):
+        if integer + frac <= 0:
+            continue  # an empty element: always 0
+        if frac > declared.fractional:
+            raise FirmwareError(f"{where}: an element of its per-element grid has {frac} fractional "
+                                f"bits, more than its declared type {declared.hls_name}; declare the "
+                                "grid's union as the layer's out_type.")
+        cols = np.flatnonzero(np.all(keys == (signed, integer, frac), axis=1))
+        t = FixedPointType(int(integer + frac), int(integer), bool(signed), grid.rounding, grid.overflow)
+        flat_out[:, cols] = requantize(flat_in[:, cols], frac_from, t) << (declared.fractional - int(frac))
+    return out
+
+
+def _cast_result(codes: np.ndarray, frac_from: int, layer: IRLayer) -> np.ndarray:
+    """The layer's result cast: its ``out_type``, or element by element its ``out_grid``."""
+    if layer.out_grid is None:
+        return requantize(codes, frac_from, layer.out_type)
+    return requantize_grid(codes, frac_from, layer.out_grid, layer.out_type, f"layer {layer.name!r}")
+
+
+def quantize_input(x: np.ndarray, t: FixedPointType, grid: FixedPointGrid | None = None) -> np.ndarray:
+    """Float inputs → integer codes of ``t`` (the cast hls4ml's bridge performs on its inputs);
+    with a per-element ``grid`` each feature is first put on its own format."""
     v = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(v)):
         raise FirmwareError("input samples contain NaN or inf; clean the data before export.")
+    if grid is not None:
+        values = grid.broadcast_to(v.shape[1:]).quantize(v).numpy()
+        return np.round(np.ldexp(values, t.fractional)).astype(np.int64)
     scaled = np.ldexp(v, t.fractional)
     if t.rounding == "RND_CONV":
         n = np.round(scaled)
@@ -120,7 +158,7 @@ def _linear(x: np.ndarray, layer: IRLayer, frac_x: int) -> np.ndarray:
         b = layer.bias << (acc_t.fractional - layer.bias_type.fractional)
         acc = acc + b.reshape((1, -1) + extra)
     acc = requantize(acc, acc_t.fractional, acc_t)
-    return requantize(acc, acc_t.fractional, layer.out_type)
+    return _cast_result(acc, acc_t.fractional, layer)
 
 
 def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
@@ -131,14 +169,14 @@ def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
                             f"{tuple(ir.input_shape)}.")
     codes: dict[str, np.ndarray] = {}
     floats: dict[str, np.ndarray] = {}
-    cur = quantize_input(x, ir.input_type)
+    cur = quantize_input(x, ir.input_type, ir.input_grid)
     cur_t: FixedPointType = ir.input_type
     codes[ir.layers[0].name] = cur
     for layer in ir.layers[1:]:
         if layer.op in ("dense", "conv1d", "conv2d"):
             cur = _linear(cur, layer, cur_t.fractional)
         elif layer.op == "relu":
-            cur = requantize(np.maximum(cur, 0), cur_t.fractional, layer.out_type)
+            cur = _cast_result(np.maximum(cur, 0), cur_t.fractional, layer)
         elif layer.op == "flatten":
             if layer.attrs.get("channels_last") and cur.ndim > 2:
                 cur = np.moveaxis(cur, 1, -1)
@@ -150,7 +188,7 @@ def emulate(ir: FirmwareIR, x: np.ndarray) -> Emulation:
             blocks = cur[:, :, : ho * ph, : wo * pw].reshape(n, c, ho, ph, wo, pw)
             total = blocks.sum(axis=(3, 5))  # exact; dividing by the po2 area = more frac bits
             k = (ph * pw).bit_length() - 1
-            cur = requantize(total, cur_t.fractional + k, layer.out_type)
+            cur = _cast_result(total, cur_t.fractional + k, layer)
         elif layer.op in ("zeropad1d", "zeropad2d"):
             cur = np.pad(cur, [(0, 0), (0, 0)] + [tuple(p) for p in layer.attrs["pads"]])
         elif layer.op == "softmax":

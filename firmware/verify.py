@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .csim import CSimResult
+from .backends import SimResult
 from .emulate import Emulation
 from .ir import FirmwareIR
 
-__all__ = ["Verification", "verify", "torch_reference"]
+__all__ = ["Verification", "verify", "unverified", "torch_reference"]
 
 
 @dataclass
@@ -41,11 +41,14 @@ class Verification:
     softmax: dict[str, Any] | None = None
     accuracy: dict[str, float] | None = None
     layers_compared: list[str] = field(default_factory=list)
+    simulator: str = "simulation"
+    #: Why the simulation did not run (a missing tool); the design is written but unproven.
+    not_run: str | None = None
 
     @property
     def passed(self) -> bool:
-        """Bit-exact: C-sim == emulation and (when checked) emulation == PyTorch model."""
-        return self.csim_equal and self.torch_equal is not False
+        """Bit-exact: simulation == emulation and (when checked) emulation == PyTorch model."""
+        return self.not_run is None and self.csim_equal and self.torch_equal is not False
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -54,13 +57,15 @@ class Verification:
         return out
 
     def summary(self) -> str:
+        if self.not_run is not None:
+            return f"NOT VERIFIED: the simulation did not run. {self.not_run}"
         if self.passed:
             torch_part = "" if self.torch_equal is None else " and to the PyTorch model"
-            return (f"bit-exact: C simulation identical to hqrun's fixed-point emulation{torch_part} "
+            return (f"bit-exact: the {self.simulator} is identical to hqrun's fixed-point emulation{torch_part} "
                     f"on {self.n_samples}/{self.n_samples} samples at {self.check_layer!r} "
                     f"({self.check_type})")
         if not self.csim_equal:
-            return (f"MISMATCH: C simulation differs from the emulation on {self.n_mismatch}/"
+            return (f"MISMATCH: the {self.simulator} differs from the emulation on {self.n_mismatch}/"
                     f"{self.n_samples} samples; first at sample {self.first_mismatch_sample}, first "
                     f"divergent layer {self.first_divergent_layer!r}. {self.mismatch_detail or ''}")
         return (f"MISMATCH: hqrun's emulation differs from the PyTorch model on "
@@ -92,9 +97,13 @@ def torch_reference(model: nn.Module, x: np.ndarray, dtype: torch.dtype = torch.
     return y.detach().to(torch.float64).cpu().numpy()
 
 
-def _first_divergence(ir: FirmwareIR, emu: Emulation, csim: CSimResult, sample: int) -> tuple[str | None, str]:
+def _first_divergence(ir: FirmwareIR, emu: Emulation, csim: SimResult, sample: int) -> tuple[str | None, str]:
+    """The first layer whose traced codes differ — only when every fixed-point layer before it
+    was traced too (a simulation read only at its output cannot say where it went wrong)."""
+    gap = False
     for layer in ir.layers[1:]:
         if layer.name not in csim.codes or layer.name not in emu.codes:
+            gap = gap or (layer.out_type is not None and layer.op != "flatten")
             continue
         a = emu.codes[layer.name][sample]
         b = csim.codes[layer.name][sample]
@@ -102,12 +111,13 @@ def _first_divergence(ir: FirmwareIR, emu: Emulation, csim: CSimResult, sample: 
             idx = int(np.flatnonzero((a != b).reshape(-1))[0])
             fa = np.ldexp(float(a.reshape(-1)[idx]), -layer.out_type.fractional)
             fb = np.ldexp(float(b.reshape(-1)[idx]), -layer.out_type.fractional)
-            return layer.name, (f"layer {layer.name!r} element {idx}: emulation {fa!r}, C-sim "
-                                f"{fb!r} (type {layer.out_type.hls_name})")
+            detail = (f"layer {layer.name!r} element {idx}: emulation {fa!r}, simulation {fb!r} "
+                      f"(type {layer.out_type.hls_name})")
+            return (None if gap else layer.name), detail
     return None, "no traced layer differs (only the final output)"
 
 
-def verify(ir: FirmwareIR, emu: Emulation, csim: CSimResult, model: nn.Module | None = None,
+def verify(ir: FirmwareIR, emu: Emulation, csim: SimResult, model: nn.Module | None = None,
            x: np.ndarray | None = None, labels: np.ndarray | None = None) -> Verification:
     """Compare C-sim with the emulation (and the emulation with ``model(x)`` when given)."""
     check = ir.last_quantized()
@@ -118,7 +128,8 @@ def verify(ir: FirmwareIR, emu: Emulation, csim: CSimResult, model: nn.Module | 
         got = np.round(np.ldexp(csim.output.reshape(ref.shape), check.out_type.fractional)).astype(np.int64)
     bad = np.any((ref != got).reshape(n, -1), axis=1)
     v = Verification(n, check.name, check.out_type.hls_name, not bool(bad.any()), int(bad.sum()),
-                     layers_compared=[name for name in csim.codes if name in emu.codes])
+                     layers_compared=[name for name in csim.codes if name in emu.codes],
+                     simulator=str(csim.extra.get("simulator", "simulation")))
     if bad.any():
         s = int(np.flatnonzero(bad)[0])
         v.first_mismatch_sample = s
@@ -155,3 +166,9 @@ def verify(ir: FirmwareIR, emu: Emulation, csim: CSimResult, model: nn.Module | 
                 got.reshape(n, -1).astype(np.float64), -check.out_type.fractional), 1) == lab)),
         }
     return v
+
+
+def unverified(ir: FirmwareIR, reason: str, n_samples: int) -> Verification:
+    """The record of a design whose simulation could not run (``reason`` says what to install)."""
+    check = ir.last_quantized()
+    return Verification(n_samples, check.name, check.out_type.hls_name, False, 0, not_run=reason)

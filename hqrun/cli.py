@@ -22,6 +22,8 @@ HYDRA_COMMANDS: dict[str, str] = {
     "search": "hqrun.search.command:run",
     "firmware": "hqrun.firmware_command:run",
     "study": "hqrun.study.command:run",
+    "export": "hqrun.interchange.commands:export_run",
+    "import": "hqrun.interchange.commands:import_run",
 }
 
 #: Flag-driven commands -> "module:function" taking the remaining argv.
@@ -54,9 +56,14 @@ def _split_command(argv: list[str]) -> tuple[str | None, list[str]]:
         if arg in HYDRA_COMMANDS or arg in PLAIN_COMMANDS:
             return arg, argv[:i] + argv[i + 1 :]
         if not arg.startswith("-") and "=" not in arg:
-            known = ", ".join(sorted({**HYDRA_COMMANDS, **PLAIN_COMMANDS}))
+            import difflib
+
+            commands = sorted({**HYDRA_COMMANDS, **PLAIN_COMMANDS})
+            known = ", ".join(commands)
+            close = difflib.get_close_matches(arg, commands, n=1, cutoff=0.6)
+            guess = f" Did you mean `hqrun {close[0]}`?" if close else ""
             raise HqrunError(
-                f"unknown command {arg!r}. hqrun's commands are: {known}; everything else on "
+                f"unknown command {arg!r}.{guess} hqrun's commands are: {known}; everything else on "
                 "the command line must be a Hydra override such as key=value (e.g. "
                 "`hqrun train quant=q6 trainer.max_epochs=5`)."
             )
@@ -88,6 +95,8 @@ def run_config_command(cfg) -> object:
     Every job records ``job_status.json`` in its output dir. In a multirun a failing job is
     recorded and returns normally, so the launcher goes on with the others and the sweep
     table marks it failed; a single run exits with status 2 after a one-paragraph message.
+    A single run that fails before writing any artefact leaves no run directory behind, and a
+    run directory that held a finished run is never re-labelled as failed.
     """
     import time
 
@@ -97,6 +106,7 @@ def run_config_command(cfg) -> object:
     started = time.time()
     job_dir = _job_dir()
     multirun = _in_multirun()
+    command = str(cfg.get("command", "")) if hasattr(cfg, "get") else ""
     try:
         cfg = validate_config(cfg)
         command = cfg.command
@@ -107,22 +117,76 @@ def run_config_command(cfg) -> object:
             )
         result = _load(HYDRA_COMMANDS[command])(cfg)
     except HqrunError as err:
-        if job_dir:
-            write_status(job_dir, "failed", err, started)
+        _record_failure(job_dir, err, started, multirun, command)
         report_error(err)
         if multirun:
             return None
         sys.exit(2)
     except Exception as err:  # noqa: BLE001 - a sweep records any failure and goes on
-        if job_dir:
-            write_status(job_dir, "failed", err, started)
+        storage = _storage_error(err)
+        if storage is not None:  # a full disk or read-only dir anywhere: one paragraph, no traceback
+            _record_failure(job_dir, storage, started, multirun, command)
+            report_error(storage)
+            if multirun:
+                return None
+            sys.exit(2)
+        _record_failure(job_dir, err, started, multirun, command)
         if not multirun:
             raise
         report_error(f"job failed with {type(err).__name__}: {err} (traceback in {job_dir}/error.txt)")
         return None
-    if job_dir:
-        write_status(job_dir, "ok", None, started)
+    if job_dir and (multirun or not _drop_unused_job_dir()):
+        write_status(job_dir, "ok", None, started, command)
     return result
+
+
+def _drop_unused_job_dir() -> bool:
+    """Remove Hydra's job directory when the command wrote all its artefacts elsewhere
+    (``hqrun firmware run=<dir>`` writes into that run): no directory holding only Hydra's
+    record and a log is left behind."""
+    from hqrun import rundir
+
+    return rundir.remove_if_unused(rundir.job_claim())
+
+
+def _record_failure(job_dir: str | None, err: BaseException, started: float, multirun: bool,
+                    command: str) -> None:
+    """job_status.json for a failed job, unless the job dir is better left alone.
+
+    A single run that wrote no artefact removes the directory it created (nothing to keep), and
+    a directory that already held a finished run keeps its own status.
+    """
+    from hqrun import rundir
+    from hqrun.sweep.jobstatus import write_status
+
+    if not job_dir:
+        return
+    claimed = None if multirun else rundir.job_claim()
+    if claimed is not None and rundir.remove_if_unused(claimed):
+        return
+    if claimed is not None and claimed.was_finished:
+        rundir.drop_new_empty_logs(claimed)
+        return
+    try:
+        write_status(job_dir, "failed", err, started, command)
+    except HqrunError:  # e.g. the disk is full: the message printed next says so
+        pass
+
+
+def _storage_error(err: BaseException) -> HqrunError | None:
+    """hqrun's paragraph for a disk-full/read-only OSError raised below some library call."""
+    from hqrun.atomic import is_storage_error, storage_error
+
+    seen = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, HqrunError):
+            return cause
+        if is_storage_error(cause):
+            return storage_error(cause, getattr(cause, "filename", None))  # type: ignore[arg-type]
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _job_dir() -> str | None:
@@ -152,6 +216,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except HqrunError as err:
         report_error(err)
         sys.exit(2)
+    from hqrun.clihelp import command_help, main_help, wants_help
+
+    if command not in PLAIN_COMMANDS and wants_help(rest):   # hqrun's (Hydra's: --hydra-help)
+        print(command_help(command) if command else main_help())
+        sys.exit(0)
     if command in PLAIN_COMMANDS:
         try:
             code = _load(PLAIN_COMMANDS[command])(rest)
@@ -174,8 +243,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.argv = [sys.argv[0] if sys.argv else "hqrun"] + _flags_first(rest)
     from hqrun.sweep import callback
 
+    from hqrun.runguard import release_job_claim
+
     callback.LAST_SUMMARY = None  # only this invocation's sweep decides the exit status
-    task()
+    from hqrun.hydra_errors import hydra_errors_explained
+    from hqrun.runguard import forget_unused_sweep_dir
+
+    try:
+        with hydra_errors_explained(rest, command):  # Hydra's own errors: one paragraph, exit 2
+            task()
+    except HqrunError as err:
+        forget_unused_sweep_dir()
+        report_error(err)
+        sys.exit(2)
+    finally:
+        release_job_claim()
     if callback.LAST_SUMMARY is not None and callback.LAST_SUMMARY["failed"]:
         sys.exit(1)
 

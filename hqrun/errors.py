@@ -37,5 +37,28 @@ class FirmwareError(HqrunError, RuntimeError):
     """The firmware cannot reproduce the model exactly, or its build/simulation failed."""
 
 
+class ToolMissingError(FirmwareError):
+    """An external program a firmware step needs (a simulator, a synthesis tool) is not installed;
+    the message names the package. The step carries on without that part where it can."""
+
+
 class SearchError(HqrunError, ValueError):
     """A search space, objective or scheduler setting is invalid."""
+
+
+class ModelFileError(HqrunError, ValueError):
+    """A model or checkpoint file cannot be read as data (it needs pickled code, is truncated,
+    or holds something other than tensors and plain values)."""
+
+
+class StorageError(HqrunError):
+    """An artefact could not be written: the disk is full or the directory is read-only."""
+
+
+class RunDirError(HqrunError, ValueError):
+    """An output directory holds a finished run (or another command's run) that must not be
+    overwritten, or another hqrun command is writing into it right now."""
+
+
+class InterchangeError(HqrunError, ValueError):
+    """A model cannot be exported to, or imported from, QONNX exactly."""

@@ -53,34 +53,41 @@ def _plain(obj: Any) -> Any:
 
 
 def _load_state(path: Path) -> tuple[dict, dict]:
-    """State dict and (for Lightning checkpoints) the recorded model config/plan."""
-    import torch
+    """State dict and the recorded model config/plan (best.ckpt's record, model.pt's model.json).
 
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001
-        raise ConfigError(f"checkpoint {path} could not be read ({err}); pass a model.pt or "
-                          "best.ckpt written by `hqrun train`.") from None
-    record: dict = {}
-    if isinstance(ckpt, dict) and "state_dict" in ckpt:
-        record = (ckpt.get("hyper_parameters") or {}).get("record") or {}
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
-    elif isinstance(ckpt, dict):
-        state = dict(ckpt)
-    else:
-        raise ConfigError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a state dict.")
-    return state, record
+    The file is read as data (``torch.load(weights_only=True)``): a file that needs pickled
+    code is refused with :class:`~hqrun.errors.ModelFileError` before anything is built.
+    """
+    from hqrun.modelfile import load_model_file
+
+    loaded = load_model_file(path, "checkpoint")
+    return loaded.state, loaded.record
 
 
-def load_trained(model_cfg: dict, plan_src: Any, ckpt: Path):
-    """Build the model from its config and plan and load the trained weights (strict)."""
+def load_trained(model_cfg: dict, plan_src: Any, ckpt: Path, *, same_plan: bool = False):
+    """Build the model from its config and plan and load the trained weights (strict).
+
+    The weights' own record (best.ckpt's, or model.pt's model.json) says which plan they were
+    trained with and wins; with ``same_plan`` (a run directory's plan.yaml) a disagreement is
+    refused, because the directory was changed after training.
+    """
+    from hqrun.modelfile import load_state_into, note_record_wins
     from hqrun.models import build_model, load_plan
 
     state, record = _load_state(ckpt)
+    if same_plan and record.get("plan") is not None and plan_src is not None \
+            and load_plan(record["plan"]).to_dict() != load_plan(plan_src).to_dict():
+        raise ConfigError(
+            f"{plan_src} does not match the plan recorded with the weights in {ckpt} (plan "
+            f"{load_plan(record['plan']).name!r}): the run directory was changed after training. "
+            "Restore plan.yaml, or pass checkpoint=... with the quant=... the weights were "
+            "trained with."
+        )
+    note_record_wins(ckpt, record, model_cfg)
     model_cfg = record.get("model", model_cfg)
     plan_src = record.get("plan", plan_src)
     model = build_model(model_cfg, load_plan(plan_src))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = load_state_into(model, state, ckpt)
     if missing or unexpected:
         raise ConfigError(
             f"checkpoint {ckpt} does not fit the model {model_cfg.get('name')!r} built with plan "
@@ -93,8 +100,6 @@ def load_trained(model_cfg: dict, plan_src: Any, ckpt: Path):
 
 def _source(cfg: Any) -> dict[str, Any]:
     """Where the model, plan, data and scaler come from (a run dir or a checkpoint)."""
-    from omegaconf import OmegaConf
-
     run_dir = _get(cfg, "run")
     if run_dir:
         d = Path(str(run_dir)).expanduser()
@@ -109,14 +114,16 @@ def _source(cfg: Any) -> dict[str, Any]:
         cfg_file = next((c for c in (d / "config.yaml", d.parent / "config.yaml",
                                      d / ".hydra" / "config.yaml", d.parent / ".hydra" / "config.yaml")
                          if c.is_file()), None)
-        run_cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=True) if cfg_file else {}
+        run_cfg = _read_yaml(cfg_file) if cfg_file else {}
         model_cfg = run_cfg.get("model") or _plain(_get(cfg, "model")) or {}
         if (d / "model.yaml").is_file():
-            model_cfg = OmegaConf.to_container(OmegaConf.load(d / "model.yaml"), resolve=True)
+            model_cfg = _read_yaml(d / "model.yaml")
         plan = str(d / "plan.yaml") if (d / "plan.yaml").is_file() else run_cfg.get("quant")
         seed = run_cfg.get("seed", _get(cfg, "seed", 0))  # the split's seed (search.seed is not)
         return {"run_dir": d, "ckpt": ckpt, "model": model_cfg, "plan": plan,
                 "data": run_cfg.get("data") or _plain(_get(cfg, "data")), "seed": int(seed or 0),
+                # priced as its cost.json was: with the run's own cost settings
+                "cost": run_cfg.get("cost") or _plain(_get(cfg, "cost")),
                 "scaler": d / "scaler.json" if (d / "scaler.json").is_file() else None}
     ckpt = _get(cfg, "checkpoint")
     if not ckpt:
@@ -131,7 +138,24 @@ def _source(cfg: Any) -> dict[str, Any]:
     scaler = path.parent / "scaler.json"
     return {"run_dir": None, "ckpt": path, "model": _plain(_get(cfg, "model")) or {}, "plan": plan,
             "data": _plain(_get(cfg, "data")), "seed": int(_get(cfg, "seed", 0)),
+            "cost": _plain(_get(cfg, "cost")),
             "scaler": scaler if scaler.is_file() else None}
+
+
+def _read_yaml(path: Path) -> dict:
+    """A run's recorded YAML (safe loader) as a dict; a damaged file is one paragraph."""
+    from omegaconf import OmegaConf
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as err:  # noqa: BLE001 - YAML and OmegaConf errors come in many types
+        raise ConfigError(f"{path} is not a readable run record ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''}); restore it from the "
+                          "run, or pass checkpoint=... with model=... quant=... data=....") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds {type(data).__name__}, not a mapping; restore it from the "
+                          "run, or pass checkpoint=... with model=... quant=... data=....")
+    return data
 
 
 def _test_split(data_cfg: Any, seed: int, scaler_path: Path | None):
@@ -157,29 +181,27 @@ def _test_split(data_cfg: Any, seed: int, scaler_path: Path | None):
     return splits
 
 
-def _estimate(model, input_type, input_shape, cost_cfg: Any, clock_period: float) -> dict | None:
-    """hqrun.cost's estimate for the same types and clock (informative; never blocks export)."""
+def _estimate(model, cost_cfg: Any, fw_cfg: Any) -> dict | None:
+    """The model's deployed cost (:func:`hqrun.cost.deployed.deployed_cost`, the function that
+    priced the run's cost.json): informative, it never blocks the export."""
     try:
-        from hqrun.cost import estimate
+        from hqrun.cost.deployed import deployed_cost, describe_basis
     except ImportError:
         return None
     try:
-        settings = dict(_plain(cost_cfg) or {})
-        fpga = dict(settings.get("fpga") or {})
-        fpga["clock_period_ns"] = float(clock_period)
-        settings["fpga"] = fpga
-        rep = estimate(model, input_type=input_type, settings=settings, input_shape=input_shape,
-                       policy="exact")
-        d = rep.to_dict()
-        return {"policy": d.get("policy"), "totals": d.get("totals"), "flags": d.get("flags")}
+        rep = deployed_cost(model, cost_cfg, fw_cfg)
     except Exception as err:  # noqa: BLE001 - the estimate is informative, never blocking
         return {"error": f"{type(err).__name__}: {err}"}
+    return {"kind": "estimated", "basis": rep.basis, "basis_text": describe_basis(rep.basis),
+            "policy": rep.policy, "totals": rep.totals, "flags": rep.flags}
 
 
 def _output_dir(fw_cfg: Any, run_dir: Path | None) -> Path:
     explicit = _get(fw_cfg, "out_dir")
     if explicit:
-        return Path(str(explicit)).expanduser()
+        from hqrun.safenames import check_output_path
+
+        return check_output_path(explicit, "firmware.out_dir")
     if run_dir is not None:
         return run_dir / "firmware"
     try:
@@ -198,18 +220,18 @@ def run(cfg: Any) -> dict:
 
     torch.set_num_threads(int(_get(cfg, "threads", 1)))
     fw_cfg = _plain(_get(cfg, "firmware")) or {}
+    ExportConfig.from_mapping(fw_cfg).validate()  # project_name etc. first
     src = _source(cfg)
-    model, model_cfg = load_trained(src["model"], src["plan"], src["ckpt"])
+    _output_dir(fw_cfg, src["run_dir"])  # a bad firmware.out_dir fails before any work
+    model, model_cfg = load_trained(src["model"], src["plan"], src["ckpt"],
+                                    same_plan=src["run_dir"] is not None)
     export_cfg = ExportConfig.from_mapping(fw_cfg)
     shape = getattr(model, "input_shape", None)
-    ir = build_ir(model, shape, export_cfg.parsed_input_type()) if shape else None  # refuse early
+    if shape:   # what the firmware cannot build is refused before the data are read
+        build_ir(model, shape, export_cfg.parsed_input_type())
     splits = _test_split(src["data"], src["seed"], src["scaler"])
     x, y = splits.X_test, splits.y_test
-    shape = tuple(shape or x.shape[1:])
-    estimate = None
-    if _get(fw_cfg, "estimate", True):
-        ir = ir or build_ir(model, shape, export_cfg.parsed_input_type())
-        estimate = _estimate(model, ir.input_type, shape, _get(cfg, "cost"), export_cfg.clock_period)
+    estimate = _estimate(model, src["cost"], fw_cfg) if _get(fw_cfg, "estimate", True) else None
     out = _output_dir(fw_cfg, src["run_dir"])
     print(f"hqrun firmware: model {model_cfg.get('name')} from {src['ckpt']}, "
           f"{min(len(x), export_cfg.max_samples or len(x))} test samples, writing {out}")

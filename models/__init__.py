@@ -4,7 +4,7 @@
 ``relu_1``, ...) are what plans, the cost model and the firmware refer to. See docs/models.md.
 """
 
-from hqrun.models.builders import BUILDERS, build_model, cnn, jet_dnn, mlp
+from hqrun.models.builders import BUILDERS, build_model, cnn, jet_dnn, layers, mlp
 from hqrun.models.constraints import attach_weight_constraints, constrain_weights_
 from hqrun.models.plan import (
     Plan,
@@ -36,6 +36,7 @@ __all__ = [
     "jet_dnn",
     "learned_state_keys",
     "load_trained_state",
+    "layers",
     "load_plan",
     "mlp",
     "plan_from_model",

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from torch import nn
 
 from hqrun.errors import ConfigError
+from hqrun.models.layer_list import layers
 from hqrun.models.plan import Plan, apply_plan, load_plan
 from hqrun.models.sequential import QSequential
 from hqrun.quantizers.layers import (
@@ -35,7 +36,15 @@ _BN_FLOAT = dict(gamma_quantizer=None, beta_quantizer=None, mean_quantizer=None,
 
 
 def _width(base: int, index: int, name: str, multiplier: Any) -> int:
-    """Scaled width of hidden layer ``index`` (0-based) called ``name``; at least 1."""
+    """Scaled width of hidden layer ``index`` (0-based) called ``name``; at least 1.
+
+    A configured width below 1 is refused rather than clamped: ``hidden: [0, -3]`` used to build
+    a 16→1→1→5 network without a word.
+    """
+    if int(base) < 1:
+        raise ConfigError(
+            f"layer {name} would have {base} units: every width in the model config (model.hidden, "
+            "model.filters, model.dense) must be at least 1, e.g. model.hidden=[64,32,32].")
     if multiplier is None:
         m = 1.0
     elif isinstance(multiplier, (int, float)):
@@ -141,7 +150,8 @@ def cnn(input_shape: Sequence[int] = (1, 28, 28), n_classes: int = 10,
 
 
 #: Model name (``cfg.model.name``) -> builder.
-BUILDERS: dict[str, Callable[..., QSequential]] = {"jet_dnn": jet_dnn, "mlp": mlp, "cnn": cnn}
+BUILDERS: dict[str, Callable[..., QSequential]] = {"jet_dnn": jet_dnn, "mlp": mlp, "cnn": cnn,
+                                                   "layers": layers}
 
 
 def build_model(model_cfg: Mapping[str, Any], plan: "Plan | Mapping[str, Any] | str | None" = None,

@@ -24,6 +24,7 @@ from torch import nn
 from hqrun.errors import HqrunError, PlanError
 from hqrun.models.learned_plan import LEARN_KEYS, expand_learned
 from hqrun.models.penalty import PENALTY_KEYS, BetaSchedule, width_lr_scale
+from hqrun.safenames import check_name
 
 #: Slots the default entry may set.
 DEFAULT_SLOTS = ("kernel", "bias", "activation")
@@ -90,7 +91,7 @@ class Plan:
                 f"{data.get('name', '?')!r}; a plan has only {', '.join(known)} "
                 "(per-layer quantizers go under `layers: {dense_1: {kernel: ...}}`)."
             )
-        name = str(data.get("name") or "plan")
+        name = check_name(str(data.get("name") or "plan"), "plan name", error=PlanError)
 
         penalty = BetaSchedule.from_plan_dict(name, data)
         input_in, default_in = expand_learned(name, data)
@@ -154,10 +155,19 @@ class Plan:
         text = str(path_or_text)
         if "\n" not in text:
             path = Path(text)
+            if path.is_dir():
+                raise PlanError(f"plan file {str(path)!r} is a directory; pass the path of a plan "
+                                "YAML file (e.g. a search's winner.yaml) or a plan name such as q6.")
             if not path.is_file():
                 raise PlanError(f"plan file {str(path)!r} does not exist; pass the path of a plan "
                                 "YAML (see docs/models.md) or a plan name such as q6 or float.")
-            text = path.read_text()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise PlanError(f"plan file {str(path)!r} is not UTF-8 text ({err.reason} at byte "
+                                f"{err.start}); save it as UTF-8 (plans are YAML text).") from None
+            except OSError as err:
+                raise PlanError(f"plan file {str(path)!r} cannot be read ({err.strerror or err}).") from None
             where = str(path)
         else:
             where = "<yaml text>"
@@ -175,7 +185,9 @@ class Plan:
 
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
         if path is not None:
-            Path(path).write_text(text)
+            from hqrun import atomic
+
+            atomic.write_text(path, text)
         return text
 
     # ------------------------------------------------------------ against a model

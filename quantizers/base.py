@@ -26,10 +26,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from hqrun.errors import QuantizerSpecError
+from hqrun.errors import CostModelError, FirmwareError, QuantizerSpecError
 
 from .fixedpoint import FixedPointType
 from .grid import FixedPointGrid
+from .lowering import Lowering
+from .operand import Operand
 
 __all__ = ["Quantizer", "registry", "format_value"]
 
@@ -79,6 +81,9 @@ class Quantizer(nn.Module):
     #: per-channel scale): layers then hand such quantizers the PyTorch-layout kernel directly,
     #: skipping the transposes into Keras layout (``layers_core.is_elementwise``).
     elementwise: ClassVar[bool] = False
+    #: The float activation this quantizer stands for in an activation layer (relu, sigmoid,
+    #: tanh) or None; a plan's default activation applies to layers whose function is relu.
+    float_function: ClassVar[str | None] = None
     bits: int
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -159,6 +164,13 @@ class Quantizer(nn.Module):
         return self.training and not self.is_stochastic
 
     @property
+    def grid_from_values(self) -> bool:
+        """True when the output grid is chosen from the data (``alpha="auto_po2"``: a power-of-two
+        scale per channel). The values then lie on a fixed-point grid that only the quantized
+        values themselves reveal, so cost model and firmware read the type off them."""
+        return getattr(self, "alpha", None) == "auto_po2"
+
+    @property
     def is_identity(self) -> bool:
         """True for the no-op ``linear`` quantizer."""
         return False
@@ -169,9 +181,12 @@ class Quantizer(nn.Module):
         return None
 
     def fixed_point_grid(self) -> FixedPointGrid | None:
-        """Per-element formats of the outputs (eval mode): the uniform grid of
-        :meth:`fixed_point_type` here; quantizers whose elements have their own widths (learned
-        bit widths) override it. None when outputs are not on a fixed-point grid."""
+        """Per-element formats of the outputs (``None`` when not on fixed-point grids).
+
+        Uniform quantizers return their one type as a grid of scalars (it broadcasts to any
+        tensor); quantizers whose elements have their own widths return arrays in the layout of
+        the tensor they quantize, and :meth:`fixed_point_type` is then the grid's union.
+        """
         t = self.fixed_point_type()
         return None if t is None else FixedPointGrid.uniform(t)
 
@@ -181,6 +196,48 @@ class Quantizer(nn.Module):
         whose behaviour depends on what it quantizes (a weight or a stream of activations) can
         take that role, or refuse a slot it cannot serve. QKeras's quantizers serve any slot."""
         return self
+
+    def for_slot(self, slot: str) -> "Quantizer":
+        """The quantizer to place into a layer's plan ``slot`` (``kernel``, ``bias``,
+        ``activation``, ...). Layers call it for every quantizer they receive, so a quantizer
+        whose behaviour depends on what it quantizes (a weight or a stream of activations) can
+        take that role, or refuse a slot it cannot serve. QKeras's quantizers serve any slot."""
+        return self
+
+    def operand(self) -> Operand:
+        """What the cost models need to know about the outputs (kind, bits, integer bits, sign).
+
+        The default describes a plain fixed-point value from the QKeras-style ``bits`` /
+        ``integer`` / ``keep_negative`` arguments and :meth:`fixed_point_type`; quantizers with
+        other arithmetic (powers of two, binary, ternary) override it.
+        """
+        t = self.fixed_point_type()
+        bits = int(getattr(self, "bits", 0) or 0) or (t.width if t is not None else 0)
+        integer = getattr(self, "integer", None)
+        signed = getattr(self, "keep_negative", None)
+        if t is not None:
+            signed = t.signed if signed is None else signed
+            integer = t.integer - int(t.signed) if integer is None else integer
+        if not bits:
+            raise CostModelError(
+                f"quantizer {self} has no bit width; the cost model needs quantizers that expose "
+                "`bits` (QKeras-style) or a fixed_point_type()."
+            )
+        grid = self.fixed_point_grid()
+        return Operand("fixed", bits, int(integer or 0), bool(True if signed is None else signed), t,
+                       grid=None if grid is None or grid.is_uniform else grid)
+
+    def lowering(self) -> Lowering:
+        """The exact firmware operation of this quantizer in an activation slot.
+
+        Raises :class:`~hqrun.errors.FirmwareError` (one paragraph: why, and what to use) when it
+        has none; that is the default, so a new quantizer is refused until it says otherwise.
+        """
+        raise FirmwareError(
+            f"the activation quantizer {self} has no exact fixed-point implementation (hls4ml "
+            "would use lookup tables or cannot express it), so the firmware would not be "
+            "bit-exact. Use quantized_relu(bits,integer) or quantized_bits(bits,integer) here."
+        )
 
     def max_value(self) -> float | None:
         """Largest output value (QKeras's ``max()``), None when data dependent."""
@@ -211,8 +268,15 @@ class Quantizer(nn.Module):
         return str(self)
 
 
+#: The widest quantizer hqrun builds. Why a limit: quantizers compute in float32/float64, whose
+#: exponent cannot hold 2**bits for thousands of bits (``bits=4096`` ended in an OverflowError),
+#: and no FPGA datapath of this kind is wider; 32 bits already exceeds float32's 24-bit mantissa.
+MAX_BITS = 32
+
+
 def check_int(qname: str, arg: str, value: Any, minimum: int | None = None) -> int:
-    """Validate an integer argument, naming quantizer and argument in the error."""
+    """Validate an integer argument, naming quantizer and argument in the error (a ``bits``
+    argument is also at most :data:`MAX_BITS`)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
         isinstance(value, float) and not value.is_integer()
     ):
@@ -225,6 +289,12 @@ def check_int(qname: str, arg: str, value: Any, minimum: int | None = None) -> i
             f"{qname}: argument {arg}={value} must be at least {minimum}; "
             f"a quantizer needs {arg} >= {minimum}."
         )
+    if arg == "bits" and value > MAX_BITS:
+        raise QuantizerSpecError(
+            f"{qname}: argument bits={value} is more than {MAX_BITS}, the widest quantizer hqrun "
+            f"builds (its arithmetic is float32); use at most {MAX_BITS} bits, or quant=float for "
+            "an unquantized layer."
+        )
     return value
 
 
@@ -232,6 +302,11 @@ def check_bits_integer(qname: str, bits: Any, integer: Any, integer_meaning: str
     """Validate ``bits`` (>= 1) and ``integer`` (<= bits); ``integer_meaning`` ends the error."""
     bits = check_int(qname, "bits", bits, 1)
     integer = check_int(qname, "integer", integer)
+    if integer < -MAX_BITS:
+        raise QuantizerSpecError(
+            f"{qname}: argument integer={integer} puts the binary point more than {MAX_BITS} bits "
+            f"left of the word; use integer >= {-MAX_BITS}."
+        )
     if integer > bits:
         raise QuantizerSpecError(
             f"{qname}: argument integer={integer} exceeds bits={bits}; {integer_meaning}"

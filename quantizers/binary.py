@@ -15,6 +15,7 @@ import torch
 
 from .base import Quantizer, alpha_max_value, check_alpha, check_number, po2_exponent, with_auto_po2_alpha
 from .fixedpoint import FixedPointType
+from .operand import Operand
 from .ste import EPSILON, channel_axes, get_scale, hard_sigmoid, qkeras_output, round_through, sign_nonzero
 
 __all__ = ["binary", "stochastic_binary", "bernoulli"]
@@ -100,6 +101,11 @@ class binary(Quantizer):  # noqa: N801 - QKeras name
     def fixed_point_type(self) -> FixedPointType | None:
         return _alpha_type(self.alpha, signed=not self.use_01)
 
+    def operand(self) -> Operand:
+        """+-1 (a sign: multiplications become XOR/muxes) or 0/1 with ``use_01`` (AND gates)."""
+        use01 = bool(self.use_01)
+        return Operand("binary01" if use01 else "binary", 1, 1, not use01, self.fixed_point_type())
+
     def max_value(self) -> float | None:
         return alpha_max_value(self.alpha)
 
@@ -174,6 +180,10 @@ class bernoulli(Quantizer):  # noqa: N801 - QKeras name
 
     def fixed_point_type(self) -> FixedPointType | None:
         return _alpha_type(self.alpha, signed=False)
+
+    def operand(self) -> Operand:
+        """0/1 values (AND gates in a multiplication)."""
+        return Operand("binary01", 1, 1, False, self.fixed_point_type())
 
     def max_value(self) -> float | None:
         return alpha_max_value(self.alpha)

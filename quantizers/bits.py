@@ -12,8 +12,11 @@ from typing import Any
 
 import torch
 
+from hqrun.errors import FirmwareError
+
 from .base import Quantizer, check_alpha, check_bits_integer, check_int, check_number, po2_exponent
 from .fixedpoint import FixedPointType
+from .lowering import Lowering
 from .ste import channel_axes, get_scale, po2_round, qkeras_output, round_through, sign_nonzero
 
 __all__ = ["quantized_bits"]
@@ -219,6 +222,26 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
         if self.keep_negative:
             return FixedPointType(self.bits, self.integer + 1 + alpha_exp, True, "RND_CONV", overflow)
         return FixedPointType(self.bits, self.integer + alpha_exp, False, "RND_CONV", "SAT")
+
+    def lowering(self) -> Lowering:
+        """A cast to the output type: in firmware, the result type of the layer it follows.
+
+        Only with scale 1: ``alpha`` scales the *rounded* value (0.5 -> 1.0 under alpha=2), which
+        is no cast onto the scaled grid, and a 1-bit quantizer is a sign (0 -> +1), not a cast.
+        """
+        if self._scale not in (None, 1.0) or self._unsigned <= 0:
+            raise FirmwareError(
+                f"activation {self} is not a plain cast (alpha scales the rounded value, or one "
+                "bit makes it a sign function), so no result type reproduces it. Use "
+                "quantized_bits(bits,integer,alpha=1) with at least 2 bits for activations."
+            )
+        grid = self.fixed_point_grid()
+        if grid is None:
+            raise FirmwareError(
+                f"activation {self} has no fixed-point grid (alpha scale); use alpha=1 for "
+                "activation quantizers."
+            )
+        return Lowering("quant", grid)
 
     def max_value(self) -> float | None:
         """QKeras's ``max()``: ``max(1, 2**integer)`` (an upper bound, not the largest code)."""

@@ -27,10 +27,6 @@ from .fixedpoint import OVERFLOW_MODES, ROUNDING_MODES, FixedPointType
 
 __all__ = ["FixedPointGrid"]
 
-#: Widest element a grid may hold: values are computed exactly in float64 (53-bit mantissa).
-MAX_ELEMENT_WIDTH = 53
-
-
 def _int_array(name: str, value: Any) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)):
@@ -73,11 +69,6 @@ class FixedPointGrid:
                 f"FixedPointGrid rounding={self.rounding!r} / overflow={self.overflow!r}: use one of "
                 f"{', '.join(ROUNDING_MODES)} and one of {', '.join(OVERFLOW_MODES)}."
             )
-        if np.any(integer + fractional > MAX_ELEMENT_WIDTH):
-            raise QuantizerSpecError(
-                f"FixedPointGrid has an element wider than {MAX_ELEMENT_WIDTH} bits "
-                f"({int(np.max(integer + fractional))}); hqrun computes values exactly in float64."
-            )
         for name, arr in (("signed", signed), ("integer", integer), ("fractional", fractional)):
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
@@ -116,7 +107,7 @@ class FixedPointGrid:
         return all(np.unique(a).size <= 1 for a in (self.signed, self.integer, self.fractional))
 
     # ------------------------------------------------------------------ ranges
-    def _code_range(self) -> tuple[np.ndarray, np.ndarray]:
+    def code_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-element (min code, max code) as float64 (0, 0 for empty elements)."""
         w = self.width.astype(np.float64)
         live = w > 0
@@ -130,12 +121,12 @@ class FixedPointGrid:
 
     def min_values(self) -> np.ndarray:
         """Smallest value of each element (float64, exact)."""
-        lo, _ = self._code_range()
+        lo, _ = self.code_range()
         return np.ldexp(lo, -np.broadcast_to(self.fractional, lo.shape))
 
     def max_values(self) -> np.ndarray:
         """Largest value of each element (float64, exact)."""
-        _, hi = self._code_range()
+        _, hi = self.code_range()
         return np.ldexp(hi, -np.broadcast_to(self.fractional, hi.shape))
 
     def union(self) -> FixedPointType:
@@ -166,6 +157,7 @@ class FixedPointGrid:
         """Round and overflow each element of ``x`` onto its own grid (float64 arithmetic).
 
         Returned in x's floating dtype (float64 for other inputs); empty elements become 0.
+        Exact for elements of up to 53 bits (the float64 mantissa).
         """
         t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
         out_dtype = t.dtype if t.is_floating_point() else torch.float64
@@ -177,7 +169,7 @@ class FixedPointGrid:
             n = torch.floor(y + 0.5)
         else:
             n = torch.floor(y)
-        lo, hi = (torch.tensor(a) for a in self._code_range())
+        lo, hi = (torch.tensor(a) for a in self.code_range())
         if self.overflow == "WRAP":
             span = torch.exp2(torch.tensor(np.maximum(self.width, 0), dtype=torch.float64))
             n = torch.where(hi > lo, torch.remainder(n - lo, span) + lo, torch.zeros_like(n))
@@ -189,7 +181,7 @@ class FixedPointGrid:
         """True when every element of ``x`` lies exactly on its own grid and in its range."""
         v = np.asarray(x.detach().cpu().double() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
         y = np.ldexp(v, np.broadcast_to(self.fractional, v.shape))
-        lo, hi = self._code_range()
+        lo, hi = self.code_range()
         return bool(np.all(np.floor(y) == y) and np.all((y >= lo) & (y <= hi)))
 
     def __repr__(self) -> str:

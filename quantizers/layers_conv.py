@@ -91,6 +91,8 @@ class QConv1D(_QConvBase):
     """``qkeras.QConv1D`` on ``(N, C_in, L)`` inputs; ``weight`` is ``(filters, C_in, k)``."""
 
     n_spatial = 1
+    type_kind = "conv1d"
+    keras_class = "Conv1D"
 
     def __init__(self, in_channels: int, filters: int, kernel_size: int | tuple[int],
                  strides: int | tuple[int] = 1, padding: str = "valid",
@@ -125,6 +127,9 @@ class QConv1D(_QConvBase):
 
 class QConv2D(_QConvBase):
     """``qkeras.QConv2D`` on ``(N, C_in, H, W)`` inputs; ``weight`` is ``(filters, C_in, kh, kw)``."""
+
+    type_kind = "conv2d"
+    keras_class = "Conv2D"
 
     def __init__(self, in_channels: int, filters: int, kernel_size: int | tuple[int, int],
                  strides: int | tuple[int, int] = 1, padding: str = "valid",
@@ -166,6 +171,9 @@ class QDepthwiseConv2D(_QConvBase):
     QKeras quirk kept: per-channel quantizers (``alpha="auto"``) see the Keras kernel
     ``(kh, kw, C, M)`` and so scale per multiplier index ``m``, shared across input channels.
     """
+
+    type_kind = "depthwise_conv2d"
+    keras_class = "DepthwiseConv2D"
 
     def __init__(self, in_channels: int, kernel_size: int | tuple[int, int],
                  strides: int | tuple[int, int] = 1, padding: str = "valid",

@@ -34,6 +34,19 @@ FLOAT_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
 }
 
+#: The torch class each float activation name builds (for reading a module back as a name).
+_FLOAT_CLASSES: dict[type, str] = {nn.ReLU: "relu", nn.Softmax: "softmax", nn.Sigmoid: "sigmoid",
+                                   nn.Tanh: "tanh"}
+
+
+def float_function_of(module: Any) -> str | None:
+    """The float activation name (relu, softmax, sigmoid, tanh) a torch module computes, or None."""
+    for cls, name in _FLOAT_CLASSES.items():
+        if isinstance(module, cls):
+            return name
+    return None
+
+
 #: Names that mean "no activation / no quantizer".
 _NOOP_NAMES = {"", "none", "linear", "identity"}
 
@@ -112,10 +125,7 @@ def spec_of(module: nn.Module | None) -> str | None:
         return None
     if is_quantizer(module):
         return str(module)
-    for name, factory in FLOAT_ACTIVATIONS.items():
-        if type(module) is type(factory()):
-            return name
-    return type(module).__name__
+    return float_function_of(module) or type(module).__name__
 
 
 # ---------------------------------------------------------------- Keras initialisers
@@ -216,6 +226,11 @@ class QLayer(nn.Module):
     #: Slot -> parameter that QKeras clips after every optimizer step when the slot is quantized.
     constrained_params: dict[str, str] = {}
     float_function: str | None = None
+    #: What the layer computes, for the type inference, cost model and firmware (one of
+    #: hqrun.quantizers.layer_kinds.LAYER_KINDS): they dispatch on this, never on class names.
+    type_kind: str | None = None
+    #: The Keras/QKeras layer class it mirrors (AutoQKeras's search-limit vocabulary).
+    keras_class: str = ""
 
     def slots(self) -> tuple[str, ...]:
         """The plan slots this instance accepts (e.g. no ``bias`` when ``use_bias=False``)."""
@@ -288,6 +303,8 @@ class QActivation(QLayer):
     """
 
     plan_slots = {"activation": "activation"}
+    type_kind = "activation"
+    keras_class = "Activation"
 
     def __init__(self, activation: Any, float_function: str | None = None) -> None:
         super().__init__()
@@ -317,19 +334,11 @@ class QActivation(QLayer):
 
 
 def _infer_float_function(spec: Any, module: nn.Module | None) -> str | None:
+    """The float function an activation layer stands for: a float name, or what its quantizer
+    says it approximates (``Quantizer.float_function``: relu, sigmoid, tanh or None)."""
     if isinstance(spec, str) and spec.strip().lower() in FLOAT_ACTIVATIONS:
         return spec.strip().lower()
-    text = spec if isinstance(spec, str) else (str(module) if module is not None else "")
-    if isinstance(spec, dict):
-        text = str(spec.get("class_name", ""))
-    text = text.strip().lower()
-    if text.startswith("quantized_relu") or text.startswith("relu"):
-        return "relu"
-    if "sigmoid" in text:
-        return "sigmoid"
-    if "tanh" in text:
-        return "tanh"
-    return None
+    return getattr(module, "float_function", None) or float_function_of(module)
 
 
 class QInput(QLayer):
@@ -340,6 +349,8 @@ class QInput(QLayer):
     """
 
     plan_slots = {"activation": "activation"}
+    type_kind = "input"
+    keras_class = "Input"
 
     def __init__(self, quantizer: Any = None) -> None:
         super().__init__()

@@ -34,6 +34,8 @@ class QDense(QLayer):
     """
 
     plan_slots = {"kernel": "kernel_quantizer", "bias": "bias_quantizer", "activation": "activation"}
+    type_kind = "dense"
+    keras_class = "Dense"
     constrained_params = {"kernel": "weight", "bias": "bias"}
 
     def __init__(

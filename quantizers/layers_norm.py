@@ -47,6 +47,8 @@ class QBatchNormalization(QLayer):
     quantized with the mean/variance quantizers, as QKeras does) and the moving ones updated.
     """
 
+    type_kind = "batchnorm"
+    keras_class = "BatchNormalization"
     plan_slots = {"gamma": "gamma_quantizer", "beta": "beta_quantizer",
                   "mean": "mean_quantizer", "variance": "variance_quantizer"}
     # QKeras calls _set_trainable_parameter() on these two (see resolve_kernel_quantizer).
@@ -131,6 +133,8 @@ class QDenseBatchnorm(QLayer):
     Eval: ``y = x @ Q_k(W') + Q_b(b')`` with the moving statistics — a plain quantized dense.
     """
 
+    type_kind = "dense"
+    keras_class = "Dense"
     plan_slots = {"kernel": "kernel_quantizer", "bias": "bias_quantizer", "activation": "activation"}
     constrained_params = {"kernel": "weight", "bias": "bias"}
 

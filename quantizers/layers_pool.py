@@ -27,6 +27,8 @@ from hqrun.quantizers.layers_core import (
 class QAveragePooling2D(QLayer):
     """``qkeras.QAveragePooling2D`` on ``(N, C, H, W)`` inputs ("valid" padding only)."""
 
+    type_kind = "avgpool2d"
+    keras_class = "AveragePooling2D"
     plan_slots = {"average": "average_quantizer", "activation": "activation"}
 
     def __init__(self, pool_size: int | tuple[int, int] = (2, 2),
@@ -69,6 +71,8 @@ class Flatten(QLayer):
     """
 
     plan_slots: dict[str, str] = {}
+    type_kind = "flatten"
+    keras_class = "Flatten"
 
     def __init__(self, keras_order: bool = True) -> None:
         super().__init__()

@@ -23,6 +23,7 @@ from hqrun.errors import QuantizerSpecError
 
 from .base import Quantizer, check_int, check_negative_slope, check_number
 from .fixedpoint import FixedPointType
+from .operand import Operand
 from .ste import EPSILON, flush_denormal, qkeras_output, tf_log2_floor, tf_log2_round
 
 __all__ = ["quantized_po2", "quantized_relu_po2"]
@@ -135,6 +136,16 @@ class _Po2Common(Quantizer):
     def is_stochastic(self) -> bool:
         return bool(self.use_stochastic_rounding) and self.log2_rounding != "floor"
 
+    #: Whether the operand is signed for the cost model (QTools: quantized_po2 yes,
+    #: quantized_relu_po2 no, whatever its negative slope).
+    _operand_signed: bool = True
+
+    def operand(self) -> Operand:
+        """A power-of-two operand (QTools's shifter/adder rules apply to it)."""
+        mv = self.max_value_arg
+        return Operand("po2", self.bits, self.bits, self._operand_signed, self.fixed_point_type(),
+                       None if not mv else float(mv))
+
     def _may_be_subnormal(self) -> bool:
         """Whether an output 2**e can be a float32 subnormal (e >= -126 otherwise: no flush)."""
         q = 2 if self.quadratic_approximation else 1
@@ -206,6 +217,8 @@ class quantized_relu_po2(_Po2Common):  # noqa: N801 - QKeras name
     """
 
     name = "quantized_relu_po2"
+    float_function = "relu"
+    _operand_signed = False
     positional = 1
 
     def __init__(self, bits: int = 8, max_value: float | None = None, negative_slope: float = 0,

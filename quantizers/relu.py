@@ -15,8 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hqrun.errors import FirmwareError
+
 from .base import Quantizer, check_bits_integer, check_negative_slope, check_number
 from .fixedpoint import FixedPointType
+from .lowering import Lowering
+from .operand import Operand
 from .ste import hard_sigmoid, qkeras_output, round_through
 
 __all__ = ["quantized_relu"]
@@ -52,6 +56,7 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
     """
 
     name = "quantized_relu"
+    float_function = "relu"
     positional = 2
     elementwise = True
 
@@ -165,6 +170,28 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
         if ub and not self.is_quantized_clip and not fpt.contains(float(ub)) and ub < fpt.max_value:
             return None  # outputs clipped to an off-grid upper bound
         return fpt
+
+    def operand(self) -> Operand:
+        """Unsigned fixed point (signed with a negative slope); QTools treats a 1-bit ReLU with
+        one integer bit as 0/1."""
+        kind = "binary01" if self.bits == 1 and self.integer == 1 else "fixed"
+        return Operand(kind, self.bits, self.integer, self.negative_slope != 0,
+                       self.fixed_point_type())
+
+    def lowering(self) -> Lowering:
+        """``max(x, 0)`` then the cast to ``ap_ufixed<bits, integer>`` (round half to even,
+        saturate) — what hls4ml's ReLU plus a result type computes."""
+        if self.negative_slope != 0 or self.use_sigmoid:
+            raise FirmwareError(
+                f"{self} is a leaky or sigmoid-shaped quantized_relu, which hls4ml does not "
+                "reproduce exactly. Use quantized_relu(bits,integer) without "
+                "negative_slope/use_sigmoid."
+            )
+        grid = self.fixed_point_grid()
+        if grid is None:
+            raise FirmwareError(f"{self} has no fixed-point grid (relu_upper_bound off the grid); "
+                                "use quantized_relu(bits,integer) without relu_upper_bound.")
+        return Lowering("relu", grid)
 
     def max_value(self) -> float | None:
         """QKeras's ``max()``: ``max(1, 2**integer)``."""

@@ -25,6 +25,7 @@ class quantized_tanh(Quantizer):  # noqa: N801 - QKeras name
     """Quantized (hard) tanh on ``bits`` bits, range [-1, 1 - 2**(1-bits)]."""
 
     name = "quantized_tanh"
+    float_function = "tanh"
     positional = 1
     elementwise = True
 
@@ -63,6 +64,7 @@ class quantized_sigmoid(Quantizer):  # noqa: N801 - QKeras name
     """Quantized (hard) sigmoid on ``bits`` bits, range [0, 1 - 2**-bits]."""
 
     name = "quantized_sigmoid"
+    float_function = "sigmoid"
     positional = 1
     elementwise = True
 

@@ -19,6 +19,7 @@ from hqrun.errors import QuantizerSpecError
 from .base import (Quantizer, alpha_max_value, check_alpha, check_int, check_number, po2_exponent,
                    with_auto_po2_alpha)
 from .fixedpoint import FixedPointType
+from .operand import Operand
 from .ste import (EPSILON, channel_axes, get_scale, hard_sigmoid, po2_round, qkeras_output,
                   round_through, sign_nonzero)
 
@@ -97,6 +98,10 @@ class ternary(Quantizer):  # noqa: N801 - QKeras name
             return None
         exp = 0 if self.alpha is None else po2_exponent(float(self.alpha))
         return None if exp is None else FixedPointType(2, 2 + exp, True)
+
+    def operand(self) -> Operand:
+        """-1/0/+1 (multiplications become muxes)."""
+        return Operand("ternary", 2, 2, True, self.fixed_point_type())
 
     def max_value(self) -> float | None:
         return alpha_max_value(self.alpha)

@@ -38,6 +38,14 @@ from torch import nn
 
 from hqrun.errors import CostModelError
 
+from .bn_fold import batchnorm_affine, fold_affine
+from .grid import FixedPointGrid
+from .exact_types import (exact_mac_types, exact_param_type, fit_type, input_code_bounds,
+                          internal_type, type_of_values)
+from .layer_kinds import MAC_KINDS, layer_kind
+from .layers_core import QLayer, float_function_of
+from .operand import Operand, fixed_operand, float_operand
+
 __all__ = [
     "Operand",
     "LayerTypes",
@@ -51,8 +59,6 @@ __all__ = [
 
 POLICIES = ("exact", "qtools")
 
-#: Layer kinds with a multiply-accumulate datapath.
-MAC_KINDS = ("dense", "conv1d", "conv2d", "depthwise_conv2d")
 
 _SLOTS = ("input", "weight", "bias", "product", "accumulator", "output")
 
@@ -60,34 +66,15 @@ _SLOTS = ("input", "weight", "bias", "product", "accumulator", "output")
 # --------------------------------------------------------------------------------------------
 # Bit-level operand descriptions
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Operand:
-    """How one value slot is stored, as the cost models need it.
-
-    ``kind`` is ``fixed`` | ``po2`` | ``binary`` (+-1) | ``binary01`` (0/1) | ``ternary`` | ``float``.
-    ``bits`` is the storage / datapath width. ``int_bits`` follows QTools's convention (integer
-    bits *excluding* the sign; -1 for float) so QTools's width rules can be replayed exactly;
-    ``fixed`` is the exact :class:`FixedPointType` when the values lie on one fixed-point grid.
-    ``max_value`` is the po2 quantizer's ``max_value`` (None = unbounded), ``n_values`` the number
-    of distinct values actually used (known only when computed from weights).
-    """
-
-    kind: str
-    bits: int
-    int_bits: int
-    signed: bool
-    fixed: Any = None
-    max_value: float | None = None
-    n_values: int | None = None
-
-    @property
-    def is_float(self) -> bool:
-        return self.kind == "float"
-
-
-def float_operand(bits: int = 32) -> Operand:
-    """A floating-point value of ``bits`` bits (QTools knows fp16 and fp32)."""
-    return Operand("float", int(bits), -1, True)
+def _quantizer_operand(q: Any) -> Operand:
+    """A quantizer's own description of its outputs (every hqrun quantizer has ``operand()``)."""
+    fn = getattr(q, "operand", None)
+    if not callable(fn):
+        raise CostModelError(
+            f"{q!s} ({type(q).__name__}) is not an hqrun quantizer: it cannot say what its outputs "
+            "are. Quantizers derive from hqrun.quantizers.Quantizer and implement operand()."
+        )
+    return fn()
 
 
 def named_operand(name: str) -> Operand:
@@ -118,130 +105,26 @@ def named_operand(name: str) -> Operand:
 
 
 def _qbits_operand(bits: int, integer: int, signed: bool) -> Operand:
-    ftype = _fpt(bits, integer + int(signed), signed)
+    ftype = internal_type(bits, integer + int(signed), signed)
     return Operand("fixed", int(bits), int(integer), bool(signed), ftype)
-
-
-def _fpt(width: int, integer: int, signed: bool = True):
-    """An internal (product/accumulator) type: HLS's default TRN/WRAP modes, because it is
-    sized so that neither rounding nor overflow can happen and those are the cheapest modes."""
-    from hqrun.quantizers.fixedpoint import FixedPointType
-
-    return FixedPointType(int(width), int(integer), signed=bool(signed), rounding="TRN",
-                          overflow="WRAP")
-
-
-def _qname(q: Any) -> str:
-    return type(q).__name__.lower()
 
 
 def operand_from_quantizer(q: Any) -> Operand | None:
     """Describe what a quantizer produces; ``None`` for no quantizer (float).
 
-    Reads the quantizer's class name and QKeras-style attributes (``bits``, ``integer``,
-    ``keep_negative``, ``use_01``, ``max_value``) and its ``fixed_point_type()``.
+    The quantizer answers for itself (:meth:`hqrun.quantizers.Quantizer.operand`): no table of
+    quantizer names lives here, so a new quantizer needs no edit of this module.
     """
     if q is None or isinstance(q, str):
         return None
-    name = _qname(q)
-    bits = int(getattr(q, "bits", 0) or 0)
-    ftype = None
-    if hasattr(q, "fixed_point_type"):
-        try:
-            ftype = q.fixed_point_type()
-        except Exception:  # noqa: BLE001 - a quantizer that cannot say is simply not on a grid
-            ftype = None
-    if "po2" in name:
-        signed = "relu" not in name
-        mv = getattr(q, "max_value_arg", None)  # QKeras's max_value argument
-        if mv is None:
-            mv = getattr(q, "max_value", None)
-            mv = None if callable(mv) else mv
-        return Operand("po2", bits, bits, signed, ftype, None if not mv else float(mv))
-    if "binary" in name or name == "bernoulli":
-        use01 = bool(getattr(q, "use_01", False)) or name == "bernoulli"
-        return Operand("binary01" if use01 else "binary", 1, 1, not use01, ftype)
-    if "ternary" in name:
-        return Operand("ternary", 2, 2, True, ftype)
-    if "relu" in name:
-        integer = getattr(q, "integer", None)
-        if integer is None and ftype is not None:
-            integer = ftype.integer - int(ftype.signed)
-        neg = getattr(q, "negative_slope", 0) or 0
-        kind = "binary01" if bits == 1 and integer == 1 else "fixed"
-        return Operand(kind, bits, int(integer or 0), bool(neg), ftype)
-    integer = getattr(q, "integer", None)
-    signed = getattr(q, "keep_negative", None)
-    if ftype is not None:
-        if signed is None:
-            signed = ftype.signed
-        if integer is None:
-            integer = ftype.integer - int(ftype.signed)
-        bits = bits or ftype.width
-    if signed is None:
-        signed = True
-    if integer is None:
-        integer = 0
-    if not bits:
-        raise CostModelError(
-            f"quantizer {q!s} ({type(q).__name__}) has no bit width; the cost model needs "
-            "quantizers that expose `bits` (QKeras-style) or a fixed_point_type()."
-        )
-    return Operand("fixed", bits, int(integer), bool(signed), ftype)
+    return _quantizer_operand(q)
 
 
 # --------------------------------------------------------------------------------------------
 # Exact fixed-point arithmetic helpers
 # --------------------------------------------------------------------------------------------
-def _log2_exact(x: Fraction) -> int | None:
-    """log2 of a power of two given as a Fraction, else None."""
-    if x <= 0:
-        return None
-    n, d = x.numerator, x.denominator
-    if n & (n - 1) or d & (d - 1):
-        return None
-    return n.bit_length() - d.bit_length()
-
-
-def fit_type(lo: Fraction | float, hi: Fraction | float, frac_bits: int,
-             signed: bool | None = None, min_width: int = 1):
-    """Narrowest FixedPointType with ``frac_bits`` fractional bits holding ``[lo, hi]``.
-
-    The type is signed when ``lo < 0`` (or when ``signed=True`` is forced). Integer bits may
-    come out zero or negative (ap_fixed allows it); the width is at least ``min_width``.
-    """
-    lo, hi = Fraction(lo), Fraction(hi)
-    scale = Fraction(2) ** frac_bits
-    nlo, nhi = math.floor(lo * scale), math.ceil(hi * scale)
-    signed = (nlo < 0) if signed is None else (bool(signed) or nlo < 0)
-    if signed:
-        # need -2^(W-1) <= nlo and nhi <= 2^(W-1)-1
-        need = max((-nlo - 1).bit_length(), max(nhi, 0).bit_length()) + 1
-    else:
-        need = max(nhi.bit_length(), 1)
-    width = max(need, 1, int(min_width))
-    return _fpt(width, width - frac_bits, signed)
-
-
 def _frac_bits(ftype) -> int:
     return int(ftype.width - ftype.integer)
-
-
-def _values_type(values: np.ndarray, max_frac: int = 40):
-    """Exact FixedPointType of a set of float values, or None when they are not dyadic."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    if v.size == 0 or not np.all(np.isfinite(v)):
-        return None
-    for f in range(0, max_frac + 1):
-        scaled = v * (2.0**f)
-        if np.all(scaled == np.round(scaled)):
-            return fit_type(Fraction(float(v.min())), Fraction(float(v.max())), f)
-    return None
-
-
-def _codes(values: np.ndarray, frac: int) -> np.ndarray:
-    """Integer codes of values on the 2^-frac grid (exact; values are known to lie on it)."""
-    return np.round(np.asarray(values, dtype=np.float64) * (2.0**frac)).astype(object)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,7 +230,7 @@ def qtools_accumulator(mult: Multiplier, fan_in: int, use_bias: bool = True) -> 
     else:
         bits = log_add + out.bits
         ib = log_add + out.int_bits
-    ftype = _fpt(bits, ib + int(out.signed), out.signed) if bits > 0 else None
+    ftype = internal_type(bits, ib + int(out.signed), out.signed) if bits > 0 else None
     return Operand("fixed", int(bits), int(ib), bool(out.signed), ftype)
 
 
@@ -355,7 +238,7 @@ def _with_fixed(op: Operand) -> Operand:
     """Attach QTools's nominal FixedPointType (width=bits, integer=int_bits+sign)."""
     if op.fixed is not None or op.kind != "fixed" or op.bits <= 0:
         return op
-    return replace(op, fixed=_fpt(op.bits, op.int_bits + int(op.signed), op.signed))
+    return replace(op, fixed=internal_type(op.bits, op.int_bits + int(op.signed), op.signed))
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,6 +298,15 @@ class LayerTypes:
     def is_mac(self) -> bool:
         return self.kind in MAC_KINDS
 
+    def grid(self, slot: str) -> FixedPointGrid | None:
+        """Per-element formats of a slot: its own grid where elements differ (learned widths),
+        else its one type as a uniform grid; None when the slot is not on fixed-point grids."""
+        op = self.operands.get(slot)
+        if op is not None and op.grid is not None:
+            return op.grid
+        t = getattr(self, slot, None)
+        return None if t is None else FixedPointGrid.uniform(t)
+
     def as_dict(self) -> dict:
         """JSON-friendly view: types as hls names, operands as (kind, bits)."""
         out = {
@@ -442,30 +334,17 @@ def _type_str(t) -> str:
 # --------------------------------------------------------------------------------------------
 # Layer classification
 # --------------------------------------------------------------------------------------------
-_KIND_BY_CLASS = {
-    "qdense": "dense", "linear": "dense", "qdensebatchnorm": "dense",
-    "qconv1d": "conv1d", "conv1d": "conv1d",
-    "qconv2d": "conv2d", "conv2d": "conv2d",
-    "qdepthwiseconv2d": "depthwise_conv2d",
-    "qactivation": "activation",
-    "relu": "activation", "softmax": "activation", "sigmoid": "activation", "tanh": "activation",
-    "qbatchnormalization": "batchnorm", "batchnorm1d": "batchnorm", "batchnorm2d": "batchnorm",
-    "qaveragepooling2d": "avgpool2d", "avgpool2d": "avgpool2d",
-    "qinput": "input", "identity": "passthrough",
-    "flatten": "flatten", "dropout": "passthrough",
-    "maxpool2d": "maxpool", "maxpool1d": "maxpool",
-}
-
-
 def _kind(module: nn.Module, name: str) -> str:
-    cls = type(module).__name__.lower()
-    if cls in _KIND_BY_CLASS:
-        return _KIND_BY_CLASS[cls]
+    kind = layer_kind(module)
+    if kind is not None:
+        return kind
     raise CostModelError(
         f"layer '{name}' is a {type(module).__name__}, which the type inference / cost model "
-        "does not know. Supported: QDense, QConv1D, QConv2D, QDepthwiseConv2D, QActivation, "
-        "QBatchNormalization, QAveragePooling2D, QInput, Flatten, Dropout, MaxPool, Identity; "
-        "replace the layer or extend hqrun.quantizers.typeinfer."
+        "does not know. Supported: hqrun's quantized layers (QDense, QConv1D, QConv2D, "
+        "QDepthwiseConv2D, QActivation, QBatchNormalization, QAveragePooling2D, QInput, Flatten) "
+        "and torch's Linear, Conv1d/2d, ReLU, Softmax, BatchNorm, AvgPool2d, MaxPool, Dropout, "
+        "Identity; replace the layer, or give your layer class a `type_kind` (see "
+        "hqrun.quantizers.layer_kinds)."
     )
 
 
@@ -480,20 +359,19 @@ def _get(module: nn.Module, *names: str) -> Any:
 
 def _activation_info(module: nn.Module) -> tuple[Any, str]:
     """(quantizer or None, function name) of an activation layer or a fused activation."""
-    cls = type(module).__name__.lower()
-    if cls in ("relu", "softmax", "sigmoid", "tanh"):
-        return None, cls
+    own = float_function_of(module)
+    if own is not None:
+        return None, own
     act = getattr(module, "activation", None)
-    if act is None:
+    if act is None or isinstance(act, nn.Identity):
         return None, "linear"
     if isinstance(act, str):
         return None, act.lower()
-    if isinstance(act, nn.Module) and type(act).__name__.lower() in (
-            "relu", "softmax", "sigmoid", "tanh", "identity"):
-        n = type(act).__name__.lower()
-        return None, "linear" if n == "identity" else n
-    if hasattr(act, "bits") or hasattr(act, "fixed_point_type"):
-        return act, _qname(act)
+    fn = float_function_of(act)
+    if fn is not None:
+        return None, fn
+    if callable(getattr(act, "operand", None)):
+        return act, getattr(act, "name", "") or type(act).__name__.lower()
     return None, getattr(act, "__name__", type(act).__name__).lower()
 
 
@@ -648,7 +526,7 @@ def _infer(model: nn.Module, input_type: Any, policy: str, input_shape: Sequence
         elif kind == "activation":
             _activation_layer(lt, module, cur, policy, opts)
         elif kind == "batchnorm":
-            _bn_layer(lt, module, cur, policy, opts)
+            _bn_layer(lt, module, cur, policy, opts, result[-1] if result else None)
         elif kind == "avgpool2d":
             _avgpool_layer(lt, module, cur, policy, opts)
         _finish(lt)
@@ -739,25 +617,11 @@ def _mac_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str
         return
 
     # ---- exact policy ----
-    w = operand_from_quantizer(kq)
-    wtype = w.fixed if w is not None else None
-    if wtype is None:
-        wtype = _values_type(kernel, 24) if kq is not None else None
-        if wtype is not None:
-            lt.flags.append("weight_type_from_values")
-    if w is None:
-        w = float_operand(32)
-    w = replace(w, fixed=wtype)
+    w, wtype = _exact_param(lt, "weight", kq, kernel)
     lt.operands["weight"] = w
     b = None
     if bias is not None:
-        b = operand_from_quantizer(bq)
-        btype = b.fixed if b is not None else None
-        if btype is None and bq is not None:
-            btype = _values_type(bias, 24)
-            if btype is not None:
-                lt.flags.append("bias_type_from_values")
-        b = replace(b or float_operand(32), fixed=btype)
+        b, _ = _exact_param(lt, "bias", bq, bias)
         lt.operands["bias"] = b
     if x is not None and w.kind != "float":
         lt.multiplier = qtools_multiplier(w, x)
@@ -768,9 +632,11 @@ def _mac_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str
         lt.operands["output"] = operand_from_quantizer(act_q) if act_q is not None \
             else float_operand(32)
         return
-    prod_t, acc_t = _exact_mac_types(kernel, bias, wtype, b.fixed if b is not None else None, xt)
-    lt.operands["product"] = _fixed_operand(prod_t)
-    lt.operands["accumulator"] = _fixed_operand(acc_t)
+    x_lo, x_hi = _input_code_range(x, lt)
+    prod_t, acc_t = exact_mac_types(kernel, wtype, bias, b.fixed if b is not None else None,
+                                    x_lo, x_hi, xt.fractional)
+    lt.operands["product"] = fixed_operand(prod_t)
+    lt.operands["accumulator"] = fixed_operand(acc_t)
     if act_q is not None:
         lt.operands["output"] = operand_from_quantizer(act_q)
     elif act_name not in ("linear", "none"):
@@ -780,42 +646,25 @@ def _mac_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str
         lt.operands["output"] = lt.operands["accumulator"]
 
 
-def _fixed_operand(t) -> Operand:
-    return Operand("fixed", int(t.width), int(t.integer) - int(t.signed), bool(t.signed), t)
+def _exact_param(lt: LayerTypes, slot: str, q: Any, values: np.ndarray) -> tuple[Operand, Any]:
+    """The operand of a weight/bias slot with the type the firmware builds it with.
+
+    The declared type, narrowed to the actual values when declared needlessly wide, or read off
+    the values when the quantizer's grid is chosen from the data (``alpha="auto_po2"``).
+    """
+    op = operand_from_quantizer(q)
+    declared = op.fixed if op is not None else None
+    t = exact_param_type(declared, values, bool(getattr(q, "grid_from_values", False)))
+    if t is not None and declared is None:
+        lt.flags.append(f"{slot}_type_from_values")
+    return replace(op or float_operand(32), fixed=t), t
 
 
-def _exact_mac_types(kernel: np.ndarray, bias: np.ndarray | None, wt, bt, xt):
-    """Exact product and accumulator types for ``b + sum_i w_i x_i`` (torch kernel layout)."""
-    fw, fx = _frac_bits(wt), _frac_bits(xt)
-    fb = _frac_bits(bt) if bt is not None else -10**6
-    fp = fw + fx
-    facc = max(fp, fb)
-    n_out = kernel.shape[0]
-    wc = _codes(kernel.reshape(n_out, -1), fw)             # integer weight codes
-    xlo = int(round(float(xt.min_value) * 2.0**fx))
-    xhi = int(round(float(xt.max_value) * 2.0**fx))
-    # per weight: extreme products (codes at 2^-fp); any order of partial sums is covered by
-    # summing only the positive (negative) parts.
-    p1, p2 = wc * xlo, wc * xhi
-    pmax = np.maximum(p1, p2)
-    pmin = np.minimum(p1, p2)
-    shift = facc - fp
-    up = np.array([sum(max(int(v), 0) for v in row) for row in pmax], dtype=object) * (2**shift)
-    lo = np.array([sum(min(int(v), 0) for v in row) for row in pmin], dtype=object) * (2**shift)
-    if bias is not None:
-        # the bias may enter first or last: bound with its positive / negative part only
-        bc = _codes(bias.reshape(-1), fb) * (2 ** (facc - fb))
-        up = up + np.array([max(int(v), 0) for v in bc], dtype=object)
-        lo = lo + np.array([min(int(v), 0) for v in bc], dtype=object)
-    scale = Fraction(1, 2**facc)
-    # signed and >= 2 bits, as hls4ml's accum_t: at most one bit more than an unsigned type
-    # would need when every partial sum is >= 0, and the firmware's own check accepts it
-    acc_t = fit_type(Fraction(int(min(lo.min(), 0))) * scale, Fraction(int(max(up.max(), 0))) * scale,
-                     facc, signed=True, min_width=2)
-    pscale = Fraction(1, 2**fp)
-    prod_t = fit_type(Fraction(int(min(pmin.min(), 0))) * pscale,
-                      Fraction(int(max(pmax.max(), 0))) * pscale, fp, signed=True, min_width=2)
-    return prod_t, acc_t
+def _input_code_range(x: Operand, lt: LayerTypes) -> tuple[Any, Any]:
+    """Input code bounds of a MAC layer: per element for a dense layer fed by per-element
+    formats (learned widths); conv layers see every input element at every kernel position."""
+    per_element = x.grid if lt.kind == "dense" else None
+    return input_code_bounds(x.fixed, per_element, tuple(lt.input_shape))
 
 
 def _relu_of(op: Operand) -> Operand:
@@ -823,7 +672,7 @@ def _relu_of(op: Operand) -> Operand:
     if op.fixed is None or not op.signed:
         return op
     t = op.fixed
-    nt = _fpt(max(t.width - 1, 1), t.integer - 1, False)
+    nt = internal_type(max(t.width - 1, 1), t.integer - 1, False)
     return Operand("fixed", nt.width, nt.integer, False, nt)
 
 
@@ -855,7 +704,7 @@ def _activation_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, poli
 
 
 def _bn_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str,
-              opts: QToolsOptions) -> None:
+              opts: QToolsOptions, prev: LayerTypes | None = None) -> None:
     lt.n_ops = lt.n_inputs
     n = int(getattr(module, "num_features", 0) or 0)
     lt.n_channels = n
@@ -888,8 +737,35 @@ def _bn_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str,
         if not keras_like:
             lt.flags.append("qtools_bn_output_approx")
         return
+    folded = _exact_fold(lt, module, prev)
+    if folded is not None:
+        lt.flags.append("bn_folded_exact")
+        lt.operands["output"] = folded
+        return
     lt.flags.append("bn_float_scale")
     lt.operands["output"] = float_operand(32)
+
+
+def _exact_fold(lt: LayerTypes, bn: nn.Module, prev: LayerTypes | None) -> Operand | None:
+    """The accumulator of the layer before ``bn`` once ``bn`` is folded into it, when exact.
+
+    Only a dense/conv layer whose output is its accumulator (no activation in between) can take
+    the fold; :mod:`hqrun.quantizers.bn_fold` says whether the fold is exact.
+    """
+    if prev is None or not prev.is_mac or prev.accumulator is None or \
+            prev.operands.get("output") is not prev.operands.get("accumulator"):
+        return None
+    kernel = _quantized(prev.module, "kernel")
+    bias = _quantized(prev.module, "bias")
+    scale, offset = batchnorm_affine(bn, kernel.shape[0], max(len(prev.output_shape) - 1, 0))
+    folded = fold_affine(kernel, bias, scale, offset)
+    if folded is None:
+        return None
+    wf, bf, w_type, b_type = folded
+    x = prev.operands["input"]
+    x_lo, x_hi = _input_code_range(x, prev)
+    _, acc = exact_mac_types(wf, w_type, bf, b_type, x_lo, x_hi, x.fixed.fractional)
+    return fixed_operand(acc)
 
 
 def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy: str,
@@ -905,7 +781,7 @@ def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy:
         fake = Multiplier("mul", xin, 1.0, 0.0)
         acc = qtools_accumulator(fake, area, use_bias=False)
         out = acc
-        if type(module).__name__.startswith("Q"):
+        if isinstance(module, QLayer):
             # QTools: a quantized pooling multiplies the sum by Q(1/area); with no average
             # quantizer that factor is the default intermediate type (int8)
             avg = operand_from_quantizer(_get(module, "average_quantizer")) \
@@ -927,20 +803,20 @@ def _avgpool_layer(lt: LayerTypes, module: nn.Module, x: Operand | None, policy:
     fx = _frac_bits(t)
     acc_t = fit_type(Fraction(t.min_value) * area if t.min_value < 0 else 0,
                      Fraction(t.max_value) * area, fx)
-    lt.operands["accumulator"] = _fixed_operand(acc_t)
+    lt.operands["accumulator"] = fixed_operand(acc_t)
     recip = getattr(module, "quantized_reciprocal", None)
-    rtype = _values_type(recip().detach().double().numpy(), 24) if callable(recip) else None
+    rtype = type_of_values(recip().detach().double().numpy(), 24) if callable(recip) else None
     if q is not None:
         lt.operands["output"] = operand_from_quantizer(q)
     elif rtype is not None and getattr(module, "average_quantizer", None) is not None:
         r = Fraction(float(recip()))
         fr = _frac_bits(rtype)
         lo = Fraction(t.min_value) * area * r if t.min_value < 0 else 0
-        lt.operands["output"] = _fixed_operand(fit_type(lo, Fraction(t.max_value) * area * r,
+        lt.operands["output"] = fixed_operand(fit_type(lo, Fraction(t.max_value) * area * r,
                                                         fx + fr))
     elif area & (area - 1) == 0:
         sh = area.bit_length() - 1
-        lt.operands["output"] = _fixed_operand(fit_type(
+        lt.operands["output"] = fixed_operand(fit_type(
             Fraction(t.min_value) if t.min_value < 0 else 0, Fraction(t.max_value), fx + sh))
     else:
         lt.operands["output"] = float_operand(32)

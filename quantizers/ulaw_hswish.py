@@ -60,6 +60,8 @@ class quantized_hswish(quantized_bits):  # noqa: N801 - QKeras name
     / relu_upper_bound``."""
 
     name = "quantized_hswish"
+    # hard swish is not a cast onto quantized_bits's grid: no exact firmware (the base refusal)
+    lowering = Quantizer.lowering
     positional = 2
 
     def __init__(self, bits: int = 8, integer: int = 0, symmetric: Any = 0, alpha: Any = None,

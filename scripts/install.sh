@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=${HQRUN_EXTRAS:-test,physics}
+EXTRAS=${HQRUN_EXTRAS:-test,physics,rtl,interchange}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi

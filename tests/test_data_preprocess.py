@@ -133,3 +133,36 @@ def test_max_samples_subsamples_stratified(tmp_path):
     total = len(splits.y_train) + len(splits.y_val) + len(splits.y_test)
     assert total == 250
     assert np.bincount(splits.y_train, minlength=5).min() >= 30
+
+
+@settings(max_examples=60, deadline=None)
+@given(test=st.floats(0.05, 0.5), val=st.floats(0.05, 0.5), classes=st.integers(2, 6),
+       extra=st.integers(0, 3), seed=st.integers(0, 2**16))
+def test_the_rows_needed_per_class_leave_every_class_in_every_split(test, val, classes, extra, seed):
+    """rows_needed_per_class is the promise check_classes makes: a class with that many rows
+    (and any class with more) has at least one row in train, validation and test."""
+    from hqrun.data.preprocess import rows_needed_per_class
+
+    need = rows_needed_per_class([test, val])
+    counts = [need] + [need + extra * (i + 1) for i in range(classes - 1)]
+    y = np.repeat(np.arange(classes), counts)
+    X = np.zeros((len(y), 2), np.float32)
+    parts = split(X, y, test, val, seed)
+    for name, (_, part) in parts.items():
+        assert set(np.unique(part)) == set(range(classes)), (name, need, counts)
+
+
+def test_too_few_classes_or_rows_are_refused_and_few_rows_warned(tmp_path):
+    from hqrun.data.preprocess import DataWarning, check_classes, warn_few_rows
+
+    with pytest.raises(DataError, match="all 20 rows belong to class 'g'"):
+        check_classes(np.zeros(20, np.int64), JET_CLASSES, "f", [0.2, 0.2])
+    with pytest.raises(DataError, match=r"the class\(es\) \['z'\] have no rows"):
+        check_classes(np.arange(40) % 4, JET_CLASSES, "f", [0.2, 0.2])
+    with pytest.raises(DataError, match=r"\{'z': 3\} \(rows per class\) have fewer than 7 rows"):
+        check_classes(np.r_[np.arange(40) % 4, [4, 4, 4]], JET_CLASSES, "f", [0.2, 0.2])
+    with pytest.raises(ConfigError, match="needs at least two"):
+        check_classes(np.zeros(20, np.int64), ["g"], "f", [0.2, 0.2])
+    check_classes(np.arange(35) % 5, JET_CLASSES, "f", [0.2, 0.2])      # 7 per class: enough
+    with pytest.warns(DataWarning, match=r"\{'z': 4\} have fewer than 10 training rows"):
+        warn_few_rows(np.r_[np.arange(40) % 4, [4] * 4], JET_CLASSES, "f")

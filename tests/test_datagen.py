@@ -108,8 +108,7 @@ def test_embedded_sample_layout():
     from importlib import resources
 
     path = resources.files("hqrun") / "data_files" / "jets_sample.npz"
-    if not path.is_file():
-        pytest.skip("embedded sample not generated yet")
+    assert path.is_file(), "the embedded jet sample is missing from the package"
     from hqrun.datagen.features import FEATURE_NAMES
 
     d = np.load(path)

@@ -31,7 +31,9 @@ torch.set_num_threads(1)
 N_FUZZ = 20
 N_SAMPLES = 200
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is needed for hls4ml's C simulation")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("g++") is None,
+                                 reason="g++ is needed for hls4ml's C simulation")]
 
 
 @pytest.fixture(scope="session")

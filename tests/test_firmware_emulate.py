@@ -113,6 +113,9 @@ def _jet(plan_layers: dict, default: dict | None = None) -> QSequential:
     ({"dense_1": {"kernel": "stochastic_ternary()"}}, "dense_1", "stochastic"),
     ({"relu_2": {"activation": "quantized_tanh(4)"}}, "relu_2", "quantized_relu"),
     ({"relu_1": {"activation": "quantized_relu_po2(4)"}}, "relu_1", "quantized_relu"),
+    # alpha scales the rounded value: no cast reproduces it (0.5 -> 1.0 under alpha=2)
+    ({"relu_2": {"activation": "quantized_bits(6,2,alpha=2)"}}, "relu_2", "alpha=1"),
+    ({"relu_2": {"activation": "quantized_bits(1,0,alpha=1)"}}, "relu_2", "at least 2 bits"),
 ])
 def test_refusals_name_layer_and_fix(plan_layers, culprit, hint):
     with pytest.raises(FirmwareError) as err:
@@ -161,9 +164,10 @@ def test_refusal_writes_nothing(tmp_path):
 def test_failed_verification_is_marked_failed(tmp_path, monkeypatch):
     """A C-sim that disagrees must not leave a project that looks good (no compile needed)."""
     import hqrun.firmware.api as api
-    from hqrun.firmware.csim import CSimResult
+    from hqrun.firmware import SimResult
+    from hqrun.firmware.backends.hls4ml import Hls4mlBackend
 
-    def fake_csim(hls_model, ir, x):
+    def fake_csim(self, project, ir, x):
         emu = emulate(ir, x)
         codes = {k: v.copy() for k, v in emu.codes.items() if k != ir.layers[0].name}
         codes["relu_2"][3, 1] += 1  # a one-LSB disagreement inside the network
@@ -171,9 +175,9 @@ def test_failed_verification_is_marked_failed(tmp_path, monkeypatch):
         codes["relu_3"][3, 0] += 1
         codes["dense_4"][3, 0] += 1
         out = np.ldexp(codes["dense_4"].astype(np.float64), -ir.layers[-2].out_type.fractional)
-        return [CSimResult(codes, {}, out, 0.0)]
+        return SimResult(codes, {}, out, 0.0)
 
-    monkeypatch.setattr(api, "run_csim", fake_csim)
+    monkeypatch.setattr(Hls4mlBackend, "simulate", fake_csim)
     model = fc.jet_q6()
     out = tmp_path / "fw"
     with pytest.raises(FirmwareError, match="relu_2"):
@@ -197,7 +201,8 @@ def test_firmware_config_matches_yaml():
     assert yaml_keys == {f.name for f in fields(FirmwareConfig)}
     merged = OmegaConf.merge(OmegaConf.structured(FirmwareConfig),
                              OmegaConf.load(REPO / "conf" / "firmware" / "default.yaml"))
-    assert merged.part == "xcvu9p-flgb2104-2-e" and merged.backend == "Vitis"
+    assert merged.part == "xcvu9p-flgb2104-2-e" and merged.backend == "hls4ml"
+    assert merged.vendor == "Vitis" and merged.rtl.latency_cycles == 0
     # every export knob is settable from the config group
     assert {f.name for f in fields(ExportConfig)} <= yaml_keys
 
@@ -207,7 +212,7 @@ def test_import_is_light_and_hls4ml_imports_from_repo_root():
         "import sys; import hqrun.firmware as f; "
         "heavy = [m for m in ('hls4ml', 'hydra', 'pytorch_lightning', 'ray') if m in sys.modules]; "
         "assert not heavy, heavy; "
-        "h = f.hls4ml_writer.import_hls4ml(); "
+        "from hqrun.firmware.backends.hls4ml import import_hls4ml; h = import_hls4ml(); "
         "assert hasattr(sys.modules['quantizers'], 'get_fixed_quantizer_np'); print(h.__version__)"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -218,7 +223,7 @@ def test_import_is_light_and_hls4ml_imports_from_repo_root():
 
 
 def test_hls_precision_strings():
-    from hqrun.firmware.hls4ml_writer import hls_precision
+    from hqrun.firmware.backends.hls4ml import hls_precision
 
     t = FixedPointType(6, 0, False, "RND_CONV", "SAT")
     assert hls_precision(t) == "ap_ufixed<6,0,AP_RND_CONV,AP_SAT>"
@@ -227,20 +232,20 @@ def test_hls_precision_strings():
 
 
 def test_synthesis_without_vendor_tools_gives_the_command(tmp_path, monkeypatch):
-    from hqrun.firmware.hls4ml_writer import WriterOptions
-    from hqrun.firmware.report import run_synthesis, write_build_options
+    from hqrun.firmware.backends.hls4ml import WriterOptions
+    from hqrun.firmware.backends.hls4ml.synthesis import run_synthesis, write_build_options
 
     monkeypatch.setenv("PATH", str(tmp_path))  # no vitis-run / vivado_hls anywhere
     got = run_synthesis(None, WriterOptions(), str(tmp_path), "auto")
     assert got["status"] == "not run" and got["command"].endswith("vitis-run --tcl build_prj.tcl --mode hls")
-    got = run_synthesis(None, WriterOptions(backend="Vivado"), str(tmp_path), "always")
+    got = run_synthesis(None, WriterOptions(vendor="Vivado"), str(tmp_path), "always")
     assert got["status"] == "failed" and "vivado_hls -f build_prj.tcl" in got["command"]
     write_build_options(str(tmp_path))
     text = (tmp_path / "build_opt.tcl").read_text()
     assert "synth      1" in text and "csim       0" in text
 
 
-@pytest.mark.parametrize("bad", [{"backend": "Quartus"}, {"io_type": "io_stream"},
+@pytest.mark.parametrize("bad", [{"backend": "Quartus"}, {"vendor": "Quartus"}, {"io_type": "io_stream"},
                                  {"reuse_factor": 0}, {"synthesize": "maybe"},
                                  {"input_type": "fixed<8"}])
 def test_bad_export_config_is_refused(bad, tmp_path):
@@ -289,8 +294,8 @@ XML
 
 def test_synthesis_report_is_parsed_when_the_tool_exists(tmp_path, monkeypatch):
     """With a vendor tool on PATH the export runs hls4ml's build and parses its report."""
-    from hqrun.firmware.hls4ml_writer import WriterOptions, to_hls4ml
-    from hqrun.firmware.report import run_synthesis
+    from hqrun.firmware.backends.hls4ml import WriterOptions, to_hls4ml
+    from hqrun.firmware.backends.hls4ml.synthesis import run_synthesis
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hqrun.quantizers import get
 from hqrun.quantizers.layers import (
     QActivation,
     QAveragePooling2D,

@@ -122,7 +122,8 @@ def test_docs_example_plan_builds() -> None:
 
 
 def test_hydra_composes_quant_group_with_overrides() -> None:
-    hydra = pytest.importorskip("hydra")
+    import hydra
+
     with hydra.initialize_config_module("hqrun.conf", version_base="1.3"):
         cfg = hydra.compose("config", overrides=[
             "quant=q4", '+quant.layers.dense_1.kernel="quantized_bits(3,0,alpha=1)"'])

@@ -20,10 +20,10 @@ import pathlib
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-hq = pytest.importorskip("hqrun.quantizers")
-if not hasattr(hq, "get"):
-    pytest.skip("hqrun.quantizers.get does not exist yet", allow_module_level=True)
+import torch
+
+import hqrun.models as hqm
+import hqrun.quantizers as hq
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "qkeras_quantizers.json"
 
@@ -155,7 +155,6 @@ def _jet() -> dict:
 
 def _jet_model(case: dict):
     """Adapter: hqrun's jet model with the QKeras weights loaded (nn.Linear layout)."""
-    hqm = pytest.importorskip("hqrun.models")
     model = hqm.build_model({"name": "jet_dnn"}, {"name": "oracle", "layers": case["plan"]}, seed=0)
     with torch.no_grad():
         for name, w in case["weights"].items():

@@ -72,7 +72,7 @@ def test_children_respect_the_cap_and_skip_failed_trials():
 
 
 def test_breeding_order_is_issue_order_not_finishing_order():
-    from hqrun.search.runner import issue_order
+    from hqrun.search.algorithms.evolution import issue_order
 
     ids = ["part_000-ab12c_00000", "part_000-ab12c_00001", "part_000-ab12c_00010",
            "part_001-ff00e_00000", "part_001-ff00e_00002", "part_010-0a0a0_00000"]

@@ -16,25 +16,26 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 from omegaconf import OmegaConf
 
 from hqrun.search.config import SearchConfig
 from hqrun.search.journal import Journal
 from hqrun.search.results import front_records, write_results
 from hqrun.search.runner import run_search
+from hqrun.raystart import start_ray
 from hqrun.search.toy import ToyBackend, toy_data
 
-ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # Ray / whole-study runs: the full suite runs them, the fast lane not
 
 LIMITS = {"Dense": [4, 4], "Activation": [4]}
 
 
 @pytest.fixture(scope="module")
 def ray_session():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     if ray.is_initialized():   # an earlier test's search (e.g. a study's) left its session up
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_ray(num_cpus=2)    # hqrun's one way to start Ray: loopback only, no dashboard probes
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -99,7 +100,8 @@ def test_random_search_with_faults_and_artefacts(ray_session, tmp_path):
 
 def _winner_round_trip(run_dir, out):
     """winner.yaml is a plan hqrun.models loads and builds as it is."""
-    models = pytest.importorskip("hqrun.models")
+    import hqrun.models as models
+
     plan = models.load_plan(str(run_dir / "winner.yaml"))
     best = max((r for r in out.records if r["status"] == "ok"), key=lambda r: r["score"])
     assert plan.to_dict()["layers"] == best["plan"]["layers"]
@@ -225,6 +227,20 @@ def test_resume_after_sigkill_keeps_finished_trials(ray_session, tmp_path):
     after = {r["trial_id"] for r in out.records}
     assert before <= after                     # nothing finished before the kill was lost
     assert len(finished(out.records)) == 5     # and the search completed its budget
+
+
+def test_trials_whose_worker_died_run_again_and_are_journaled_once(ray_session, tmp_path, capsys):
+    """A worker process that dies (as on a lost node) is not the trial's failure: with
+    search.retries=0 Ray Tune gives such a trial up at once, and the runner runs it again."""
+    crashes = tmp_path / "crashes"
+    crashes.mkdir()
+    cfg = make_cfg(max_trials=3, retries=0)
+    out = run_search(cfg, ToyBackend(crash_once_in=str(crashes)), DATA, tmp_path / "run", seed=4)
+    assert len(list(crashes.iterdir())) == 3            # every trial's first worker died
+    assert len(out.records) == 3 and all(r["status"] == "ok" for r in out.records)
+    plans = [json.dumps(r["plan"], sort_keys=True) for r in out.records]
+    assert len(set(plans)) == 3                          # each configuration journaled once
+    assert "3 trial(s) lost with their worker or node; running them again" in capsys.readouterr().out
 
 
 def test_resume_refuses_other_settings(ray_session, tmp_path):

@@ -10,6 +10,8 @@ import pytest
 from hqrun.cli import main
 from jets_data import write_tiny_jets
 
+pytestmark = pytest.mark.slow  # Ray / whole-study runs: the full suite runs them, the fast lane not
+
 
 @pytest.fixture(scope="module")
 def jets_file(tmp_path_factory) -> Path:
@@ -26,29 +28,106 @@ def _study(run_dir: Path, jets_file: Path) -> None:
 
 
 def test_quickstart_study_ends_with_report_and_bit_exact_firmware(tmp_path: Path, jets_file: Path,
-                                                                  capsys) -> None:
+                                                                  capsys, monkeypatch) -> None:
     run_dir = tmp_path / "study"
     _study(run_dir, jets_file)
+    printed = capsys.readouterr().out
     summary = json.loads((run_dir / "report.json").read_text())
-    trained = [m for m in summary["models"] if m["dir"]]
+    trained = summary["models"]
     assert [m["label"] for m in trained] == ["BF", "Q6", "QB"]
     assert all(m["bit_exact"] is True for m in trained), trained
     assert all(m["cost"]["size_bits"] > 0 for m in trained)
     bits = {m["label"]: m["cost"]["size_bits"] for m in trained}
     assert bits["Q6"] < bits["BF"]
     report = (run_dir / "report.md").read_text()
-    assert "| BF |" in report and "| QB |" in report and "post-training" in report
+    assert report.split("\n## ")[1].startswith("Deploy this")
+    assert "| **BF** |" in report and "| **QB** |" in report and "post-training" in report
     assert (run_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     for label in ("Q6", "QB", "BF_ptq"):
         fw = json.loads((run_dir / label / "firmware" / "report.json").read_text())
         assert fw["status"] == "PASSED"
-    capsys.readouterr()
+    _report_numbers_equal_every_firmware_report(run_dir, report, summary)
+    _no_chance_level_trial_on_a_front(run_dir, summary)
+    _every_next_command_exists(printed)
 
     # Rerunning the same command on the finished directory redoes nothing and keeps the report.
     _study(run_dir, jets_file)
     out = capsys.readouterr().out
     assert out.count("skipped") >= 6
     assert json.loads((run_dir / "report.json").read_text()) == summary
+    _firmware_of_a_run_writes_only_into_it(run_dir, tmp_path / "cwd", monkeypatch, capsys)
+
+
+#: The firmware report's estimate lines and the study table's columns, in the same units.
+_FIELDS = (("energy", "energy"), ("size", "size_bits"), ("EBOPs", "ebops"), ("LUT", "lut"),
+           ("DSP", "dsp"), ("FF", "ff"))
+
+
+def _report_numbers_equal_every_firmware_report(run_dir: Path, report: str, summary: dict) -> None:
+    """One cost per model: report.md, report.json, the model's cost.json and its firmware report
+    (JSON and Markdown) hold the same numbers."""
+    table = report.split("## The models")[1].split("\n\n")[1].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    for m in summary["models"]:
+        model_dir = Path(m["dir"])
+        fw_json = json.loads((model_dir / "firmware" / "report.json").read_text())
+        cost = json.loads((model_dir / "cost.json").read_text())
+        assert fw_json["estimate"]["totals"] == cost["totals"] == m["cost"], m["label"]
+        assert fw_json["estimate"]["basis"] == cost["basis"] == m["cost_basis"]
+        fw_md = (model_dir / "firmware" / "report.md").read_text()
+        row = next(r for r in table if r.startswith(f"| **{m['label']}** |"))
+        cells = dict(zip(header, (c.strip() for c in row.strip("|").split("|"))))
+        for md_name, key in _FIELDS:
+            shown = f"{m['cost'][key]:,.0f}"
+            assert f"- {md_name}: {shown}" in fw_md, (m["label"], md_name)
+            column = next(h for h in header if h.lower().startswith(md_name.lower() + " ("))
+            assert cells[column] == shown, (m["label"], column)
+
+
+def _no_chance_level_trial_on_a_front(run_dir: Path, summary: dict) -> None:
+    import csv
+
+    from hqrun.search.learning import LearningFloor
+
+    for goal, points in summary["fronts"].items():
+        search = json.loads((run_dir / f"search_{goal}" / "search_summary.json").read_text())
+        floor = LearningFloor.from_dict(search["learning_floor"])
+        assert all(floor.learned(p["val_accuracy"]) for p in points), points
+        with (run_dir / f"search_{goal}" / "trials.csv").open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["pareto"] == "True":
+                    assert row["learned"] == "True" and floor.learned(row["accuracy"]), row
+
+
+def _every_next_command_exists(printed: str) -> None:
+    """Each command a `next:` line offers names files that exist, with a known command word."""
+    import re
+    import shlex
+
+    from hqrun.cli import HYDRA_COMMANDS, PLAIN_COMMANDS
+    from hqrun.hints import trained_run
+
+    commands = [c for line in printed.splitlines() if "next:" in line
+                for c in re.findall(r"`([^`]+)`", line.split("next:", 1)[1])]
+    assert commands, "the quickstart printed no next step"
+    for command in commands:
+        words = shlex.split(command)
+        assert words[0] == "hqrun" and words[1] in {**HYDRA_COMMANDS, **PLAIN_COMMANDS}, command
+        for word in words[2:]:
+            key, _, value = word.partition("=")
+            if key in ("plan", "checkpoint"):
+                assert Path(value).exists(), command
+            if key == "run":
+                assert trained_run(value) is not None, command
+
+
+def _firmware_of_a_run_writes_only_into_it(run_dir: Path, cwd: Path, monkeypatch, capsys) -> None:
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    main(["firmware", f"run={run_dir / 'Q6'}", "firmware.max_samples=40"])
+    assert list(cwd.iterdir()) == []          # no runs/firmware/<date>/ holding only cli.log
+    assert "report" in capsys.readouterr().out
+    assert (run_dir / "Q6" / "firmware" / "report.json").exists()
 
 
 def test_capped_search_candidates_and_restarts_pick_the_best_validation_model(
@@ -102,7 +181,7 @@ def test_capped_search_candidates_and_restarts_pick_the_best_validation_model(
     ("study.candidates=0", "study.candidates"),
     ("study.restarts=0", "study.restarts"),
     ("trainer.seed=-1", "trainer.seed"),
-    ("search.objective=accuracy", "study.max_cost.energy"),
+    ("study.max_cost.energy=null", "study.max_cost.energy"),   # quickstart ranks by accuracy
 ])
 def test_bad_study_settings_are_refused_before_training(tmp_path: Path, capsys, override: str,
                                                          culprit: str) -> None:

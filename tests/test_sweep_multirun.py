@@ -51,6 +51,7 @@ def test_basic_launcher_sweep_records_failures_and_goes_on(tmp_path: Path, jets_
     assert bits["q4"] < bits["q8"]  # the table reads as accuracy versus bits
 
 
+@pytest.mark.slow
 def test_ray_launcher_runs_the_sweep_locally(tmp_path: Path, jets_file: Path) -> None:
     sweep = tmp_path / "sweep"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}

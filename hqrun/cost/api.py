@@ -20,6 +20,9 @@ from hqrun.quantizers.typeinfer import (
 )
 
 DEFAULT_SOURCE = "quantized_bits(8,0,alpha=1)"
+#: What :func:`estimate` assumes without an input type (the search's and QTools's way).
+QTOOLS_BASIS = ("QTools's convention: model input quantized_bits(8,0,1) unless the plan has an "
+                "input quantizer (what AutoQKeras's searches optimise); not the firmware's input")
 
 
 def qtools_options(cfg: CostConfig, reference: bool = False) -> QToolsOptions:
@@ -105,7 +108,6 @@ def estimate(
     totals = {
         "energy": total_energy(energies),
         "reference_energy": total_energy(ref_energies),
-        "energy_pj": float(sum(e.total for e in energies.values())),
         "size_bits": total_size(sizes),
         "reference_size_bits": total_size(ref_sizes),
         "parameter_bits": int(sum(s.parameters for s in sizes.values())),
@@ -118,7 +120,18 @@ def estimate(
         "clock_period_ns": cfg.fpga.clock_period_ns,
     }
     totals["latency_ns"] = totals["latency_cycles"] * cfg.fpga.clock_period_ns
-    return CostReport(policy=pol, rows=rows, totals=totals, settings=asdict(cfg), flags=flags)
+    if input_type is None:
+        basis = {"kind": "estimated", "what": "qtools",
+                 "input_type": cfg.source_quantizers or DEFAULT_SOURCE,
+                 "description": QTOOLS_BASIS if not cfg.source_quantizers else
+                 f"model input {cfg.source_quantizers} (cost.source_quantizers) unless the plan "
+                 "has an input quantizer"}
+    else:
+        basis = {"kind": "estimated", "what": "given input", "input_type": input_type.hls_name,
+                 "description": f"model input {input_type.hls_name} unless the plan has an "
+                                "input quantizer"}
+    return CostReport(policy=pol, rows=rows, totals=totals, settings=asdict(cfg), flags=flags,
+                      basis=basis)
 
 
 def _zero_energy() -> dict:

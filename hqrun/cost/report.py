@@ -16,6 +16,9 @@ class CostReport:
     flags). ``totals``: energy (int pJ, QTools's sum), reference_energy, size_bits,
     reference_size_bits, ebops, lut, dsp, ff, latency_cycles, latency_ns. ``policy`` is the
     accumulator policy of the energy/size types; the FPGA columns always use "exact" types.
+    ``basis`` says how the model input was typed and whether this is the model's deployed cost
+    (:func:`hqrun.cost.deployed.deployed_cost`) or QTools's convention; every number here is
+    an estimate, never a synthesis result.
     """
 
     policy: str
@@ -23,6 +26,7 @@ class CostReport:
     totals: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    basis: dict[str, Any] = field(default_factory=dict)
 
     def row(self, name: str) -> dict:
         for r in self.rows:
@@ -31,13 +35,15 @@ class CostReport:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return {"policy": self.policy, "totals": self.totals, "layers": self.rows,
-                "flags": self.flags, "settings": self.settings}
+        return {"policy": self.policy, "basis": self.basis, "totals": self.totals,
+                "layers": self.rows, "flags": self.flags, "settings": self.settings}
 
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         text = json.dumps(self.to_dict(), indent=indent, default=_default)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            from hqrun import atomic
+
+            atomic.write_text(path, text + "\n")
         return text
 
     def table(self) -> str:
@@ -65,6 +71,9 @@ class CostReport:
             f"{t['latency_cycles']} cycles = {t['latency_ns']:.1f} ns at "
             f"{t['clock_period_ns']} ns (estimate, not synthesis)"
         )
+        from hqrun.cost.deployed import describe_basis
+
+        lines.append(f"basis: {describe_basis(self.basis)}")
         for note in self.flags:
             lines.append(f"note: {note}")
         flagged = [f"{r['name']}: {', '.join(r['flags'])}" for r in self.rows if r.get("flags")]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from hqrun.cost.config import SizeConfig
+from hqrun.quantizers.layers import QLayer
 from hqrun.quantizers.typeinfer import MAC_KINDS, LayerTypes, _activation_info, _get
 
 
@@ -79,7 +80,7 @@ def layer_sizes(types: list[LayerTypes], cfg: SizeConfig, reference: bool = Fals
                 a = _act_bits(m, cfg, reference) * lt.n_outputs
         elif lt.kind == "batchnorm":
             n = lt.n_channels
-            quantized = not reference and type(m).__name__.startswith("Q")
+            quantized = not reference and isinstance(m, QLayer)
             # AutoQKeras counts weights[-1] (the moving variance, always there) as "scale",
             # whether or not the layer has a gamma
             p = (6 if quantized else cfg.ref_bits) * n

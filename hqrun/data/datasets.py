@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from hqrun.data.config import JET_CLASSES, JET_FEATURES, DataConfig
-from hqrun.data.preprocess import Scaler, handle_non_finite, split, split_train_val, stratified_subsample
+from hqrun.data.preprocess import (Scaler, check_classes, handle_non_finite, split, split_train_val,
+                                   stratified_subsample, warn_few_rows)
 from hqrun.data.raw import RawData
 from hqrun.errors import ConfigError, DataError
 
@@ -75,8 +76,13 @@ def read_raw(cfg: Any) -> RawData:
     source = _get(cfg, "source", "sample")
     features = list(_get(cfg, "features") or JET_FEATURES)
     classes = list(_get(cfg, "classes") or JET_CLASSES)
+    if source == "sample" and _get(cfg, "path"):
+        # data.path without data=jets_file: the user means that file. It is read exactly as
+        # data=jets_file would read it (the two configs differ only in their source), and a
+        # wrong path gets the file reader's "no such file", not "the sample is missing".
+        source = "file"
     if source == "sample":
-        path = Path(_get(cfg, "path") or sample_path())
+        path = sample_path()
         if not path.is_file():
             raise DataError(
                 f"{path}: the embedded jet sample is missing from this installation. Regenerate it "
@@ -154,12 +160,15 @@ def load_dataset(cfg: DataConfig | Any, seed: int = 0) -> Splits:
             X, y = stratified_subsample(X, y, int(max_samples), seed)
             n_test = max(1, int(round(int(max_samples) * test_fraction)))
             X_test, y_test = stratified_subsample(X_test, y_test, n_test, seed)
+        check_classes(y, raw.class_names, raw.source, [val_fraction])
         X_train, X_val, y_train, y_val = split_train_val(X, y, val_fraction, seed)
     else:
         if max_samples:
             X, y = stratified_subsample(X, y, int(max_samples), seed)
+        check_classes(y, raw.class_names, raw.source, [test_fraction, val_fraction])
         parts = split(X, y, test_fraction, val_fraction, seed)
         (X_train, y_train), (X_val, y_val), (X_test, y_test) = parts["train"], parts["val"], parts["test"]
+    warn_few_rows(y_train, raw.class_names, raw.source)
     if X_train.ndim > 2:
         scaler = Scaler.identity(1, ["pixel"], kind="image", scale=float(np.iinfo(np.uint8).max)
                                  if np.issubdtype(raw.X.dtype, np.integer) else 1.0)

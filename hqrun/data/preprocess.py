@@ -9,7 +9,9 @@ the train split alone so that no validation or test statistics leak into trainin
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,6 +45,76 @@ def handle_non_finite(
             f"feature: {named}). Clean the file, or drop those rows with data.nan_policy=drop."
         )
     return X[~bad_rows], y[~bad_rows], n_bad
+
+
+class DataWarning(UserWarning):
+    """The data can be trained on, but something about them will make the results weak."""
+
+
+#: A class with fewer training rows than this gets a warning (its metrics will be noise).
+FEW_ROWS_PER_CLASS = 10
+
+
+def check_classes(y: np.ndarray, class_names: Sequence[str], source: str,
+                  fractions: Sequence[float]) -> None:
+    """Refuse labels a classifier cannot be trained and evaluated on, before the split.
+
+    Why: a file holding one class trained without a word and reported a ROC AUC of nan, and a
+    5-row file was split 3/1/1 and reported a test accuracy of 0.0. Every class the data set
+    names must have rows, at least two classes must be present, and each class needs enough
+    rows that the stratified split (``fractions``: the fraction each later cut takes, e.g.
+    test then validation) leaves it at least one row in every part.
+    """
+    names = [str(c) for c in class_names]
+    if len(y) == 0:
+        raise DataError(f"{source}: no rows are left to train on (every row was dropped or the "
+                        "file holds none). Check the file and data.nan_policy.")
+    if len(names) < 2:
+        raise ConfigError(f"{source}: the data set has {len(names)} class(es) {names}; a "
+                          "classifier needs at least two (check data.classes).")
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(names))
+    present = [i for i, n in enumerate(counts) if n > 0]
+    if len(present) < 2:
+        only = f"class {names[present[0]]!r}" if present else "no class"
+        raise DataError(
+            f"{source}: all {len(y)} rows belong to {only}; a classifier needs rows of at least "
+            "two classes (with one class there is nothing to learn and the ROC AUC is undefined). "
+            "Check the label column, or that the file is the whole data set.")
+    absent = [names[i] for i, n in enumerate(counts) if n == 0]
+    if absent:
+        raise DataError(
+            f"{source}: the class(es) {absent} have no rows, so the model would have outputs "
+            "that are never trained and their metrics would be undefined. List only the classes "
+            f"the data hold with data.classes=[{','.join(names[i] for i in present)}] (or use the "
+            "whole data set).")
+    need = rows_needed_per_class(fractions)
+    short = {names[i]: int(counts[i]) for i in present if counts[i] < need}
+    if short:
+        raise DataError(
+            f"{source}: {len(y)} rows are too few to split: the class(es) {short} (rows per class) "
+            f"have fewer than {need} rows, the least that leaves each class at least one row in "
+            "the train, validation and test splits. Use more data (or a larger data.max_samples).")
+
+
+def rows_needed_per_class(fractions: Sequence[float]) -> int:
+    """The fewest rows of a class that stratified cuts taking ``fractions`` in turn leave at
+    least one row in each part (and in what remains)."""
+    need, kept = 2, 1.0
+    for fraction in fractions:
+        need = max(need, math.ceil(1.0 / (kept * fraction) - 1e-9),
+                   math.ceil(1.0 / (kept * (1.0 - fraction)) - 1e-9))
+        kept *= 1.0 - fraction
+    return need
+
+
+def warn_few_rows(y_train: np.ndarray, class_names: Sequence[str], source: str) -> None:
+    """A warning (training goes on) for classes with very few training rows."""
+    counts = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=len(class_names))
+    few = {str(class_names[i]): int(n) for i, n in enumerate(counts) if n < FEW_ROWS_PER_CLASS}
+    if few:
+        warnings.warn(f"{source}: the class(es) {few} have fewer than {FEW_ROWS_PER_CLASS} "
+                      "training rows each; their accuracy and ROC AUC will be noisy. Use more "
+                      "data if you can.", DataWarning, stacklevel=2)
 
 
 def stratified_subsample(X: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,10 +214,24 @@ class Scaler:
                    list(data.get("feature_names", [])), data.get("kind", "standard"))
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as handle:
-            json.dump(self.to_dict(), handle, indent=1)
+        from hqrun import atomic
+
+        atomic.write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Scaler":
-        with open(path) as handle:
-            return cls.from_dict(json.load(handle))
+        """Read ``scaler.json``; a damaged file is a :class:`DataError`, not a traceback."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                scaler = cls.from_dict(json.load(handle))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataError(
+                f"{path} is not a readable scaler ({type(err).__name__}: {err}); it should be the "
+                "scaler.json `hqrun train` wrote (mean and scale per feature). Restore it from "
+                "the run, or retrain."
+            ) from None
+        if scaler.mean.ndim != 1 or scaler.mean.shape != scaler.scale.shape or \
+                not (np.all(np.isfinite(scaler.mean)) and np.all(np.isfinite(scaler.scale))):
+            raise DataError(f"{path} is not a usable scaler: mean and scale must be finite lists "
+                            "of the same length. Restore it from the run, or retrain.")
+        return scaler

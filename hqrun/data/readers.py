@@ -71,8 +71,9 @@ def read_file(
     path = Path(os.path.expanduser(str(path)))
     if not path.exists():
         raise DataError(
-            f"{path}: no such file. Pass an existing file with data.path=... (formats: "
-            f"{', '.join(FORMATS)})."
+            f"data.path={path}: no such file. Pass an existing jet file with data.path=... "
+            f"(formats: {', '.join(FORMATS)}; or a directory of Zenodo .h5 files), or drop "
+            "data.path to train on the embedded sample."
         )
     fmt = detect_format(path, fmt)
     if fmt == "npz":

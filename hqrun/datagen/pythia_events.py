@@ -8,7 +8,6 @@ the published set, whereas W/Z+jet bosons are mostly transverse and often groom 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np

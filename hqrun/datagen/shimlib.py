@@ -111,7 +111,17 @@ def build(force: bool = False) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError:  # read-only home (CI, containers): fall back to the temp dir
-        target = Path(tempfile.gettempdir()) / f"hqrun-shim-{os.getuid()}" / key / LIB_NAME
+        private = Path(tempfile.gettempdir()) / f"hqrun-shim-{os.getuid()}"
+        private.mkdir(mode=0o700, exist_ok=True)
+        info = private.stat()
+        # /tmp is shared: a library someone else could have placed there must never be loaded
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise ShimBuildError(
+                f"{private} is not a private directory of this user (owner uid {info.st_uid}, "
+                f"mode {oct(info.st_mode & 0o777)}); hqrun will not load a compiled library from "
+                "it. Remove it, or make ~/.cache writable, and rerun."
+            )
+        target = private / key / LIB_NAME
         if target.is_file() and not force:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,14 @@ can be regenerated and checked.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from hqrun import atomic
 from hqrun.errors import DataError
 
 
@@ -59,14 +61,16 @@ def write_jets(
     if n and (y.min() < 0 or y.max() >= len(class_names)):
         raise DataError(f"labels span {y.min()}..{y.max()} but there are {len(class_names)} classes.")
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     np.savez_compressed(
-        path,
+        buffer,
         X=X,
         y=y,
         feature_names=np.asarray(list(feature_names), dtype=str),
         class_names=np.asarray(list(class_names), dtype=str),
         jet_pt_eta_phi_m=kin,
     )
+    atomic.write_bytes(path, buffer.getvalue())
     record = dict(metadata or {})
     record.update(
         file=path.name,
@@ -76,7 +80,7 @@ def write_jets(
         feature_names=list(feature_names),
         class_names=list(class_names),
     )
-    metadata_path(path).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic.write_json(metadata_path(path), record, sort_keys=True)
     return path
 
 

@@ -18,10 +18,6 @@ from hqrun.search.space import LayerInfo
 from hqrun.search.space import _to_plain as _plain  # OmegaConf container -> plain Python
 from hqrun.search.trial import CostInfo, Split, TrialData
 
-_CLASS = {"QDense": "Dense", "QDenseBatchnorm": "Dense", "QConv1D": "Conv1D",
-          "QConv2D": "Conv2D", "QDepthwiseConv2D": "DepthwiseConv2D"}
-
-
 @dataclass
 class HqrunBackend:
     """Builds ``model_cfg`` with plans and prices it with ``cost_cfg`` (conf/cost settings).
@@ -63,7 +59,7 @@ class HqrunBackend:
             if isinstance(layer, QInput):
                 out.append(LayerInfo(name, "Input", ("activation",), linear=True))
             elif isinstance(layer, WEIGHT_LAYERS):
-                cls = _CLASS.get(type(layer).__name__, type(layer).__name__.lstrip("Q"))
+                cls = layer.keras_class
                 out.append(LayerInfo(name, cls, tuple(s for s in ("kernel", "bias") if s in slots),
                                      resizable=cls in ("Dense", "Conv1D", "Conv2D")))
             elif isinstance(layer, QActivation):
@@ -75,7 +71,7 @@ class HqrunBackend:
                 else:   # softmax, sigmoid, tanh outputs are not searched (as AutoQKeras)
                     out.append(LayerInfo(name, "Activation", ()))
             else:
-                out.append(LayerInfo(name, type(layer).__name__.lstrip("Q"), ()))
+                out.append(LayerInfo(name, getattr(layer, "keras_class", "") or type(layer).__name__, ()))
         return out
 
     def transfer(self, src: nn.Module, dst: nn.Module) -> None:

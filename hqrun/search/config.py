@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from hqrun.errors import SearchError
+
 
 @dataclass
 class GoalConfig:
@@ -110,7 +112,32 @@ class SearchConfig:
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
+    def to_plain(self) -> dict:
+        """The settings as plain, JSON-ready containers (search.json, fingerprints)."""
+        from omegaconf import OmegaConf
 
-ALGORITHMS = ("random", "bayesian", "asha", "blocks", "evolution")
+        return OmegaConf.to_container(OmegaConf.structured(self), resolve=True)
+
+
 OBJECTIVES = ("forgiving", "pareto", "accuracy")
 GOALS = ("bits", "energy", "ebops")
+
+
+def parse_search_config(cfg: Any) -> SearchConfig:
+    """The ``search`` group as a :class:`SearchConfig` object, parsed once (types checked).
+
+    Accepts a composed DictConfig, a plain mapping or a SearchConfig; everything downstream
+    (runner, algorithms) reads attributes of the result instead of looking keys up by string.
+    """
+    if isinstance(cfg, SearchConfig):
+        return cfg
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(SearchConfig), cfg if cfg is not None else {})
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise SearchError(f"invalid search setting: {getattr(err, 'msg', err)}. Check the spelling "
+                          "and type of the search.* override (`hqrun search --cfg job` shows the "
+                          "valid keys).") from None

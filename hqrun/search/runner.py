@@ -1,55 +1,43 @@
-"""Run a search on Ray Tune: random, Bayesian (Optuna TPE), ASHA, or AutoQKeras's blocks.
+"""Run a search on Ray Tune: the plumbing and the journal; algorithms decide what to train.
 
-Ray is an execution detail: the space, the objective and the block schedule are plain Python
-(``space``, ``objectives``, ``blocks``) and the trial is :func:`hqrun.search.trial.run_trial`.
-This module only wires them to Ray Tune and keeps the run directory's journal, which is the
-source of truth for resume: a rerun on the same directory counts the trials already journaled
-and asks Ray only for the rest (Optuna is warm-started with the finished trials' scores).
+Ray is an execution detail: the space, the objective and the algorithms are plain Python
+(``space``, ``objectives``, :mod:`hqrun.search.algorithms`) and the trial is
+:func:`hqrun.search.trial.run_trial`. This module parses the config once into its schema, checks
+it, trains (or loads) the float reference, starts Ray on loopback and hands a :class:`SearchRun`
+to the chosen algorithm; :meth:`SearchRun.run_trials` is the one way configurations reach Ray,
+and the run directory's journal is the source of truth for resume: a rerun on the same directory
+counts the trials already journaled and asks Ray only for the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
 
-from hqrun.errors import SearchError
-from hqrun.search.blocks import Block, schedule_blocks
-from hqrun.search.config import ALGORITHMS, OBJECTIVES
-from hqrun.search.journal import Journal, scored_trials
+from hqrun import atomic
+from hqrun.errors import SearchError, StorageError
+from hqrun.search.algorithms import SearchAlgorithm, get_algorithm
+from hqrun.search.budget_checks import check_budgets
+from hqrun.search.config import OBJECTIVES, SearchConfig, parse_search_config
+from hqrun.search.journal import Journal
 from hqrun.search.objectives import cost_of, forgiving_from_config, score_rule
+from hqrun.search.progress import TrialProgress
 from hqrun.search.space import SearchSpace, build_space
 from hqrun.search.trial import (Backend, TrialData, TrialSettings, float_plan,
                                 run_trial, train_model)
 
 FINISHED = ("ok", "stopped", "failed")
-
-
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    if isinstance(cfg, Mapping):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
-
-
-def _plain(cfg: Any) -> Any:
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(cfg):
-            return OmegaConf.to_container(cfg, resolve=True)
-        if hasattr(cfg, "__dataclass_fields__"):
-            return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return cfg
 
 
 @dataclass
@@ -76,120 +64,167 @@ class SearchOutcome:
 # --------------------------------------------------------------------------- validation
 
 
-def check_config(cfg: Any) -> None:
-    """Refuse bad settings before any work (the schema only checks types)."""
-    algo = _get(cfg, "algorithm")
-    if algo not in ALGORITHMS:
-        raise SearchError(f"search.algorithm={algo!r}; use one of {', '.join(ALGORITHMS)}.")
-    obj = _get(cfg, "objective")
-    if obj not in OBJECTIVES:
-        raise SearchError(f"search.objective={obj!r}; use one of {', '.join(OBJECTIVES)}.")
+def check_config(cfg: Any) -> SearchConfig:
+    """Parse ``cfg`` into :class:`SearchConfig` and refuse bad settings before any work.
+
+    The schema checks types; this checks values, the common ones here and the algorithm's own
+    through its :meth:`~hqrun.search.algorithms.SearchAlgorithm.validate`.
+    """
+    cfg = parse_search_config(cfg)
+    algo = get_algorithm(cfg.algorithm)
+    if cfg.objective not in OBJECTIVES:
+        raise SearchError(f"search.objective={cfg.objective!r}; use one of {', '.join(OBJECTIVES)}.")
     for key in ("max_trials", "epochs", "batch_size"):
-        if int(_get(cfg, key)) < 1:
-            raise SearchError(f"search.{key}={_get(cfg, key)} must be >= 1.")
-    if algo == "blocks" and _get(_get(cfg, "blocks"), "search") not in ("random", "bayesian"):
-        raise SearchError("search.blocks.search must be random or bayesian.")
-    if _get(cfg, "trainer", "lean") not in ("lean", "lightning"):
-        raise SearchError(f"search.trainer={_get(cfg, 'trainer')!r}; use lean or lightning.")
-    if _get(cfg, "retrain") not in ("winner", "front", "none"):
-        raise SearchError(f"search.retrain={_get(cfg, 'retrain')!r}; use winner, front or none.")
-    forgiving_from_config(_get(cfg, "goal"))
-    cap = _get(_get(cfg, "goal"), "max_cost")
-    if obj == "accuracy" and cap is None:
+        if int(getattr(cfg, key)) < 1:
+            raise SearchError(f"search.{key}={getattr(cfg, key)} must be >= 1.")
+    if cfg.trainer not in ("lean", "lightning"):
+        raise SearchError(f"search.trainer={cfg.trainer!r}; use lean or lightning.")
+    if cfg.retrain not in ("winner", "front", "none"):
+        raise SearchError(f"search.retrain={cfg.retrain!r}; use winner, front or none.")
+    forgiving_from_config(cfg.goal)
+    check_budgets(cfg)
+    cap = cfg.goal.max_cost
+    if cfg.objective == "accuracy" and cap is None:
         raise SearchError("search.objective=accuracy ranks trials by accuracy alone, so it needs "
                           "a cost cap: set search.goal.max_cost=<cap in the goal's unit> (or "
                           "study.max_cost.<goal>), or use search.objective=forgiving.")
-    if cap is not None and algo not in ("random", "asha", "evolution"):
-        raise SearchError(f"search.goal.max_cost={cap} works with search.algorithm=random, asha "
-                          f"or evolution (configurations are drawn under the cap before "
-                          f"training), not with {algo}. Switch the algorithm or set "
-                          "search.goal.max_cost=null.")
-    if algo == "evolution":
-        ecfg = _get(cfg, "evolution")
-        for key in ("population", "tournament", "batch"):
-            if int(_get(ecfg, key)) < 1:
-                raise SearchError(f"search.evolution.{key}={_get(ecfg, key)} must be >= 1.")
+    if cap is not None and not algo.supports_cap:
+        names = _capable_algorithms()
+        capped = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        raise SearchError(f"search.goal.max_cost={cap} works with search.algorithm={capped} "
+                          f"(configurations are drawn under the cap before training), not with "
+                          f"{cfg.algorithm}. Switch the algorithm or set search.goal.max_cost=null.")
+    algo.validate(cfg)
+    return cfg
 
 
-def patience_of(cfg: Any) -> int:
+def _capable_algorithms() -> list[str]:
+    from hqrun.search.algorithms import algorithm_names
+
+    return [n for n in algorithm_names() if get_algorithm(n).supports_cap]
+
+
+def patience_of(cfg: SearchConfig) -> int:
     """search.patience, or AutoQKeras's default ``min(20, epochs // 5)`` when null."""
-    p = _get(cfg, "patience")
-    return min(20, int(_get(cfg, "epochs")) // 5) if p is None else int(p)
+    return min(20, int(cfg.epochs) // 5) if cfg.patience is None else int(cfg.patience)
 
 
 def fingerprint(cfg: Any) -> str:
     """What makes two runs the same search (budget and Ray settings may change on resume)."""
-    plain = _plain(cfg)
+    cfg = parse_search_config(cfg)
+    plain = cfg.to_plain()
     keep = {k: plain.get(k) for k in ("algorithm", "objective", "epochs", "batch_size", "patience", "trainer",
                                        "learning_rate", "train_samples", "goal", "space", "blocks")}
-    if plain.get("algorithm") == "evolution":
-        keep["evolution"] = plain.get("evolution")
+    keep.update(get_algorithm(cfg.algorithm).fingerprint(cfg))
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _check_run_dir(run_dir: Path, cfg: Any) -> None:
-    header = run_dir / "search.json"
-    fp = fingerprint(cfg)
-    if header.exists():
-        old = json.loads(header.read_text())
-        if old.get("fingerprint") != fp:
-            raise SearchError(
-                f"the run dir {run_dir} holds a different search (its search.json was written "
-                "with other search settings). Resume it with the same search options, or pass a "
-                "new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
-        return
-    header.write_text(json.dumps({"fingerprint": fp, "config": _plain(cfg)}, indent=2,
-                                 default=str))
+def check_resume(run_dir: Path, cfg: Any) -> bool:
+    """Whether ``run_dir`` already holds this search (True: resume it); reads, never writes.
+
+    Raises :class:`SearchError` when the directory holds a search with other settings, or a
+    ``search.json`` that cannot be read (one paragraph, before any file is written).
+    """
+    header = Path(run_dir) / "search.json"
+    if not header.exists():
+        return False
+    try:
+        old = json.loads(header.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        old = err
+    if not isinstance(old, dict) or not isinstance(old.get("fingerprint"), str):
+        why = (f"{type(old).__name__}: {old}" if isinstance(old, Exception)
+               else "valid JSON but not a record with a fingerprint")
+        raise SearchError(
+            f"{header} is unreadable ({why}); it records which search this directory holds, so "
+            "the search cannot be resumed safely. Restore search.json from a backup, or start "
+            "the search in a new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
+    if old["fingerprint"] != fingerprint(cfg):
+        raise SearchError(
+            f"the run dir {run_dir} holds a different search (its search.json was written "
+            "with other search settings). Resume it with the same search options, or pass a "
+            "new directory with search.run_dir=<dir> (or hydra.run.dir=<dir>).")
+    return True
+
+
+def check_resumable(run_dir: Path) -> None:
+    """The journal and the cached float reference of a search being resumed can be read.
+
+    Called before a resumed search writes anything, so a damaged record stops it with the
+    earlier run's files as they were (unreadable journal *lines* are only warned about, later).
+    """
+    journal = Path(run_dir) / "trials.jsonl"
+    if journal.exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Journal(journal).records()
+    pt, js = Path(run_dir) / "reference.pt", Path(run_dir) / "reference.json"
+    if pt.exists() and js.exists():
+        _load_reference(pt, js)
+
+
+def _check_run_dir(run_dir: Path, cfg: SearchConfig) -> None:
+    if not check_resume(run_dir, cfg):
+        atomic.write_json(run_dir / "search.json", {"fingerprint": fingerprint(cfg),
+                                                    "config": cfg.to_plain()}, default=str)
 
 
 # --------------------------------------------------------------------------- reference
 
 
-def train_reference(backend: Backend, data: TrialData, cfg: Any, run_dir: Path,
+def train_reference(backend: Backend, data: TrialData, cfg: SearchConfig, run_dir: Path,
                     seed: int) -> Reference:
     """Train the float model once (cached as reference.pt + reference.json)."""
     pt, js = run_dir / "reference.pt", run_dir / "reference.json"
     model = backend.build(float_plan(), {})
     if pt.exists() and js.exists():
-        meta = json.loads(js.read_text())
-        state = torch.load(pt, map_location="cpu", weights_only=True)
-        return Reference(state, meta["accuracy"], meta["cost"], meta["layer_costs"])
+        return _load_reference(pt, js)
     torch.manual_seed(seed)
     model = backend.build(float_plan(), {})
-    acc = train_model(model, data, int(_get(cfg, "reference_epochs")), int(_get(cfg, "batch_size")),
-                      float(_get(cfg, "learning_rate")), seed)
+    acc = train_model(model, data, int(cfg.reference_epochs), int(cfg.batch_size),
+                      float(cfg.learning_rate), seed)
     info = backend.reference_cost(model)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    tmp = pt.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, pt)
-    js.write_text(json.dumps({"accuracy": acc, "cost": info.totals,
-                              "layer_costs": info.layers}, indent=2))
+    atomic.torch_save(state, pt)
+    atomic.write_json(js, {"accuracy": acc, "cost": info.totals, "layer_costs": info.layers})
     return Reference(state, acc, dict(info.totals), dict(info.layers))
+
+
+def _load_reference(pt: Path, js: Path) -> Reference:
+    """The cached float reference, read as data; a damaged cache is one paragraph."""
+    from hqrun.errors import ModelFileError
+    from hqrun.modelfile import load_model_file
+
+    fix = (f"Delete {pt.name} and {js.name} in {pt.parent} to train the float reference again, "
+           "then rerun the same command (finished trials are kept).")
+    try:
+        state = load_model_file(pt, "the search's cached float reference", sidecar=False,
+                                fix=fix).state
+    except ModelFileError as err:
+        raise SearchError(str(err)) from None
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+        reference = Reference(state, float(meta["accuracy"]), dict(meta["cost"]),
+                              dict(meta["layer_costs"]))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise SearchError(f"{js} is unreadable ({type(err).__name__}: {err}). {fix}") from None
+    return reference
 
 
 # --------------------------------------------------------------------------- Ray plumbing
 
 
-def init_ray(cfg: Any) -> None:
-    """Start (or join) Ray quietly; reuse a session that is already up (tests, notebooks)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+def init_ray(cfg: SearchConfig) -> None:
+    """Start (or join) Ray quietly, on loopback only (:mod:`hqrun.raystart`); reuse a session
+    that is already up (tests, notebooks)."""
+    from hqrun.raystart import start_ray
+
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
-    import ray
-
-    if ray.is_initialized():
-        return
-    rcfg = _get(cfg, "ray")
-    address = _get(rcfg, "address")
-    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                  configure_logging=False)
+    address = cfg.ray.address
     try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=_get(rcfg, "num_cpus"), **kwargs)
+        start_ray(address, cfg.ray.num_cpus)
     except Exception as err:  # noqa: BLE001 - connection errors come in many types
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         raise SearchError(f"could not start {where}: {err}. For a cluster run `ray start "
@@ -240,8 +275,61 @@ def _trainable(config: dict, ctx: TrialContext) -> None:
                 return
 
 
+class _StorageAbort:
+    """The first disk-full/read-only error the journal hit during a Tune run.
+
+    Ray Tune catches exceptions raised in callbacks, logs a traceback and goes on with the next
+    trial, whose result could not be recorded either. So the callback records the error here
+    instead, a Tune stopper ends the run, and :func:`_run_tuner` raises it once afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.error: StorageError | None = None
+
+    def stopper(self):
+        from ray.tune.stopper import Stopper
+
+        abort = self
+
+        class StopOnStorageError(Stopper):
+            def __call__(self, trial_id: str, result: dict) -> bool:
+                return abort.error is not None
+
+            def stop_all(self) -> bool:
+                return abort.error is not None
+
+        return StopOnStorageError()
+
+
+class LostTrials:
+    """Trials whose worker process or node went away (``ray stop`` on a node, a killed raylet,
+    a machine that left the cluster): not the trial's fault, so they are run again instead of
+    being journaled as failed. Only process-level failures reach Tune's ``on_trial_error``
+    (:func:`_trainable` reports a trial's own exceptions as a result), and of those the ones
+    whose error names a dead or unreachable actor, worker or node count as lost."""
+
+    MARKERS = ("ActorDiedError", "RayActorError", "WorkerCrashedError", "NodeDiedError",
+               "ActorUnavailableError", "OwnerDiedError", "actor died", "node has died",
+               "node died", "died unexpectedly", "worker died", "node was terminated",
+               # a node killed mid-call: "The actor ... is unavailable: ... RpcError ...
+               # Connection reset by peer"
+               "is unavailable", "temporarily unavailable", "RpcError")
+
+    def __init__(self) -> None:
+        self.configs: list[dict] = []
+
+    @classmethod
+    def is_lost(cls, error_text: str) -> bool:
+        return any(marker in error_text for marker in cls.MARKERS)
+
+
+#: How many extra Tune rounds re-run lost trials before they are journaled as failed.
+LOST_TRIAL_ROUNDS = 3
+
+
 def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, epochs: int,
-                      session: str, progress: Callable[[dict], None]):
+                      session: str, progress: Callable[[dict], None],
+                      abort: _StorageAbort | None = None, lost: LostTrials | None = None):
     from ray.tune import Callback
 
     class JournalCallback(Callback):
@@ -265,21 +353,47 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
                 "costs": {k[5:]: v for k, v in res.items() if k.startswith("cost_")},
                 "finished_at": time.time(),
             }
-            journal.append(rec)
+            try:
+                journal.append(rec)
+            except StorageError as err:   # disk full: stop the run, report it once
+                if abort is None:
+                    raise
+                abort.error = abort.error or err
+                return
             progress(rec)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._record(trial, "ok")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            err = "trial raised (see Ray's error file)"
+            err, text = "trial raised (see Ray's error file)", ""
             try:
-                err = _error_line(str(trial.get_error())) or err
+                text = _trial_error_text(trial)
+                err = _error_line(text) or _first_line(text) or err
             except Exception:  # noqa: BLE001
                 pass
+            if lost is not None and LostTrials.is_lost(text):
+                lost.configs.append({k: trial.config[k] for k in space.keys if k in trial.config})
+                return        # not journaled: the runner runs it again
             self._record(trial, "failed", err)
 
     return JournalCallback()
+
+
+def _trial_error_text(trial: Any) -> str:
+    """What Tune wrote about a trial's failure: its local error file (written when the error
+    is handled, before Tune copies it to the run dir's storage), else the stored copy."""
+    local = trial.error_file
+    if local and Path(local).is_file():
+        return Path(local).read_text(encoding="utf-8", errors="replace")
+    error = trial.get_error()
+    return "" if error is None else str(error)
+
+
+def _first_line(text: str) -> str | None:
+    """The first line of Tune's error file after its "Failure # n" header."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Failure #")]
+    return lines[0][:500] if lines else None
 
 
 def _num(v: Any) -> float | None:
@@ -295,30 +409,30 @@ def _error_line(text: str) -> str | None:
     return hits[-1][:500] if hits else None
 
 
-def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, block: int | None,
+def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: Path, block: int | None,
                num_samples: int, searcher: str, previous: list[dict], scheduler: str | None,
                progress: Callable[[dict], None], seed: int,
-               points: list[dict] | None = None) -> None:
-    """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first)."""
+               points: list[dict] | None = None, lost_rounds: int = LOST_TRIAL_ROUNDS) -> None:
+    """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first); trials
+    lost with their worker or node run again in up to ``lost_rounds`` further runs."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # hqrun prints its own progress line
     from ray import tune
     from ray.tune import FailureConfig, RunConfig, TuneConfig
 
     space = ctx.space
     param_space = {c.key: tune.choice(c.options) for c in space.choices}
-    multi = _get(cfg, "objective") == "pareto"
+    multi = cfg.objective == "pareto"
     if searcher == "bayesian":
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-        bcfg = _get(cfg, "bayesian")
         ok = [r for r in previous if r["status"] in ("ok", "stopped") and r.get("score") is not None]
         metric, mode = (["accuracy", "cost"], ["max", "min"]) if multi else ("score", "max")
         rewards = [[r["accuracy"], r["cost"]] if multi else r["score"] for r in ok]
         sampler = optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=int(_get(bcfg, "n_startup_trials", 5)))
+            seed=seed, n_startup_trials=int(cfg.bayesian.n_startup_trials))
         search_alg = OptunaSearch(metric=metric, mode=mode, sampler=sampler,
                                   points_to_evaluate=[dict(r["config"]) for r in ok] or None,
                                   evaluated_rewards=rewards or None)
@@ -330,21 +444,25 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
     if scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        acfg = _get(cfg, "asha")
         sched = ASHAScheduler(time_attr="training_iteration", metric="score", mode="max",
-                              max_t=int(_get(cfg, "epochs")),
-                              grace_period=int(_get(acfg, "grace_period", 1)),
-                              reduction_factor=int(_get(acfg, "reduction_factor", 3)))
+                              max_t=int(cfg.epochs), grace_period=int(cfg.asha.grace_period),
+                              reduction_factor=int(cfg.asha.reduction_factor))
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, ctx=ctx),
-        {"cpu": int(_get(_get(cfg, "ray"), "cpus_per_trial", 1))})
+        {"cpu": int(cfg.ray.cpus_per_trial)})
     storage = run_dir / "ray"
     storage.mkdir(parents=True, exist_ok=True)
     part = f"part_{len(list(storage.iterdir())):03d}"
     session = f"{part}" if block is None else f"b{block}-{part}"
-    import logging
-
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    abort = _StorageAbort()
+    lost = LostTrials() if lost_rounds > 0 else None   # the last round journals them as failed
+    quiet = _StorageErrorFilter()
+    for name in _RAY_STORAGE_LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if lost is not None:
+        controller.addFilter(_LOST_WORKER_FILTER)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -353,106 +471,130 @@ def _run_tuner(ctx: TrialContext, cfg: Any, journal: Journal, run_dir: Path, blo
                                trial_dirname_creator=lambda t: t.trial_id),
         run_config=RunConfig(
             name=part, storage_path=str(storage.resolve()), verbose=0,
-            failure_config=FailureConfig(max_failures=int(_get(cfg, "retries", 0))),
-            callbacks=[_journal_callback(journal, space, block, int(_get(cfg, "epochs")),
-                                         session, progress)],
+            failure_config=FailureConfig(max_failures=int(cfg.retries)),
+            callbacks=[_journal_callback(journal, space, block, int(cfg.epochs),
+                                         session, progress, abort, lost)],
+            stop=abort.stopper(),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        for name in _RAY_STORAGE_LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
+        controller.removeFilter(_LOST_WORKER_FILTER)
+    if abort.error is not None:
+        raise abort.error
+    if lost is not None and lost.configs:
+        print(f"[search] {len(lost.configs)} trial(s) lost with their worker or node; running "
+              "them again", flush=True)
+        _run_tuner(ctx, cfg, journal, run_dir, block, len(lost.configs), "random", previous,
+                   scheduler, progress, seed, list(lost.configs), lost_rounds - 1)
+
+
+#: Ray Tune loggers that print a traceback when Ray's own storage (run_dir/ray) is full.
+_RAY_STORAGE_LOGGERS = ("ray.tune.execution.experiment_state", "ray.train._internal.syncer",
+                        "ray.tune.execution.tune_controller")
+
+
+class _StorageErrorFilter(logging.Filter):
+    """Drops Ray Tune's tracebacks for a full disk or read-only directory (while it copies its
+    own experiment state, which hqrun does not read: the journal is the record). hqrun's journal
+    and artefact writes hit the same condition and report it once, as one paragraph."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Some of these records carry the error as exc_info, others format the traceback into
+        # the message from inside the except block (where sys.exc_info() still holds it).
+        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        return not (exc is not None
+                    and (isinstance(exc, StorageError) or atomic.is_storage_error(exc)))
+
+
+class _LostWorkerFilter(logging.Filter):
+    """Drops Ray Tune's traceback for a trial whose worker or node died: the runner runs that
+    trial again and says so in one line (the last round, which journals it as failed, keeps
+    Tune's report)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and LostTrials.is_lost(f"{type(exc).__name__}: {exc}"))
+
+
+_LOST_WORKER_FILTER = _LostWorkerFilter()
 
 
 # --------------------------------------------------------------------------- the search
 
 
-class Progress:
-    """A one-line progress report per finished trial (overwritten in a terminal)."""
+@dataclass
+class SearchRun:
+    """One search as an algorithm sees it: settings, space, reference, journal, and the one way
+    configurations reach Ray (:meth:`run_trials`)."""
 
-    def __init__(self, total: int, enabled: bool = True, done: list[dict] | None = None) -> None:
-        self.total, self.enabled, self.done, self.best = total, enabled, 0, None
-        self.tty = sys.stdout.isatty()
-        for rec in done or []:           # a resumed search starts from the journal
-            self.done += 1
-            self._track(rec)
+    cfg: SearchConfig
+    space: SearchSpace
+    backend: Backend
+    data: TrialData
+    reference: Reference
+    reference_cost: float          # stressed, in the goal's unit
+    settings: TrialSettings
+    journal: Journal
+    run_dir: Path
+    goal: str
+    seed: int
 
-    def _track(self, rec: dict) -> None:
-        if rec.get("status") in ("ok", "stopped") and rec.get("score") is not None:
-            if self.best is None or rec["score"] > self.best["score"]:
-                self.best = rec
+    def finished(self, block: int | None = None) -> list[dict]:
+        """The journal's finished trials (of one block when given)."""
+        trials = self.journal.trials() if block is None else self.journal.trials(block)
+        return [r for r in trials if r["status"] in FINISHED]
 
-    def __call__(self, rec: dict) -> None:
-        self.done += 1
-        self._track(rec)
-        if not self.enabled:
-            return
-        b = self.best
-        best = (f"best score {b['score']:.4f} (acc {b['accuracy']:.4f}, cost {b['cost']:.4g})"
-                if b else "no successful trial yet")
-        last = (f"{rec['status']} acc={rec['accuracy']:.4f} cost={rec['cost']:.4g}"
-                if rec.get("accuracy") is not None else rec["status"])
-        line = f"[search] trial {self.done}/{self.total}: {last} | {best}"
-        print(("\r" + line.ljust(110)) if self.tty else line, end="" if self.tty else "\n",
-              flush=True)
+    def progress(self, total: int, done: list[dict]) -> TrialProgress:
+        """A bar on a terminal, a few lines in a log (hqrun/search/progress.py)."""
+        return TrialProgress(total, bool(self.cfg.progress), done)
 
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            print()
+    def capped_points(self, n: int, seed: int, tried: list[dict]) -> list[dict]:
+        """``n`` untried configurations within ``search.goal.max_cost``."""
+        return _capped_points(self.space, self.backend, self.goal, float(self.cfg.goal.max_cost),
+                              n, seed, tried, bool(self.cfg.progress))
+
+    def run_trials(self, n: int, progress: Callable[[dict], None], *, searcher: str = "random",
+                   scheduler: str | None = None, previous: list[dict] | None = None,
+                   seed: int | None = None, points: list[dict] | None = None,
+                   block: int | None = None, space: SearchSpace | None = None) -> None:
+        """Hand ``n`` trials to Ray Tune (``points`` first; then Ray's ``searcher`` samples)."""
+        ctx = TrialContext(space or self.space, self.backend, self.data, self.reference.state,
+                           self.settings, int(self.cfg.retries))
+        _run_tuner(ctx, self.cfg, self.journal, self.run_dir, block, n, searcher,
+                   list(previous or []), scheduler, progress,
+                   self.seed if seed is None else seed, points)
 
 
 def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.PathLike,
                seed: int = 0) -> SearchOutcome:
     """Validate, train/load the reference, run (or resume) the trials; return the journal."""
-    check_config(cfg)
+    cfg = check_config(cfg)
+    algorithm: SearchAlgorithm = get_algorithm(cfg.algorithm)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    layers = backend.describe()
-    space = build_space(_get(cfg, "space"), layers)     # every space error before any trial
-    algo = _get(cfg, "algorithm")
-    bcfg = _get(cfg, "blocks")
-    if algo == "blocks":    # regexes checked now; costs need the reference
-        searched = sorted({t[0] for c in space.choices for t in c.targets})
-        schedule_blocks(list(_get(bcfg, "patterns") or []), searched, {}, 1.0, 1,
-                        _get(bcfg, "schedule", "sequential"))
+    space = build_space(cfg.space, backend.describe())   # every space error before any trial
+    algorithm.check_space(cfg, space)
     _check_run_dir(run_dir, cfg)
     journal = Journal(run_dir / "trials.jsonl")
 
-    goal = _get(_get(cfg, "goal"), "type")
-    ff = score_rule(str(_get(cfg, "objective")), _get(cfg, "goal"))
-    threads = int(_get(_get(cfg, "ray"), "cpus_per_trial", 1))
+    goal = str(cfg.goal.type)
+    ff = score_rule(str(cfg.objective), cfg.goal)
+    threads = int(cfg.ray.cpus_per_trial)
     torch.set_num_threads(threads)
     reference = train_reference(backend, data, cfg, run_dir, seed)
     ref_cost = ff.reference(cost_of(reference.cost, goal))
-    settings = TrialSettings(int(_get(cfg, "epochs")), int(_get(cfg, "batch_size")),
-                             float(_get(cfg, "learning_rate")), goal, ff, ref_cost / ff.stress,
-                             threads, seed, patience_of(cfg), str(_get(cfg, "trainer", "lean")))
+    settings = TrialSettings(int(cfg.epochs), int(cfg.batch_size), float(cfg.learning_rate), goal,
+                             ff, ref_cost / ff.stress, threads, seed, patience_of(cfg),
+                             str(cfg.trainer))
     init_ray(cfg)
-    max_trials = int(_get(cfg, "max_trials"))
-    searcher = "bayesian" if algo == "bayesian" else "random"
-    frozen: dict = {}
-    final_block = None
-    if algo == "evolution":
-        _run_evolution(cfg, space, backend, data, reference, settings, journal, run_dir, goal,
-                       seed)
-    elif algo != "blocks":
-        done = [r for r in journal.trials() if r["status"] in FINISHED]
-        progress = Progress(max_trials, bool(_get(cfg, "progress", True)), done)
-        remaining = max_trials - len(done)
-        points = None
-        cap = _get(_get(cfg, "goal"), "max_cost")
-        if remaining > 0 and cap is not None:
-            points = _capped_points(space, backend, goal, float(cap), remaining, seed + len(done),
-                                    [r["config"] for r in journal.trials()],
-                                    bool(_get(cfg, "progress", True)))
-            remaining = len(points)
-        if remaining > 0:
-            ctx = TrialContext(space, backend, data, reference.state, settings,
-                               int(_get(cfg, "retries", 0)))
-            _run_tuner(ctx, cfg, journal, run_dir, None, remaining, searcher, done,
-                       "asha" if algo == "asha" else None, progress, seed + len(done), points)
-        progress.close()
-    else:
-        frozen, final_block = _run_blocks(cfg, space, backend, data, reference, settings,
-                                          journal, run_dir, ref_cost, goal, seed)
-    return SearchOutcome(run_dir, journal.trials(), reference, ref_cost, space, frozen,
+    run = SearchRun(cfg, space, backend, data, reference, ref_cost, settings, journal, run_dir,
+                    goal, seed)
+    frozen, final_block = algorithm.run(run)
+    return SearchOutcome(run_dir, journal.trials(), reference, ref_cost, space, frozen or {},
                          final_block)
 
 
@@ -473,150 +615,3 @@ def _capped_points(space: SearchSpace, backend: Backend, goal: str, cap: float, 
               f"({drawn.draws} configurations priced in {drawn.seconds:.0f} s, cheapest "
               f"{drawn.cheapest:g})")
     return drawn.configs
-
-
-def issue_order(record: Mapping[str, Any]) -> tuple:
-    """Sort key: the order trials were handed to Ray (Tuner run, then Ray's trial index).
-
-    The journal is in finishing order, which depends on timing when trials run in parallel;
-    breeding from issue order makes an evolution search reproducible from its seed.
-    """
-    session, _, ray_id = str(record.get("trial_id", "")).rpartition("-")
-    index = ray_id.rsplit("_", 1)[-1]
-    return (session, int(index) if index.isdigit() else -1, ray_id)
-
-
-def _run_evolution(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
-                   reference: Reference, settings: TrialSettings, journal: Journal, run_dir: Path,
-                   goal: str, seed: int) -> None:
-    """Regularized evolution: a random population, then batches of mutated tournament winners
-    (hqrun/search/evolution.py), each batch one Ray Tune run; resumable from the journal."""
-    import random
-
-    from hqrun.search.costcap import config_key, price
-    from hqrun.search.evolution import children, random_configs
-
-    ecfg = _get(cfg, "evolution")
-    population, tournament = int(_get(ecfg, "population")), int(_get(ecfg, "tournament"))
-    batch, max_trials = int(_get(ecfg, "batch")), int(_get(cfg, "max_trials"))
-    cap = _get(_get(cfg, "goal"), "max_cost")
-    verbose = bool(_get(cfg, "progress", True))
-    accept = None if cap is None else (lambda c: price(space, backend, c, goal) <= float(cap))
-    done = [r for r in journal.trials() if r["status"] in FINISHED]
-    progress = Progress(max_trials, verbose, done)
-    ctx = TrialContext(space, backend, data, reference.state, settings,
-                       int(_get(cfg, "retries", 0)))
-    while len(done) < max_trials:
-        records = sorted(journal.trials(), key=issue_order)
-        tried = {config_key(r["config"]) for r in records}
-        rng = random.Random(seed + len(done))
-        want = max_trials - len(done)
-        if len(done) < population:
-            n = min(want, population - len(done))
-            points = (_capped_points(space, backend, goal, float(cap), n, seed + len(done),
-                                     [r["config"] for r in records], verbose)
-                      if cap is not None else random_configs(space, n, rng, tried))
-        else:
-            points = children(space, records, min(want, batch), rng, population, tournament,
-                              tried, accept)
-        if not points:
-            print(f"[search] evolution: no untried configuration left to breed after "
-                  f"{len(done)} trials")
-            break
-        _run_tuner(ctx, cfg, journal, run_dir, None, len(points), "random", done, None,
-                   progress, seed + len(done), points)
-        before, done = len(done), [r for r in journal.trials() if r["status"] in FINISHED]
-        if len(done) == before:
-            raise SearchError(f"a round of {len(points)} trials finished none (see {run_dir}/ray "
-                              "for Ray's errors); rerun the same command to resume.")
-    progress.close()
-
-
-def _run_blocks(cfg: Any, space: SearchSpace, backend: Backend, data: TrialData,
-                reference: Reference, settings: TrialSettings, journal: Journal, run_dir: Path,
-                ref_cost: float, goal: str, seed: int) -> tuple[dict, int | None]:
-    bcfg = _get(cfg, "blocks")
-    searched = [l.name for l in space.layers
-                if any(t[0] == l.name for c in space.choices for t in c.targets)]
-    layer_costs = {name: cost_of(c, goal) if goal in c else float(c.get("total", 0.0))
-                   for name, c in reference.layer_costs.items()}
-    blocks = schedule_blocks(list(_get(bcfg, "patterns")), searched, layer_costs, ref_cost,
-                             int(_get(cfg, "max_trials")), _get(bcfg, "schedule", "sequential"),
-                             int(_get(bcfg, "min_trials", 10)))
-    write_schedule(run_dir, blocks)
-    done_blocks = journal.blocks_done()
-    frozen: dict = {}
-    claimed: set[str] = set()
-    last = None
-    for blk in blocks:
-        members = [n for n in blk.layers if n not in claimed]
-        claimed.update(members)
-        if blk.index in done_blocks:
-            frozen.update(_unkey(done_blocks[blk.index]["frozen"]))
-            last = blk.index
-            continue
-        sub = space.restrict(members, frozen)
-        if not sub.choices:
-            continue
-        last = blk.index
-        done = [r for r in journal.trials(blk.index) if r["status"] in FINISHED]
-        progress = Progress(blk.trials, bool(_get(cfg, "progress", True)), done)
-        if _get(cfg, "progress", True):
-            print(f"[search] block {blk.index} {blk.pattern!r}: layers {', '.join(members)}, "
-                  f"cost {blk.cost:.4g} of {ref_cost:.4g}, {blk.trials} trials")
-        remaining = blk.trials - len(done)
-        if remaining > 0:
-            ctx = TrialContext(sub, backend, data, reference.state, settings,
-                               int(_get(cfg, "retries", 0)))
-            _run_tuner(ctx, cfg, journal, run_dir, blk.index, remaining,
-                       _get(bcfg, "search", "random"), done, None, progress, seed + len(done))
-        progress.close()
-        best = best_record(journal.trials(blk.index), "forgiving")
-        if best is None:
-            raise SearchError(f"every trial of block {blk.index} ({blk.pattern!r}) failed; see "
-                              f"{run_dir / 'trials.csv'} for the errors.")
-        chosen = sub.assignment(best["config"])
-        frozen.update(chosen)
-        journal.append({"event": "block_done", "block": blk.index, "pattern": blk.pattern,
-                        "trial_id": best["trial_id"], "frozen": _key(frozen)})
-    return frozen, last
-
-
-def _key(assign: Mapping) -> dict:
-    return {f"{layer}::{slot}": v for (layer, slot), v in assign.items()}
-
-
-def _unkey(d: Mapping) -> dict:
-    return {tuple(k.split("::", 1)): v for k, v in d.items()}
-
-
-def write_schedule(run_dir: Path, blocks: list[Block]) -> None:
-    (run_dir / "blocks.json").write_text(json.dumps(
-        [{"index": b.index, "pattern": b.pattern, "layers": list(b.layers), "cost": b.cost,
-          "trials": b.trials} for b in blocks], indent=2))
-
-
-def best_record(records: list[dict], objective: str = "forgiving") -> dict | None:
-    """Highest score among completed trials (early-stopped ones only if none completed)."""
-    ranked = ranked_records(records, 1)
-    return ranked[0] if ranked else None
-
-
-def plan_key(record: dict) -> str:
-    """What makes two trials the same model: their plan and layer widths, as canonical text."""
-    return json.dumps([record.get("plan"), record.get("widths") or {}], sort_keys=True, default=str)
-
-
-def ranked_records(records: list[dict], k: int) -> list[dict]:
-    """The ``k`` best-scoring trials with distinct plans, best first: completed trials before
-    early-stopped ones (a stopped trial's accuracy is from fewer epochs), then by score."""
-    out: list[dict] = []
-    seen: set[str] = set()
-    for statuses in (("ok",), ("stopped",)):
-        group = scored_trials(records, statuses)
-        for r in sorted(group, key=lambda r: (r["score"], r["accuracy"], -r["cost"]), reverse=True):
-            key = plan_key(r)
-            if key not in seen and len(out) < k:
-                seen.add(key)
-                out.append(r)
-    return out

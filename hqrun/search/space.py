@@ -65,12 +65,6 @@ LAYER_CLASSES = (
 )
 RESIZABLE_CLASSES = ("Dense", "Conv1D", "Conv2D", "Conv2DTranspose")
 
-#: QKeras quantizer names, used to check menu specs only when hqrun.quantizers cannot parse yet.
-_KNOWN_QUANTIZERS = (
-    "quantized_bits", "quantized_relu", "quantized_po2", "quantized_relu_po2", "binary",
-    "stochastic_binary", "ternary", "stochastic_ternary", "bernoulli", "quantized_tanh",
-    "quantized_sigmoid", "quantized_linear", "linear",
-)
 
 
 @dataclass(frozen=True)
@@ -174,18 +168,10 @@ def _natural(name: str) -> list:
 def default_spec_bits(spec: str) -> int | None:
     """Parse ``spec`` with hqrun.quantizers and return its bit count (None if it has none).
 
-    Raises SearchError when the spec does not parse. Falls back to a name check while the
-    quantizer package cannot parse (so the space can be validated in isolation).
+    Raises SearchError when the spec does not parse.
     """
-    try:
-        from hqrun.quantizers import get as get_quantizer  # type: ignore[attr-defined]
-    except ImportError:
-        get_quantizer = None
-    if get_quantizer is None:
-        name = str(spec).split("(")[0].strip()
-        if name not in _KNOWN_QUANTIZERS:
-            raise SearchError(f"unknown quantizer {name!r}")
-        return None
+    from hqrun.quantizers import get as get_quantizer
+
     try:
         q = get_quantizer(spec)
     except Exception as err:  # noqa: BLE001 - any parse failure is the user's spec
@@ -280,6 +266,11 @@ def _check_menu(menu: Any, check_spec: SpecChecker) -> dict[str, dict[str, int]]
     if not isinstance(menu, Mapping):
         raise SearchError("search.space.menu must map a kind (kernel, bias, activation, linear) "
                           "to {spec: bit cost}, or be null for AutoQKeras's default menu.")
+    if not menu:    # {} used to mean AutoQKeras's whole menu without a word
+        raise SearchError("search.space.menu is empty ({}), which leaves nothing to search. Give "
+                          "candidates per kind (e.g. menu: {kernel: {\"quantized_bits(4,0,1)\": 4}}; "
+                          "kinds left out use AutoQKeras's menu), or set menu: null to search "
+                          "AutoQKeras's whole default menu on purpose.")
     out: dict[str, dict[str, int]] = {}
     for kind, entries in menu.items():
         if kind not in KINDS:

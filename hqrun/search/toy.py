@@ -94,7 +94,25 @@ class ToyBackend:
     nan_spec: str | None = None      # ... or produces NaN
     ref_bits: int = 8
     slow: float = 0.0                # seconds of sleep per build (to test kills)
+    # a directory: the first build of each plan (reference excluded) kills its own process, as
+    # a lost node or a crashed worker would; the next build of that plan runs normally
+    crash_once_in: str | None = None
     _names: list = field(default_factory=list)
+
+    def _crash_once(self, plan: Mapping[str, Any]) -> None:
+        import hashlib
+        import json
+        import os
+        from pathlib import Path
+
+        key = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
+        marker = Path(str(self.crash_once_in)) / key[:16]
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        os._exit(1)     # the process dies as if its node went away: no exception, no result
 
     def layer_names(self) -> list[str]:
         n = len(self.hidden) + 1
@@ -122,6 +140,8 @@ class ToyBackend:
                                        for v in lay.values()]
         if self.fail_spec is not None and self.fail_spec in specs:
             raise RuntimeError(f"toy failure injected for {self.fail_spec}")
+        if self.crash_once_in and plan.get("name") != "float":
+            self._crash_once(plan)
         layers = plan.get("layers") or {}
         default = plan.get("default") or {}
 

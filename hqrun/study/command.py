@@ -16,9 +16,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from hqrun import atomic
 from hqrun.errors import HqrunError
+from hqrun.safenames import check_name
 from hqrun.study.steps import (GOAL_LABELS, baseline_label, fills_to_cap, firmware_step, ptq_step,
-                               restart_seeds, search_jobs, search_step, select_step, train_step)
+                               restart_seeds, search_jobs, search_seed, search_step, select_step,
+                               train_step)
 
 
 def study_dir(cfg: DictConfig) -> Path:
@@ -36,7 +39,7 @@ def run(cfg: DictConfig) -> dict:
     _check_study(cfg)
     root = study_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "study_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    atomic.write_text(root / "study_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     models: list[tuple[str, Path]] = []
 
     restarts = int(scfg.get("restarts", 1))
@@ -59,20 +62,23 @@ def run(cfg: DictConfig) -> dict:
         label = GOAL_LABELS.get(str(goal), f"Q{str(goal)[0].upper()}")
         searches[str(goal)] = root / f"search_{goal}"
         cap = (scfg.get("max_cost") or {}).get(str(goal))
-        print(f"[study] {label}: AutoQ search for {goal}"
-              + (f" under {cap:g}" if cap is not None else ""))
+        print(f"[study] {label}: AutoQ search for {goal} (search seed "
+              f"{search_seed(cfg, str(goal))})" + (f" under {cap:g}" if cap is not None else ""))
         winner = search_step(cfg, searches[str(goal)], str(goal), cap)
         k = int(scfg.get("candidates", 1))
         filled = fills_to_cap(cfg, cap)
         if k > 1 or restarts > 1 or filled:
-            print(f"[study] {label}: retraining the {k} best trial(s) {restarts} time(s) each"
-                  + (", parameters filled to the cap" if filled else "")
-                  + ", keeping the best on validation")
+            what = "the winner" if k == 1 else f"the {k} best trials"
+            times = f", {restarts} trainings each, the best on validation kept" if restarts > 1 \
+                else (", the best on validation kept" if k > 1 else "")
+            print(f"[study] {label}: retraining {what}"
+                  + (" with kernels and biases raised to the cap" if filled else "") + times)
             select_step(cfg, root / label,
-                        search_jobs(cfg, searches[str(goal)], k, restarts, str(goal), cap), init)
+                        search_jobs(cfg, searches[str(goal)], k, restarts, str(goal), cap, label),
+                        init)
         else:
             print(f"[study] {label}: retraining the winner {winner}")
-            train_step(cfg, root / label, load_plan(str(winner)).to_dict(), init)
+            train_step(cfg, root / label, {**load_plan(str(winner)).to_dict(), "name": label}, init)
         models.append((label, root / label))
 
     if scfg.firmware:
@@ -80,14 +86,14 @@ def run(cfg: DictConfig) -> dict:
             target = directory
             if label == "BF":  # a float model reaches firmware through post-training quantization
                 plan = OmegaConf.to_container(scfg.float_firmware_plan, resolve=True)
-                target = ptq_step(directory, root / "BF_ptq", plan)
+                target = ptq_step(cfg, directory, root / "BF_ptq", plan)
             print(f"[study] {label}: firmware and bit-exact check ({target.name})")
             try:
                 firmware_step(cfg, target)
                 (directory / "firmware_error.json").unlink(missing_ok=True)
             except HqrunError as err:  # recorded in the report; the other models go on
                 print(f"[study] {label}: firmware refused or failed: {err}")
-                (directory / "firmware_error.json").write_text(json.dumps({"error": str(err)}))
+                atomic.write_json(directory / "firmware_error.json", {"error": str(err)})
 
     class_names = _class_names(models)
     command = "hqrun " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -99,6 +105,10 @@ def run(cfg: DictConfig) -> dict:
 def _check_study(cfg: DictConfig) -> None:
     """Refuse study settings that would only fail after the baselines have trained."""
     scfg = cfg.study
+    for name in scfg.baselines:   # each becomes a directory of the study (BF, Q6, ...)
+        check_name(str(name), "study.baselines entry")
+    for goal in scfg.goals:       # each becomes search_<goal>/
+        check_name(str(goal), "study.goals entry")
     caps = scfg.get("max_cost") or {}
     uncapped = [str(g) for g in scfg.goals if caps.get(str(g)) is None]
     if cfg.search.get("objective") == "accuracy" and uncapped:

@@ -37,6 +37,9 @@ class StudyConfig:
     #: Raise each capped candidate's kernel and bias quantizers to the most precise menu option
     #: that keeps it under study.max_cost (hqrun.search.costcap.fill_to_cap) before training it.
     fill_to_cap: bool = True
+    #: Each goal's search gets its own seed (search.seed, else seed, plus the goal's position in
+    #: goals), so two uncapped searches do not train the same configurations. False: one seed.
+    distinct_search_seeds: bool = True
     #: Full trainings of every model (baselines and each candidate), with training seeds
     #: trainer.seed (or seed), +1, +2, ...; the best validation accuracy is kept. The data split
     #: stays the same. 1 = one training each.

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hqrun import atomic
 from hqrun.errors import HqrunError
 
 #: Row labels the paper uses: BF (float), Q6 (homogeneous 6-bit), QE (energy), QB (bits).
@@ -47,6 +48,17 @@ def train_step(cfg: DictConfig, out_dir: Path, plan: dict, init_from: Path | Non
     return train(job)
 
 
+def search_seed(cfg: DictConfig, goal: str) -> int:
+    """The seed of one goal's search: ``search.seed`` (else ``seed``) plus the goal's position in
+    ``study.goals`` when ``study.distinct_search_seeds``, so two uncapped searches do not train
+    the same configurations (they drew the same ones when they shared a seed)."""
+    base = cfg.search.get("seed")
+    base = int(cfg.get("seed", 0) if base is None else base)
+    if not cfg.study.get("distinct_search_seeds", True):
+        return base
+    return base + [str(g) for g in cfg.study.goals].index(goal)
+
+
 def search_step(cfg: DictConfig, out_dir: Path, goal: str, max_cost: float | None = None) -> Path:
     """Run (or resume) the AutoQ search for one goal (under ``max_cost`` when given); return its
     winner plan file."""
@@ -58,9 +70,22 @@ def search_step(cfg: DictConfig, out_dir: Path, goal: str, max_cost: float | Non
 
     job = _derive(cfg, command="search", **{"search.run_dir": str(out_dir),
                                             "search.goal.type": goal, "search.retrain": "none",
-                                            "search.goal.max_cost": max_cost})
+                                            "search.goal.max_cost": max_cost,
+                                            "search.seed": search_seed(cfg, goal)})
     search(job)
     return winner
+
+
+def learning_floor_of(search_dir: Path):
+    """The failed-to-learn floor a finished search recorded (None for older searches)."""
+    from hqrun.search.learning import LearningFloor
+
+    summary = search_dir / "search_summary.json"
+    try:
+        data = json.loads(summary.read_text()) if summary.exists() else {}
+    except (OSError, ValueError):
+        data = {}
+    return LearningFloor.from_dict(data.get("learning_floor") if isinstance(data, dict) else None)
 
 
 def candidate_plans(search_dir: Path, k: int, spread: bool = False,
@@ -77,7 +102,7 @@ def candidate_plans(search_dir: Path, k: int, spread: bool = False,
     """
     from hqrun.search.journal import Journal
     from hqrun.search.results import write_plan
-    from hqrun.search.runner import plan_key, ranked_records
+    from hqrun.search.ranking import plan_key, ranked_records
 
     journal = Journal(search_dir / "trials.jsonl")
     # block scheduler: only the block searched last holds whole plans (blocks may run in cost
@@ -86,7 +111,14 @@ def candidate_plans(search_dir: Path, k: int, spread: bool = False,
     records = journal.trials(finished_blocks[-1] if finished_blocks else None)
     folder = search_dir / "candidates"
     folder.mkdir(exist_ok=True)
-    ranked = ranked_records(records, len(records))
+    floor = learning_floor_of(search_dir)   # a trial at chance is retrained only if all are
+    everything = ranked_records(records, len(records))
+    ranked = [r for r in everything if floor is None or floor.learned(r.get("accuracy"))]
+    if not ranked and everything:
+        print(f"[study] warning: no trial of {search_dir.name} learned anything in the search's "
+              f"epochs ({floor.describe()}); retraining the best ones in full anyway (more "
+              "search.epochs would rank them better)")
+        ranked = everything
     if spread:
         from hqrun.study.diversity import plan_family, spread_over_families
 
@@ -187,19 +219,19 @@ def select_step(cfg: DictConfig, out_dir: Path, jobs: list[dict], init_from: Pat
     shutil.copytree(best["dir"], tmp)
     for row in rows:
         row["chosen"] = row is best
-    (tmp / "candidates.json").write_text(json.dumps(rows, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    atomic.write_json(tmp / "candidates.json", rows)
+    atomic.replace_dir(tmp, out_dir)
     print(f"[study] {out_dir.name}: candidate {best['candidate']} (training seed {best['seed']}) "
           f"chosen (validation accuracy {best['val_accuracy']:.4f})")
     return json.loads((out_dir / "metrics.json").read_text())
 
 
 def search_jobs(cfg: DictConfig, search_dir: Path, k: int, restarts: int, goal: str = "",
-                cap: float | None = None) -> list[dict]:
+                cap: float | None = None, label: str = "") -> list[dict]:
     """Jobs for :func:`select_step`: the ``k`` best trials of a search (spread over families
     when ``study.spread_candidates``, filled to ``cap`` when ``study.fill_to_cap``), each at
-    every restart seed."""
+    every restart seed. Each plan is named ``<label>-c<i>`` (its ROC plot and metrics say which
+    model they belong to)."""
     from hqrun.models import load_plan
 
     spread = bool(cfg.study.get("spread_candidates", False))
@@ -207,6 +239,8 @@ def search_jobs(cfg: DictConfig, search_dir: Path, k: int, restarts: int, goal: 
     jobs = []
     for i, (rec, plan_path) in enumerate(candidate_plans(search_dir, k, spread, fill)):
         plan = load_plan(str(plan_path)).to_dict()
+        if label:
+            plan["name"] = f"{label}-c{i}"
         for seed in restart_seeds(cfg, restarts):
             jobs.append({"candidate": i, "seed": seed, "plan": plan, "trial_id": rec["trial_id"],
                          "search_accuracy": rec.get("accuracy"), "cost": rec.get("cost"),
@@ -214,27 +248,50 @@ def search_jobs(cfg: DictConfig, search_dir: Path, k: int, restarts: int, goal: 
     return jobs
 
 
-def ptq_step(float_dir: Path, out_dir: Path, plan: dict) -> Path:
+def ptq_step(cfg: DictConfig, float_dir: Path, out_dir: Path, plan: dict) -> Path:
     """A run directory holding the float model's weights under a fixed-point plan, no retraining.
 
     A float model has no fixed-point grid, so it cannot be proven bit-exact as it is. The paper
     put its float baseline on the FPGA at hls4ml's default ap_fixed<16,6>; this step does the same
     explicitly (post-training quantization), so BF's firmware is verified against the PyTorch
-    model it really computes: the float weights seen through ``plan``'s quantizers.
+    model it really computes: the float weights seen through ``plan``'s quantizers. That model is
+    what BF's row of the report describes: its test metrics (``metrics.json``) and its deployed
+    cost (``cost.json``) are written here, by the same code as every trained model's.
     """
-    if (out_dir / "model.pt").exists():
+    if (out_dir / "metrics.json").exists() and (out_dir / "model.pt").exists():
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    from hqrun.models import load_plan
+    from hqrun.cost.deployed import deployed_cost
+    from hqrun.data import load_dataset
+    from hqrun.modelfile import load_model_file, save_model_file
+    from hqrun.models import build_model, load_plan
+    from hqrun.train.metrics import classification_metrics
+    from hqrun.train.runner import predict_proba
 
     config = OmegaConf.load(float_dir / "config.yaml")
     with open_dict(config):
         config.quant = plan
         config.plan = None
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
-    load_plan(plan).to_yaml(out_dir / "plan.yaml")
-    for name in ("model.pt", "scaler.json"):
-        shutil.copyfile(float_dir / name, out_dir / name)
+    atomic.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(config))
+    ptq_plan = load_plan(plan)
+    ptq_plan.to_yaml(out_dir / "plan.yaml")
+    atomic.write_bytes(out_dir / "scaler.json", (float_dir / "scaler.json").read_bytes())
+    # the float weights under the fixed-point plan: model.json says so
+    loaded = load_model_file(float_dir / "model.pt", "the float baseline's weights")
+    model_cfg = OmegaConf.to_container(config.model, resolve=True)
+    save_model_file(out_dir / "model.pt", loaded.state,
+                    {**loaded.record, "model": model_cfg, "plan": ptq_plan.to_dict()})
+    model = build_model(model_cfg, ptq_plan)
+    model.load_state_dict(loaded.state, strict=False)
+    model.eval()
+    deployed_cost(model, cfg.get("cost"), cfg.get("firmware")).to_json(out_dir / "cost.json")
+    splits = load_dataset(config.data, int(config.get("seed", 0)))   # the float run's split
+    metrics = {"model": model_cfg.get("name"), "plan": ptq_plan.name, "data": splits.summary(),
+               "post_training_quantized_from": str(float_dir)}
+    for part, (x, y) in {"val": (splits.X_val, splits.y_val),
+                         "test": (splits.X_test, splits.y_test)}.items():
+        metrics[part] = classification_metrics(predict_proba(model, x), y, splits.class_names)
+    atomic.write_json(out_dir / "metrics.json", metrics, indent=1)   # last: marks it complete
     return out_dir
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from hqrun import atomic
 from hqrun.errors import HqrunError
 from hqrun.sweep.jobstatus import read_status
 
@@ -92,10 +94,11 @@ def write_csv(rows: Iterable[dict[str, Any]], path: Path) -> Path:
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row if c not in columns]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, handle.getvalue())
     return path
 
 
@@ -108,33 +111,70 @@ def _pick(columns: Iterable[str], *needles: str) -> Optional[str]:
     return None
 
 
+#: Axis wording of the columns a sweep is plotted by (column name -> label with unit).
+AXIS_LABELS = {
+    "test.accuracy": "test accuracy", "test/accuracy": "test accuracy",
+    "test_accuracy": "test accuracy", "val.accuracy": "validation accuracy",
+    "cost.size_bits": "size (bits, AutoQKeras count, estimated)",
+    "cost.bits": "size (bits, estimated)",
+    "cost.energy": "energy (pJ per inference, QTools model, estimated)",
+    "cost.ebops": "EBOPs (estimated)",
+}
+
+
+def _varying(rows: list[dict[str, Any]]) -> list[str]:
+    """Override keys whose value differs between the jobs (what the sweep scanned)."""
+    keys: list[str] = []
+    for r in rows:
+        for o in str(r.get("overrides", "")).split():
+            key = o.lstrip("+~").partition("=")[0]
+            if key not in keys:
+                keys.append(key)
+    return [k for k in keys if len({str(r.get(k)) for r in rows}) > 1]
+
+
 def plot_rows(rows: list[dict[str, Any]], path: Path) -> Optional[Path]:
-    """Accuracy against cost (bits, else energy, else the first swept key), one label per job."""
+    """Accuracy against cost (bits, else energy, else job number), coloured by the first
+    scanned key, each value labelled once inside the axes (the other scanned keys, e.g. seeds,
+    are the repeated points of one colour)."""
     ok = [r for r in rows if r.get("status") == "ok"]
     columns = {c for r in ok for c in r}
     y_key = _pick(columns, "test_accuracy", "test/accuracy", "test.accuracy", "accuracy")
-    x_key = _pick(columns, "cost.bits", "cost.size_bits", "cost.energy", "bits", "energy")
+    x_key = _pick(columns, "cost.size_bits", "cost.bits", "cost.energy", "bits", "energy")
     if not ok or y_key is None:
         return None
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from hqrun.plotlabels import place_labels
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6.4, 4.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     xs = [float(r[x_key]) if x_key and r.get(x_key) is not None else i for i, r in enumerate(ok)]
     ys = [float(r[y_key]) for r in ok]
-    ax.scatter(xs, ys)
-    for x, y, r in zip(xs, ys, ok):
-        ax.annotate(r["overrides"], (x, y), fontsize=6, alpha=0.7)
-    if x_key and x_key.startswith("cost.") and min(xs) > 0:
+    scanned = _varying(ok)
+    group_key = scanned[0] if scanned else None
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(ok):
+        groups.setdefault(str(r.get(group_key)) if group_key else "", []).append(i)
+    labels = []
+    for value, idx in groups.items():
+        ax.scatter([xs[i] for i in idx], [ys[i] for i in idx], s=22, zorder=3)
+        if group_key:
+            best = max(idx, key=lambda i: ys[i])
+            labels.append((xs[best], ys[best], f"{group_key.rsplit('.', 1)[-1]}={value}"))
+    if x_key and x_key.startswith("cost.") and min(xs) > 0 and max(xs) / min(xs) > 3:
         ax.set_xscale("log")
-    ax.set_xlabel(x_key or "job")
-    ax.set_ylabel(y_key)
-    ax.set_title(f"{len(ok)} of {len(rows)} jobs finished")
+    ax.margins(x=0.12, y=0.15)
+    ax.set_xlabel(AXIS_LABELS.get(x_key or "", x_key or "job number"))
+    ax.set_ylabel(AXIS_LABELS.get(y_key, y_key))
+    repeats = f"; points of one colour: {', '.join(scanned[1:])}" if len(scanned) > 1 else ""
+    ax.set_title(f"{len(ok)} of {len(rows)} jobs finished{repeats}", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    fig.tight_layout()
+    place_labels(ax, fig.canvas.get_renderer(), labels, fontsize=8, fontweight="normal")
+    atomic.savefig(fig, path, dpi=120)
     return path
 
 

@@ -27,20 +27,28 @@ def first_line(err: BaseException) -> str:
 
 
 def write_status(job_dir: str | Path, status: str, error: Optional[BaseException] = None,
-                 started: Optional[float] = None) -> Path:
-    """Write ``job_status.json`` (and ``error.txt`` with the traceback for a failure)."""
+                 started: Optional[float] = None, command: Optional[str] = None) -> Path:
+    """Write ``job_status.json`` (and ``error.txt`` with the traceback for a failure), atomically.
+
+    ``command`` records which hqrun command the directory belongs to (read back by
+    :func:`hqrun.rundir.previous_run` to refuse other commands writing over it).
+    """
+    from hqrun import atomic
+
     job_dir = Path(job_dir)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    record = {"status": status, "finished_at": time.time()}
+    record: dict = {"status": status, "finished_at": time.time()}
+    if command:
+        record["command"] = command
     if started is not None:
         record["seconds"] = round(time.time() - started, 3)
     if error is not None:
         record["error"] = first_line(error)
-        (job_dir / TRACEBACK_FILE).write_text(
-            "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        )
+        atomic.write_text(job_dir / TRACEBACK_FILE,
+                          "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    else:  # a resumed run that finishes: an earlier attempt's traceback no longer applies
+        (job_dir / TRACEBACK_FILE).unlink(missing_ok=True)
     path = job_dir / STATUS_FILE
-    path.write_text(json.dumps(record, indent=2))
+    atomic.write_json(path, record)
     return path
 
 

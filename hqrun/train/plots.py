@@ -34,4 +34,6 @@ def plot_roc(probs: np.ndarray, y: np.ndarray, class_names: Sequence[str], path:
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    from hqrun import atomic
+
+    atomic.savefig(fig, path)

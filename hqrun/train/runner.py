@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -65,6 +64,10 @@ def check_trainer_config(trainer_cfg: Any) -> None:
         raise ConfigError(f"trainer.seed={seed} must be null or an integer in [0, 2**32).")
     if not float(_get(trainer_cfg, "lr", 1e-3)) > 0:
         raise ConfigError(f"trainer.lr={_get(trainer_cfg, 'lr')} must be positive.")
+    progress = str(_get(trainer_cfg, "progress_bar", "auto")).lower()
+    if progress not in ("auto", "true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"trainer.progress_bar={_get(trainer_cfg, 'progress_bar')!r} is not valid; "
+                          "use auto (a bar when a person watches a terminal), true or false.")
     accelerator = str(_get(trainer_cfg, "accelerator", "cpu"))
     if accelerator not in ("cpu", "gpu", "cuda", "mps", "auto"):
         raise ConfigError(f"trainer.accelerator={accelerator!r} is not valid; use cpu (default), gpu or auto.")
@@ -72,13 +75,9 @@ def check_trainer_config(trainer_cfg: Any) -> None:
 
 def show_progress(setting: Any = "auto") -> bool:
     """Progress bar only for a person watching: stdout is a TTY and not under CI."""
-    text = str(setting).lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    in_ci = os.environ.get("CI", "").lower() in ("true", "1", "yes")
-    return bool(getattr(sys.stdout, "isatty", lambda: False)()) and not in_ci
+    from hqrun.progress import wanted
+
+    return wanted(setting)
 
 
 def quiet_lightning() -> None:
@@ -113,9 +112,9 @@ def load_initial_state(model: nn.Module, initial_state: Any) -> None:
     if isinstance(initial_state, nn.Module):
         state = initial_state.state_dict()
     elif isinstance(initial_state, (str, os.PathLike)):
-        state = torch.load(initial_state, map_location="cpu", weights_only=False)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        state = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state.items()}
+        from hqrun.modelfile import load_model_file
+
+        state = load_model_file(initial_state, "checkpoint").state   # data only, never code
     else:
         state = initial_state
     params = dict(model.named_parameters())
@@ -240,8 +239,14 @@ def fit_and_evaluate(
                                            min_delta=float(_get(trainer_cfg, "min_delta", 0.0))))
     if epoch_callback is not None:
         cbs.append(_EpochReporter(epoch_callback))
+    if show_progress(_get(trainer_cfg, "progress_bar", "auto")):
+        from hqrun.train.progress import epoch_bar
+
+        name = plan.get("name") if isinstance(plan, dict) else getattr(plan, "name", None)
+        cbs.append(epoch_bar(max_epochs, f"[train] {name or 'model'}"))
     checkpoint_cb = None
     logger: Any = False
+    plugins: list[Any] = []
     if run_dir is not None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -250,6 +255,9 @@ def fit_and_evaluate(
                                             save_top_k=1, enable_version_counter=False,
                                             auto_insert_metric_name=False)
             cbs.append(checkpoint_cb)
+            from hqrun.train.checkpointio import AtomicCheckpointIO
+
+            plugins.append(AtomicCheckpointIO())   # best.ckpt renamed into place, never torn
         if _get(trainer_cfg, "csv_log", True):
             from pytorch_lightning.loggers import CSVLogger
 
@@ -260,8 +268,9 @@ def fit_and_evaluate(
         devices=1,
         logger=logger,
         callbacks=cbs,
+        plugins=plugins or None,
         enable_checkpointing=checkpoint_cb is not None,
-        enable_progress_bar=show_progress(_get(trainer_cfg, "progress_bar", "auto")),
+        enable_progress_bar=False,   # hqrun's epoch bar instead (hqrun/train/progress.py)
         enable_model_summary=False,
         num_sanity_val_steps=0,
         deterministic=bool(_get(trainer_cfg, "deterministic", True)),
@@ -277,8 +286,12 @@ def fit_and_evaluate(
     model.eval()
     eval_bs = int(_get(trainer_cfg, "eval_batch_size", 16384))
     metrics: dict = {
-        "best_epoch": module.best_epoch,
+        "best_epoch": module.best_epoch,        # index into history (0 = first epoch)
         "epochs_run": len(module.history),
+        "max_epochs": max_epochs,
+        # the best epoch was the last one the budget allowed: more epochs may still help
+        "still_improving": bool(module.history) and len(module.history) == max_epochs
+        and module.best_epoch == len(module.history) - 1,
         "train_time_s": round(train_time, 3),
         "train_cpu_s": round(train_cpu, 3),  # this process's CPU time: steadier on a shared machine
         "train_samples_per_s": round(len(splits.y_train) * len(module.history) / train_time, 1)

@@ -11,12 +11,11 @@ that fail are returned as failed jobs instead of aborting the others.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
@@ -39,19 +38,11 @@ def _run_one(hydra_context: HydraContext, task_function: TaskFunction, config: D
 
 
 def start_ray(address: Optional[str], num_cpus: Optional[int], init: dict[str, Any]) -> None:
-    """Start (or join) Ray once per process, with hqrun's quiet defaults."""
-    import ray
+    """Start (or join) Ray once per process: hqrun's loopback-only settings
+    (:mod:`hqrun.raystart`), then ``hydra.launcher.init`` on top."""
+    from hqrun.raystart import start_ray as start
 
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if address:
-        kwargs["address"] = address
-    elif num_cpus is not None:
-        kwargs["num_cpus"] = num_cpus
-    kwargs.update(init)
-    ray.init(**kwargs)
+    start(address, num_cpus, log_to_driver=True, extra=init)
 
 
 class RayLauncher(Launcher):
@@ -80,7 +71,10 @@ class RayLauncher(Launcher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         start_ray(self.address, self.num_cpus, self.init)
         log.info(f"Ray launcher: {len(job_overrides)} jobs, sweep dir {sweep_dir}")
-        remote = ray.remote(num_cpus=self.cpus_per_job, max_retries=0)(_run_one)
+        # A job's own errors are recorded by hqrun (its job_status.json) and never retried;
+        # max_retries only re-runs a job whose worker process or node died (Ray retries system
+        # failures, not exceptions), so a lost cluster node does not end the sweep.
+        remote = ray.remote(num_cpus=self.cpus_per_job, max_retries=LOST_JOB_RETRIES)(_run_one)
         pending = []
         for offset, overrides in enumerate(job_overrides):
             idx = initial_job_idx + offset
@@ -91,4 +85,21 @@ class RayLauncher(Launcher):
                 sweep_config.hydra.job.num = idx
             pending.append(remote.remote(self.hydra_context, self.task_function, sweep_config,
                                          Singleton.get_state()))
-        return [ray.get(ref) for ref in pending]
+        return [_result(ref, overrides) for ref, overrides in zip(pending, job_overrides)]
+
+
+#: Times a job whose worker or node died is started again.
+LOST_JOB_RETRIES = 2
+
+
+def _result(ref: Any, overrides: Sequence[str]) -> JobReturn:
+    """The job's JobReturn; a job lost with its node after every retry is a failed job (the
+    sweep table lists it), not the end of the sweep."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as err:
+        log.error(f"job {' '.join(filter_overrides(overrides))} was lost: {type(err).__name__}: "
+                  f"{str(err).splitlines()[0] if str(err) else ''}")
+        return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=err)

@@ -13,28 +13,20 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from hqrun.errors import FirmwareError
 
-from .hls4ml_writer import layer_name_map
-from .ir import FirmwareIR
+from ...ir import FirmwareIR
+from .. import SimResult
+from .writer import layer_name_map
 
-__all__ = ["CSimResult", "run_csim"]
+__all__ = ["run_csim", "SIMULATOR"]
 
-
-@dataclass
-class CSimResult:
-    """C-simulation outputs of one model: per-IR-layer codes, final outputs, timing."""
-
-    codes: dict[str, np.ndarray]
-    floats: dict[str, np.ndarray]
-    output: np.ndarray
-    compile_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
+#: How reports name this simulation.
+SIMULATOR = "hls4ml C simulation (g++)"
 
 
 def _to_channels_first(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -47,7 +39,7 @@ def _to_channels_first(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def run_csim(hls_model: Any, irs: FirmwareIR | Sequence[FirmwareIR],
-             xs: np.ndarray | Sequence[np.ndarray]) -> list[CSimResult]:
+             xs: np.ndarray | Sequence[np.ndarray]) -> list[SimResult]:
     """Compile (with tracing) and run ``xs`` (one batch per IR, channels-first) through the C-sim."""
     ir_list = [irs] if isinstance(irs, FirmwareIR) else list(irs)
     x_list = [xs] if isinstance(irs, FirmwareIR) else list(xs)
@@ -90,5 +82,5 @@ def run_csim(hls_model: Any, irs: FirmwareIR | Sequence[FirmwareIR],
                                     f"({layer.out_type.hls_name}); the trace is unusable.")
             codes[layer.name] = code
         out = np.asarray(pred, dtype=np.float64).reshape(n_samples, -1)
-        results.append(CSimResult(codes, floats, out, elapsed))
+        results.append(SimResult(codes, floats, out, elapsed, {"simulator": SIMULATOR}))
     return results

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import sys
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -28,8 +26,10 @@ from torch import nn
 from hqrun.errors import FirmwareError
 from hqrun.firmware_options import WriterFields
 from hqrun.quantizers.fixedpoint import FixedPointType
+from hqrun.safenames import check_identifier
 
-from .ir import FirmwareIR, IRLayer
+from ...ir import FirmwareIR, IRLayer
+from ...pypi_import import import_beside_checkout
 
 __all__ = ["WriterOptions", "import_hls4ml", "to_hls4ml", "hls_precision", "layer_name_map"]
 
@@ -42,14 +42,17 @@ class WriterOptions(WriterFields):
     """
 
     def validate(self) -> None:
-        if self.backend not in ("Vitis", "Vivado"):
-            raise FirmwareError(f"firmware backend {self.backend!r} is not supported; use Vitis "
-                                "(default) or Vivado.")
+        if self.vendor not in ("Vitis", "Vivado"):
+            raise FirmwareError(f"firmware.vendor={self.vendor!r} is not supported by the hls4ml "
+                                "backend; use Vitis (default) or Vivado.")
         if self.io_type != "io_parallel":
             raise FirmwareError(f"io_type={self.io_type!r}: hqrun exports io_parallel only (the "
                                 "latency-optimised, fully unrolled design of the paper).")
         if self.strategy not in ("Latency", "Resource"):
             raise FirmwareError(f"strategy={self.strategy!r}: use Latency or Resource.")
+        # project_name becomes a C++ name, file names and a word in hls4ml's build_lib.sh,
+        # which runs through a shell: only a plain identifier is safe there.
+        check_identifier(self.project_name, "firmware.project_name", error=FirmwareError)
         if int(self.reuse_factor) < 1:
             raise FirmwareError(f"reuse_factor={self.reuse_factor} must be ≥ 1.")
         if float(self.clock_period) <= 0:
@@ -57,36 +60,9 @@ class WriterOptions(WriterFields):
 
 
 def import_hls4ml():
-    """Import hls4ml, even from a checkout's root directory.
-
-    hls4ml imports the top-level PyPI package ``quantizers``; run from hqrun's repository root
-    (a notebook there, ``python -m pytest``), the checkout's own ``quantizers/`` folder is first
-    on ``sys.path`` and shadows it. Import with such entries masked so the right one is cached.
-    """
-    if "hls4ml" in sys.modules:
-        return sys.modules["hls4ml"]
-    cached = sys.modules.get("quantizers")
-    if cached is not None and not hasattr(cached, "get_fixed_quantizer_np"):
-        for key in [k for k in sys.modules if k == "quantizers" or k.startswith("quantizers.")]:
-            del sys.modules[key]
-
-    def shadows(entry: str) -> bool:
-        base = entry or os.getcwd()
-        return os.path.isfile(os.path.join(base, "quantizers", "fixedpoint.py"))
-
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if not shadows(p)]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            import hls4ml  # noqa: PLC0415
-    except ImportError as err:
-        raise FirmwareError(
-            f"hls4ml could not be imported ({err}); install it with `pip install hls4ml==1.3.0` "
-            "(no TensorFlow needed)."
-        ) from None
-    finally:
-        sys.path[:] = saved
-    return hls4ml
+    """Import hls4ml, even from a checkout's root directory (see :mod:`hqrun.firmware.pypi_import`)."""
+    return import_beside_checkout("hls4ml", "`pip install hls4ml==1.3.0` (no TensorFlow needed)",
+                                  quiet=True)
 
 
 def hls_precision(t: FixedPointType, modes: bool = True) -> str:
@@ -153,7 +129,9 @@ def _shadow_model(irs: Sequence[FirmwareIR]) -> nn.Module:
         names = []
         pending: np.ndarray | None = None
         for layer in ir.layers[1:]:
-            key = _prefix(i, many) + layer.name
+            # the key is spliced into the generated forward() below and into hls4ml's C++
+            key = check_identifier(_prefix(i, many) + layer.name, "firmware layer name",
+                                   error=FirmwareError)
             if layer.op == "flatten" and layer.attrs.get("channels_last") and len(layer.in_shape) > 1:
                 idx = np.arange(int(np.prod(layer.in_shape))).reshape(layer.in_shape)
                 pending = np.moveaxis(idx, 0, -1).reshape(-1)
@@ -171,7 +149,7 @@ def _shadow_model(irs: Sequence[FirmwareIR]) -> nn.Module:
             lines.append(f"    {arg} = self.{key}({arg})")
     lines.append(f"    return {args[0] if not many else '(' + ', '.join(args) + ',)'}")
     namespace: dict[str, Any] = {}
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from layer names we created
+    exec("\n".join(lines), namespace)  # noqa: S102 - only identifiers checked above are spliced in
     cls = type("HqrunShadow", (nn.Module,), {"forward": namespace["forward"]})
     model = cls()
     for key, mod in mods.items():
@@ -261,7 +239,7 @@ def _hls_config(irs: Sequence[FirmwareIR], model: nn.Module, opts: WriterOptions
     with contextlib.redirect_stdout(io.StringIO()):
         cfg = hls4ml.utils.config_from_pytorch_model(
             model, shapes[0] if len(shapes) == 1 else shapes, granularity="name",
-            backend=opts.backend, default_precision=hls_precision(irs[0].input_type),
+            backend=opts.vendor, default_precision=hls_precision(irs[0].input_type),
             default_reuse_factor=int(opts.reuse_factor), channels_last_conversion="full",
             transpose_outputs=False,
         )
@@ -297,7 +275,7 @@ def to_hls4ml(irs: FirmwareIR | Sequence[FirmwareIR], out_dir: str, opts: Writer
             warnings.filterwarnings("ignore", message=".*table size.*")
             hls_model = hls4ml.converters.convert_from_pytorch_model(
                 model, output_dir=str(out_dir), project_name=opts.project_name,
-                backend=opts.backend, hls_config=cfg, io_type=opts.io_type, part=opts.part,
+                backend=opts.vendor, hls_config=cfg, io_type=opts.io_type, part=opts.part,
                 clock_period=opts.clock_period,
             )
             hls_model.write()
