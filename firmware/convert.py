@@ -22,7 +22,7 @@ from hqrun.quantizers.layer_kinds import MAC_KINDS, layer_kind
 from hqrun.quantizers.layers_core import float_function_of
 from hqrun.quantizers.typeinfer import LayerTypes, infer_types
 
-from .activations import activation_nodes
+from .activations import activation_nodes, lowering_of
 from .ir import DEFAULT_INPUT_TYPE, MAX_ACCUM_WIDTH, FirmwareIR, IRLayer, to_codes
 from .params import input_format, param_type
 from .passes import PassContext, run_passes
@@ -292,8 +292,7 @@ def _layer_problems(name: str, layer: nn.Module) -> None:
         if act is not None:
             input_format(name, act)
     elif act is not None and float_function_of(act) is None:
-        fake = IRLayer("prev", "dense", (1,), (1,), DEFAULT_INPUT_TYPE, accum_type=DEFAULT_INPUT_TYPE)
-        activation_nodes(name, act, (1,), fake, is_last=True)
+        lowering_of(name, act)
 
 
 def precheck(model: nn.Module) -> list[str]:

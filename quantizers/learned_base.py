@@ -35,13 +35,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from hqrun.errors import QuantizerSpecError
+from hqrun.errors import FirmwareError, QuantizerSpecError
 
 from .base import Quantizer, check_number
 from .fixedpoint import FixedPointType
 from .grid import FixedPointGrid
 from .learned_data import DataWidths
 from .learned_ops import F_LIMIT, F_MAX, F_MIN, WeightRound, code_width, effective_frac
+from .lowering import Lowering
 
 __all__ = ["LearnedFixedPoint", "GRANULARITIES", "OVERFLOWS", "INTEGER_MODES", "WEIGHT_SLOTS",
            "DATA_SLOTS"]
@@ -281,6 +282,26 @@ class LearnedFixedPoint(DataWidths, Quantizer):
         integer = width.cpu().numpy().astype(np.int64) - frac_full
         return FixedPointGrid(np.asarray(self.signed), integer, frac_full, "RND_CONV",
                               "SAT" if self.role == "weight" else self.overflow)
+
+    def lowering(self) -> Lowering:
+        """Data role: ``relu`` (learned_relu) or ``quant`` onto the per-element grid — in eval mode
+        the quantizer *is* that cast (round half to even, then saturate or wrap per element), so
+        the firmware reproduces it bit for bit. A weight's quantizer is not an activation: its
+        values are constants folded into the layer, so it has no lowering of its own."""
+        if self.role == "weight":
+            raise FirmwareError(
+                f"{self} quantizes a layer's weights, which the firmware stores as constants of "
+                "their own per-element types; it is not an operation on data and cannot be placed "
+                "in an activation or input slot. Use learned_bits()/learned_relu() there (a fresh "
+                "quantizer, not the kernel's)."
+            )
+        if self.f is None:
+            raise FirmwareError(
+                f"{self} has no widths yet (its parameters are created on the first call), so "
+                "there is nothing to build. Build the model with hqrun.models.build_model or load "
+                "a trained run's model.pt before exporting."
+            )
+        return Lowering("relu" if self.relu else "quant", self.fixed_point_grid())
 
     def fixed_point_type(self) -> FixedPointType | None:
         """The narrowest single type holding every element (the grid's union); None before the
