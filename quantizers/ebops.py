@@ -14,6 +14,10 @@ default weight (``SAT_SYM``) and activation (``WRAP``) quantizers leave the sign
 for signed operands hqrun's count is larger (``(b+1)(c+1)`` where HGQ2 counts ``b*c``); for
 ReLU outputs (unsigned) the two agree.
 
+Widths pass stateless layers by applying the layer to the width map (Flatten, ReLU, pooling);
+an average pool over ``2**k`` values adds ``k`` bits (the firmware keeps ``k`` more fractional
+bits after it), so a CNN's dense layer is priced on the widths it is built with.
+
 Convolutions count one kernel instance (hqrun.cost's convention: the hardware is reused over
 output positions): the layer's own padded convolution is evaluated on the width maps, summed,
 and divided by the number of output positions; with uniform input widths and ``valid`` padding
@@ -27,11 +31,14 @@ numbers are one function of the same widths. torch only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from .layer_kinds import layer_kind
 
 __all__ = ["FLOAT_BITS", "DEFAULT_INPUT_BITS", "mac_ebops", "slot_bits", "trace_shapes",
            "model_ebops", "EbopsProgram", "EbopsReport"]
@@ -199,6 +206,17 @@ def _weight_bits(layer: nn.Module, slot: str, dtype: torch.dtype) -> torch.Tenso
     return slot_bits(q, tuple(value.shape), value.detach(), dtype)
 
 
+def _widening(layer: nn.Module) -> float:
+    """Bits an average pool adds: the mean of ``2**k`` values keeps ``k`` more fractional bits,
+    which is the type the firmware builds after it (``typeinfer``'s pooling output, the
+    ``avgpool2d`` IR node), so the next layer's multipliers are that much wider. 0 otherwise."""
+    if layer_kind(layer) != "avgpool2d" or getattr(layer, "average_quantizer", None) is not None:
+        return 0.0
+    size = getattr(layer, "pool_size", None) or getattr(layer, "kernel_size", None) or 2
+    area = math.prod(size) if isinstance(size, (tuple, list)) else int(size) ** 2
+    return math.log2(area)
+
+
 @dataclass
 class _Step:
     """One child of the model as the count sees it (decided once per model)."""
@@ -210,6 +228,7 @@ class _Step:
     kind: str  # "mac" | "quantizer" (sets the widths) | "apply" (maps them) | "unknown"
     act: nn.Module | None
     has_bias: bool = False
+    widening: float = 0.0  # bits the layer adds to the widths passing it (average pooling)
 
 
 class EbopsProgram:
@@ -234,7 +253,8 @@ class EbopsProgram:
             else:
                 kind = "unknown"
             self.steps.append(_Step(name, layer, in_shape, out_shape, kind, act,
-                                    kind == "mac" and "bias" in layer.slots()))
+                                    kind == "mac" and "bias" in layer.slots(),
+                                    _widening(layer) if kind == "apply" else 0.0))
 
     def __call__(self, input_bits: float = DEFAULT_INPUT_BITS, dtype: torch.dtype = torch.float32,
                  count_pruned: bool = True) -> EbopsReport:
@@ -262,6 +282,8 @@ class EbopsProgram:
                 bits = slot_bits(st.act, st.out_shape, dtype=dtype)
             elif st.kind == "apply" and bits is not None:
                 bits = st.layer(bits.reshape(st.in_shape).unsqueeze(0))[0]  # Flatten, ReLU, pooling
+                if st.widening:
+                    bits = torch.where(bits > 0, bits + st.widening, bits)
             else:
                 bits = None  # e.g. a float batch norm: the widths after it are not known here
         total = sum(layers.values()) if layers else torch.zeros((), dtype=dtype)
