@@ -9,14 +9,14 @@ Used wherever a trained model is read back (``hqrun cost``, ``hqrun firmware``, 
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from hqrun.errors import ConfigError, PlanError
 
-__all__ = ["learned_state_keys", "load_trained_state"]
+__all__ = ["learned_state_keys", "check_learned_widths", "load_trained_state"]
 
 
 def learned_state_keys(model: nn.Module) -> list[str]:
@@ -28,6 +28,26 @@ def learned_state_keys(model: nn.Module) -> list[str]:
     return keys
 
 
+def check_learned_widths(model: nn.Module, state: Mapping[str, Any], source: str) -> None:
+    """Refuse ``state`` when it lacks the learned width tensors ``model``'s plan has.
+
+    Every reader of trained weights (training from a checkpoint, ``hqrun cost``, ``hqrun
+    firmware``) asks this first: such a file is not a "shape mismatch" to fix with overrides —
+    the widths *are* the deployed fixed-point types, and nothing else holds them.
+    """
+    widths = [k for k in learned_state_keys(model) if k not in state]
+    if widths:
+        raise PlanError(
+            f"{source} lacks the learned bit widths of this model ({', '.join(widths[:4])}"
+            f"{', ...' if len(widths) > 4 else ''}: {len(widths)} tensor(s)). Its plan has "
+            "learned_bits/learned_relu quantizers, whose trained widths are saved in the state "
+            "dict with the weights; without them the model would have its initial widths, not the "
+            "trained ones, and could be neither priced nor built. Load the model.pt or best.ckpt "
+            "that `hqrun train` wrote for this run (a state dict filtered to weights only drops "
+            "them), or use the plan the weights were trained with."
+        )
+
+
 def load_trained_state(model: nn.Module, state: Mapping[str, torch.Tensor],
                        source: str = "the checkpoint") -> nn.Module:
     """``model.load_state_dict(state)`` (strict), with a clear error for what can go wrong.
@@ -36,16 +56,7 @@ def load_trained_state(model: nn.Module, state: Mapping[str, torch.Tensor],
     ConfigError for any other missing or unexpected key or a shape mismatch.
     """
     own = model.state_dict()
-    widths = [k for k in learned_state_keys(model) if k not in state]
-    if widths:
-        raise PlanError(
-            f"{source} lacks the learned bit widths of this model ({', '.join(widths[:4])}"
-            f"{', ...' if len(widths) > 4 else ''}: {len(widths)} tensor(s)). Its plan has "
-            "learned_bits/learned_relu quantizers, whose trained widths are saved in the state "
-            "dict with the weights; without them the model would have its initial widths, not the "
-            "trained ones. Load the model.pt or best.ckpt that `hqrun train` wrote for this run, "
-            "or use the plan the weights were trained with."
-        )
+    check_learned_widths(model, state, source)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     mismatched = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
