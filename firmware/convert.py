@@ -211,11 +211,7 @@ def _flatten(name: str, layer: nn.Module, lt: LayerTypes | None, prev: IRLayer,
              is_last: bool) -> list[IRLayer]:
     shape = prev.out_shape
     keras = bool(getattr(layer, "keras_order", False)) and len(shape) > 1
-    grid = None if prev.out_grid is None else prev.out_grid.broadcast_to(shape)
-    if grid is not None:
-        order = (lambda a: np.moveaxis(a, 0, -1)) if keras else (lambda a: a)
-        grid = type(grid)(order(grid.signed).reshape(-1), order(grid.integer).reshape(-1),
-                          order(grid.fractional).reshape(-1), grid.rounding, grid.overflow)
+    grid = None if prev.out_grid is None else prev.out_grid.flattened(shape, keras)
     return [IRLayer(name, "flatten", shape, (int(np.prod(shape)),), prev.out_type, prev.out_type,
                     attrs={"channels_last": keras}, sources=[name], out_grid=grid,
                     in_grid=prev.out_grid)]

@@ -202,6 +202,14 @@ class TestLearnedDense(LearnedContract):
     layer = "dense_1"
 
 
+class TestLearnedConv1DFlatten(LearnedContract):
+    """Per-element formats through a 'same'-padded conv and a Keras-order Flatten into a dense."""
+
+    make_float = staticmethod(TestQConv1D.make_float)
+    plan = TestLearnedDense.plan
+    layer = "conv_1"
+
+
 class TestLearnedConv2DAndPooling(LearnedContract):
     """Per-element learned kernels; activations one format per layer (average pooling over
     per-element formats is not deployed)."""

@@ -123,6 +123,37 @@ def test_deployed_cost_ebops_equal_the_trainers(model_cfg, plan):
     assert cost.totals["ebops"] == pytest.approx(reported["ebops"], rel=1e-6)
 
 
+def test_per_element_formats_through_a_flatten_cost_as_the_trainer_counts():
+    """A 'same'-padded conv1d, per-element ReLU formats, a Keras-order Flatten, a dense: the
+    type inference carries the flattened grid, and both counts agree (fractional: the padded
+    border counts as zeros)."""
+    from test_contracts import TestLearnedConv1DFlatten
+    from hqrun.cost import estimate
+    from hqrun.quantizers.ebops import model_ebops
+
+    model = TestLearnedConv1DFlatten().model()
+    assert not model.relu_1.activation.fixed_point_grid().is_uniform
+    ours = model_ebops(model, dtype=torch.float64)
+    rows = {r["name"]: r["fpga"]["ebops"] for r in estimate(model).to_dict()["layers"]}
+    for name, value in ours.layers.items():
+        assert rows[name] == pytest.approx(float(value), rel=1e-9), name
+    ir = build_ir(model, tuple(model.input_shape))
+    assert ir.layer("dense_1").in_grid.shape == (24,)
+
+
+def test_train_hints_the_rtl_backend_when_hls4ml_would_refuse():
+    from hqrun.train.command import _backend_needed
+
+    per_element, _ = trained({"name": "mlp", "n_inputs": 6, "hidden": [5], "n_classes": 3},
+                             {"learn": ALL, "init_frac": 3})
+    per_layer, _ = trained({"name": "mlp", "n_inputs": 6, "hidden": [5], "n_classes": 3},
+                           {"input": "learned_bits(granularity='layer')",
+                            "default": {"kernel": "learned_bits()", "bias": "learned_bits()",
+                                        "activation": "learned_relu(granularity='layer')"}})
+    assert _backend_needed(per_element) == "rtl"
+    assert _backend_needed(per_layer) is None
+
+
 def test_a_pruned_weight_costs_nothing():
     model, penalty = trained({"name": "mlp", "n_inputs": 4, "hidden": [3], "n_classes": 2},
                              {"learn": ALL, "init_frac": 3})
@@ -185,6 +216,19 @@ def test_rtl_firmware_is_bit_exact_with_per_element_widths_and_pruned_weights(tm
     assert result.passed and result.verification.csim_equal
     assert result.verification.n_samples == 40
     assert "Icarus" in result.report["simulator"] or "iverilog" in result.report["simulator"]
+
+
+@needs_alkaid
+@needs_iverilog
+def test_rtl_firmware_is_bit_exact_for_per_element_conv_and_flatten(tmp_path):
+    """Per-element casts after a conv (its codes are a transposed view in the emulation) and a
+    Keras-order Flatten feeding per-element formats into a dense."""
+    from test_contracts import TestLearnedConv1DFlatten
+
+    model = TestLearnedConv1DFlatten().model()
+    result = export(model, fc.samples(model, 30, 4), tmp_path / "fw",
+                    {"backend": "rtl", "synthesize": "never", "rtl": {"simulator": "iverilog"}})
+    assert result.passed and result.verification.torch_equal
 
 
 def test_hls4ml_refuses_per_element_activations_by_layer_name(tmp_path):
