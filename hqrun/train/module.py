@@ -68,7 +68,7 @@ class ClassifierModule(pl.LightningModule):
         super().__init__()
         self.model = model
         # ``record`` (plan, model config, class names) makes best.ckpt self-describing.
-        self.save_hyperparameters(ignore=["model", "penalty", "lr_scales", "population"])
+        self.save_hyperparameters(ignore=["model", "penalty", "lr_scales", "population", "member_epoch_callback"])
         # parameter name -> learning-rate multiplier (e.g. learned bit widths: plan.width_lr_scale)
         self.lr_scales = dict(lr_scales or {})
         self.penalty = penalty

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -283,7 +283,8 @@ class PopulationModule(ClassifierModule):
     def __init__(self, population: PopulationModel, lr: float = 1e-3, scheduler: str = "plateau",
                  plateau_factor: float = 0.5, plateau_patience: int = 3, min_lr: float = 1e-5,
                  early_stopping: bool = True, patience: int = 10, min_delta: float = 0.0,
-                 batch_size: int = 0, max_epochs: int = 30) -> None:
+                 batch_size: int = 0, max_epochs: int = 30,
+                 member_epoch_callback: Callable[[int, dict, bool], None] | None = None) -> None:
         super().__init__(population, lr=lr, scheduler="none", max_epochs=max_epochs, batch_size=batch_size)
         if scheduler not in ("plateau", "none"):
             raise PopulationError(f"trainer.scheduler={scheduler!r} is not available with population "
@@ -302,6 +303,11 @@ class PopulationModule(ClassifierModule):
         self._stopping_best = [math.inf] * k
         self._member_train = [torch.zeros(k), 0]
         self._loss = self._population_loss
+        # (member index, epoch row, stopping now) after each of a member's epochs; an exception
+        # from it (e.g. a search trial's TrialFailed) fails that member only: it is frozen, and
+        # the exception is kept in member_errors.
+        self.member_epoch_callback = member_epoch_callback
+        self.member_errors: list[BaseException | None] = [None] * k
 
     @property
     def population(self) -> PopulationModel:
@@ -353,6 +359,12 @@ class PopulationModule(ClassifierModule):
             if self.member_scheduler == "plateau" and groups:
                 self.plateaus[k].step(val_loss[k], groups[k])
             stop = (self.early_stopping and self._waits[k] >= self.patience) or not math.isfinite(train[k])
+            if self.member_epoch_callback is not None:
+                try:
+                    self.member_epoch_callback(k, dict(row), stop)
+                except Exception as exc:  # noqa: BLE001 - one member's failure must not end the others
+                    self.member_errors[k] = exc
+                    stop = True
             if stop:
                 self.active[k] = False
                 if groups:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
@@ -20,9 +20,12 @@ from hqrun.train.runner import FitResult, _get, check_trainer_config, predict_pr
 
 
 def fit_population(splits: Any, trainer_cfg: Any, members: Sequence[nn.Module], seed: int = 0,
-                   evaluate_test: bool = False, callbacks: Sequence[Any] = ()) -> list[FitResult]:
+                   evaluate_test: bool = False, callbacks: Sequence[Any] = (),
+                   member_epoch_callback: Callable[[int, dict, bool], None] | None = None) -> list[FitResult]:
     """Train ``members`` (built, initialised models) together; one result per member, in order.
 
+    ``member_epoch_callback(k, row, stopping)`` sees each member's epochs; an exception from it
+    fails member k only (``metrics["error"]`` holds it, its model keeps its best weights).
     Training time is shared: each result's ``train_time_s`` is the population's wall time divided
     by K, ``population_size`` and ``population_train_time_s`` say how it was obtained.
     """
@@ -48,7 +51,7 @@ def fit_population(splits: Any, trainer_cfg: Any, members: Sequence[nn.Module], 
         min_lr=float(_get(trainer_cfg, "min_lr", 1e-5)),
         early_stopping=bool(_get(trainer_cfg, "early_stopping", True)),
         patience=int(_get(trainer_cfg, "patience", 10)), min_delta=float(_get(trainer_cfg, "min_delta", 0.0)),
-        batch_size=batch_size, max_epochs=max_epochs)
+        batch_size=batch_size, max_epochs=max_epochs, member_epoch_callback=member_epoch_callback)
     data = ArrayDataModule(splits, batch_size=batch_size,
                            eval_batch_size=int(_get(trainer_cfg, "eval_batch_size", 16384)), seed=int(seed),
                            batches_per_step=int(_get(trainer_cfg, "batches_per_step", 8)))
@@ -85,6 +88,8 @@ def fit_population(splits: Any, trainer_cfg: Any, members: Sequence[nn.Module], 
         if evaluate_test:
             test_probs = predict_proba(model, splits.X_test, eval_bs)
             metrics["test"] = classification_metrics(test_probs, splits.y_test, splits.class_names)
+        if module.member_errors[k] is not None:
+            metrics["error"] = module.member_errors[k]
         if history and not all(math.isfinite(r["train_loss"]) for r in history):
             metrics["diverged"] = True
         results.append(FitResult(model=model, metrics=metrics, history=list(history), test_probs=test_probs))
