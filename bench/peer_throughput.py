@@ -3,7 +3,7 @@
 Why: the issue's targets are ratios (hqrun Q6 QAT >= 2x QKeras per core, QAT/float <= 1.1), and
 on a shared machine only numbers measured in the same run, alternating, are comparable. QKeras
 is never a project dependency: ``--peer-python`` names an interpreter that has tensorflow-cpu
-2.21, tf-keras 2.21 and qkeras 0.9.0 (see docs/benchmarks.md for building one); that process runs
+2.21, tf-keras 2.21 and qkeras 0.9.0 (docs/data_and_training.md says how to build one); that process runs
 bench/peer/qkeras_train.py and never imports hqrun. Without ``--peer-python`` only hqrun's
 numbers are printed, and the output says the peer was not run.
 
