@@ -69,7 +69,7 @@ def test_population_trials_report_what_lone_trials_report() -> None:
         assert last["accuracy"] == pytest.approx(solo_last["accuracy"], abs=2e-4)
 
 
-def test_a_failing_configuration_fails_alone(monkeypatch) -> None:
+def test_a_failing_configuration_fails_alone() -> None:
     backend, space, data, state, settings = setup()
     configs = [config(space, 0), config(space, 1)]
 

@@ -9,7 +9,6 @@ A configuration that fails (NaN/inf) fails alone; the others go on.
 
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
