@@ -63,11 +63,12 @@ class ClassifierModule(pl.LightningModule):
         batch_size: int = 0,
         penalty: Any = None,
         lr_scales: dict[str, float] | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         # ``record`` (plan, model config, class names) makes best.ckpt self-describing.
-        self.save_hyperparameters(ignore=["model", "penalty", "lr_scales"])
+        self.save_hyperparameters(ignore=["model", "penalty", "lr_scales", "population", "member_epoch_callback"])
         # parameter name -> learning-rate multiplier (e.g. learned bit widths: plan.width_lr_scale)
         self.lr_scales = dict(lr_scales or {})
         self.penalty = penalty
@@ -90,6 +91,10 @@ class ClassifierModule(pl.LightningModule):
         self._scheduler = None
         self._step_progress = None
         self._lightning_optimizer = None
+        from hqrun.train.compiled import training_loss
+
+        # cross-entropy of the model's logits, optionally torch.compile-d (trainer.compile)
+        self._loss = training_loss(model, bool(compile))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -117,7 +122,7 @@ class ClassifierModule(pl.LightningModule):
         for start in range(0, len(y), b):
             xb, yb = x[start : start + b], y[start : start + b]
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(self.model(xb), yb)
+            loss = self._loss(xb, yb)
             if penalty is not None:
                 loss = loss + self._beta * penalty(self.model)
             loss.backward()

@@ -222,6 +222,7 @@ def fit_and_evaluate(
         batch_size=int(_get(trainer_cfg, "batch_size", 1024)),
         penalty=penalty,
         lr_scales=lr_scales,
+        compile=bool(_get(trainer_cfg, "compile", False)),
     )
     data = ArrayDataModule(splits, batch_size=int(_get(trainer_cfg, "batch_size", 1024)),
                            eval_batch_size=int(_get(trainer_cfg, "eval_batch_size", 16384)), seed=int(seed),
