@@ -10,6 +10,13 @@ Gaussian blobs: throughput does not depend on what the numbers mean.
     python bench/search_throughput.py --trials 12 --toy   # the toy backend instead of jet_dnn
 
 Targets (issue 5): >= 1,000 trials/hour/core; Ray overhead <= 10 % of the trial time.
+
+    python bench/search_throughput.py --population 1 4 16 64 [--train 16000 --epochs 4]
+
+measures trial-epochs/hour/core of population trials (hqrun.search.population_trials: K
+configurations trained as one Lightning population) for each K, against lone trials (lean loop
+and Lightning), on the same sampled configurations. Populations batch quantized_bits(alpha=1)
+and quantized_relu only, so this mode samples from that part of the deployable menu.
 """
 
 from __future__ import annotations
@@ -51,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="early stopping on val loss (default: AutoQKeras's min(20, epochs//5))")
     ap.add_argument("--toy", action="store_true", help="toy backend instead of hqrun's jet_dnn")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--population", type=int, nargs="+", default=None,
+                    help="population sizes to measure (e.g. 1 4 16 64) instead of the Ray comparison")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.population:
+        return population_mode(args)
 
     if args.toy:
         from hqrun.search.toy import ToyBackend
@@ -132,6 +143,73 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * (per_trial - body) / body:+.1f} % incl. Tuner start/stop for {len(recs)} trials "
           f"(vs the trial body timed inside the same Ray run; alone-loop comparison "
           f"{100 * (per_trial - mean_alone) / mean_alone:+.1f} %, noisy on a shared machine)")
+    return 0
+
+
+#: The part of the deployable menu that population training batches (spec -> bits).
+POPULATION_MENU = {
+    "kernel": {"quantized_bits(2,1,1,alpha=1.0)": 2, "quantized_bits(4,0,1,alpha=1)": 4,
+               "quantized_bits(6,0,1,alpha=1)": 6, "quantized_bits(8,0,1,alpha=1)": 8},
+    "bias": {"quantized_bits(4,0,1,alpha=1)": 4, "quantized_bits(8,3,1,alpha=1)": 8},
+    "activation": {"quantized_relu(2,0)": 2, "quantized_relu(2,1)": 2, "quantized_relu(3,1)": 3,
+                   "quantized_relu(4,2)": 4, "quantized_relu(6,2)": 6, "quantized_relu(8,2)": 8,
+                   "quantized_relu(8,4)": 8, "quantized_relu(16,8)": 16},
+}
+
+
+def population_mode(args) -> int:
+    """Trial-epochs/hour/core: lone trials (lean, Lightning) vs populations of each size."""
+    import dataclasses
+
+    from hqrun.search.backend import HqrunBackend
+    from hqrun.search.population_trials import run_population_trials
+
+    backend = HqrunBackend({"name": "jet_dnn"})
+    data = TrialData(synthetic(args.train, 1), synthetic(args.val, 2))
+    space = build_space({"menu": POPULATION_MENU}, backend.describe())
+    ref_model = backend.build({"name": "float"}, {})
+    train_model(ref_model, data, 1, args.batch, 1e-3, args.seed)
+    ref_cost = backend.reference_cost(ref_model).totals["energy"]
+    state = {k: v.clone() for k, v in ref_model.state_dict().items()}
+    patience = min(20, args.epochs // 5) if args.patience is None else args.patience
+    settings = TrialSettings(args.epochs, args.batch, 1e-3, "energy", ForgivingFactor(), ref_cost,
+                             threads=1, seed=args.seed, patience=patience)
+    rng = random.Random(args.seed)
+    n = max(max(args.population), args.trials)
+    configs = [{c.key: rng.choice(c.options) for c in space.choices} for _ in range(n)]
+    small = TrialData(synthetic(2048, 3), synthetic(512, 4))
+    warm = dataclasses.replace(settings, epochs=1)
+    for trainer in ("lean", "lightning"):   # first-call costs out of the timings
+        run_trial(configs[0], space, backend, small, state, dataclasses.replace(warm, trainer=trainer),
+                  lambda m: None)
+    run_population_trials(configs[:2], space, backend, small, state, warm, [lambda m: None] * 2)
+
+    def lone(trainer: str) -> tuple[float, int]:
+        s = dataclasses.replace(settings, trainer=trainer)
+        t0, epochs = time.perf_counter(), 0
+        for cfg in configs[: args.trials]:
+            epochs += run_trial(cfg, space, backend, data, state, s, lambda m: None)["epoch"]
+        return time.perf_counter() - t0, epochs
+
+    def population(k: int) -> tuple[float, int]:
+        t0, epochs = time.perf_counter(), 0
+        for start in range(0, (max(args.trials, k) // k) * k, k):
+            for last in run_population_trials(configs[start:start + k], space, backend, data, state,
+                                              settings, [lambda m: None] * k):
+                epochs += last["epoch"] if isinstance(last, dict) else 0
+        return time.perf_counter() - t0, epochs
+
+    rows = [("lone, lean loop", lone("lean")), ("lone, Lightning", lone("lightning"))]
+    rows += [(f"population K={k}", population(k)) for k in args.population]
+    print(f"jet_dnn 16-64-32-32-5, {args.train} train / {args.val} val rows, batch {args.batch}, up to "
+          f"{args.epochs} epochs/trial (patience {patience}), 1 thread, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; menu: quantized_bits(alpha=1) + quantized_relu "
+          "part of the deployable space")
+    base = rows[1][1][1] / rows[1][1][0]
+    for name, (wall, epochs) in rows:
+        rate = epochs / wall
+        print(f"{name:20s} {epochs:5d} trial-epochs in {wall:7.1f} s = {3600 * rate:>10,.0f} "
+              f"trial-epochs/hour/core ({rate / base:.2f}x lone Lightning)")
     return 0
 
 

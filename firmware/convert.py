@@ -22,7 +22,7 @@ from hqrun.quantizers.layer_kinds import MAC_KINDS, layer_kind
 from hqrun.quantizers.layers_core import float_function_of
 from hqrun.quantizers.typeinfer import LayerTypes, infer_types
 
-from .activations import activation_nodes
+from .activations import activation_nodes, lowering_of
 from .ir import DEFAULT_INPUT_TYPE, MAX_ACCUM_WIDTH, FirmwareIR, IRLayer, to_codes
 from .params import input_format, param_type
 from .passes import PassContext, run_passes
@@ -211,11 +211,7 @@ def _flatten(name: str, layer: nn.Module, lt: LayerTypes | None, prev: IRLayer,
              is_last: bool) -> list[IRLayer]:
     shape = prev.out_shape
     keras = bool(getattr(layer, "keras_order", False)) and len(shape) > 1
-    grid = None if prev.out_grid is None else prev.out_grid.broadcast_to(shape)
-    if grid is not None:
-        order = (lambda a: np.moveaxis(a, 0, -1)) if keras else (lambda a: a)
-        grid = type(grid)(order(grid.signed).reshape(-1), order(grid.integer).reshape(-1),
-                          order(grid.fractional).reshape(-1), grid.rounding, grid.overflow)
+    grid = None if prev.out_grid is None else prev.out_grid.flattened(shape, keras)
     return [IRLayer(name, "flatten", shape, (int(np.prod(shape)),), prev.out_type, prev.out_type,
                     attrs={"channels_last": keras}, sources=[name], out_grid=grid,
                     in_grid=prev.out_grid)]
@@ -292,8 +288,7 @@ def _layer_problems(name: str, layer: nn.Module) -> None:
         if act is not None:
             input_format(name, act)
     elif act is not None and float_function_of(act) is None:
-        fake = IRLayer("prev", "dense", (1,), (1,), DEFAULT_INPUT_TYPE, accum_type=DEFAULT_INPUT_TYPE)
-        activation_nodes(name, act, (1,), fake, is_last=True)
+        lowering_of(name, act)
 
 
 def precheck(model: nn.Module) -> list[str]:

@@ -59,9 +59,11 @@ def requantize_grid(codes: np.ndarray, frac_from: int, grid: FixedPointGrid, dec
     The result is counted in ``declared``'s LSB (the layer's one ``out_type``, the grid's union),
     so the next layer reads one fixed-point array as before; elements of width ``<= 0`` are 0.
     """
-    n = np.asarray(codes, dtype=np.int64)
+    # C order on both sides: a conv's codes arrive as a transposed view, and zeros_like would
+    # copy that layout, so the flat view written below would be a copy and the casts lost
+    n = np.ascontiguousarray(codes, dtype=np.int64)
     g = grid.broadcast_to(tuple(n.shape[1:]))
-    out = np.zeros_like(n)
+    out = np.zeros(n.shape, dtype=np.int64)
     keys = np.stack([np.asarray(g.signed, dtype=np.int64), np.asarray(g.integer, dtype=np.int64),
                      np.asarray(g.fractional, dtype=np.int64)], axis=-1).reshape(-1, 3)
     flat_in, flat_out = n.reshape(n.shape[0], -1), out.reshape(n.shape[0], -1)
@@ -75,7 +77,7 @@ def requantize_grid(codes: np.ndarray, frac_from: int, grid: FixedPointGrid, dec
         cols = np.flatnonzero(np.all(keys == (signed, integer, frac), axis=1))
         t = FixedPointType(int(integer + frac), int(integer), bool(signed), grid.rounding, grid.overflow)
         flat_out[:, cols] = requantize(flat_in[:, cols], frac_from, t) << (declared.fractional - int(frac))
-    return out
+    return flat_out.reshape(n.shape)
 
 
 def _cast_result(codes: np.ndarray, frac_from: int, layer: IRLayer) -> np.ndarray:

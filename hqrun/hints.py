@@ -45,10 +45,13 @@ def train_plan_hint(plan: str | Path) -> Hint:
     return Hint(f"hqrun train plan={hint_word(plan)}", (Path(plan),))
 
 
-def firmware_hint(run_dir: str | Path) -> Hint:
+def firmware_hint(run_dir: str | Path, backend: str | None = None) -> Hint:
+    """``hqrun firmware run=<dir>`` (with ``firmware.backend=<backend>`` when the default
+    backend would refuse the model, e.g. per-element learned activations: rtl)."""
     model = trained_run(run_dir)
     needs = (model,) if model is not None else (Path(run_dir) / MODEL_FILES[0],)
-    return Hint(f"hqrun firmware run={hint_word(run_dir)}", needs)
+    extra = f" firmware.backend={backend}" if backend else ""
+    return Hint(f"hqrun firmware run={hint_word(run_dir)}{extra}", needs)
 
 
 def cost_hint(run_dir: str | Path) -> Hint:

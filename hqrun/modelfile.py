@@ -111,6 +111,9 @@ def load_state_into(model: Any, state: Mapping[str, Any], path: str | os.PathLik
     """``model.load_state_dict(state, strict=False)`` with a shape mismatch told as one
     paragraph (torch raises a RuntimeError listing every tensor); returns (missing, unexpected).
     """
+    from hqrun.models.state import check_learned_widths
+
+    check_learned_widths(model, state, f"{what} {path}")
     own = model.state_dict()
     mismatched = [k for k, v in state.items()
                   if k in own and tuple(own[k].shape) != tuple(getattr(v, "shape", ()))]

@@ -14,11 +14,15 @@ from hqrun.models.plan import (
     load_plan,
     plan_from_model,
 )
+from hqrun.models.penalty import BetaSchedule, EbopsPenalty
 from hqrun.models.sequential import QSequential, activation_layers, weight_layers
+from hqrun.models.state import learned_state_keys, load_trained_state
 from hqrun.models.transfer import transfer_weights
 
 __all__ = [
     "BUILDERS",
+    "BetaSchedule",
+    "EbopsPenalty",
     "Plan",
     "QSequential",
     "activation_layers",
@@ -30,6 +34,8 @@ __all__ = [
     "float_plan",
     "homogeneous_plan",
     "jet_dnn",
+    "learned_state_keys",
+    "load_trained_state",
     "layers",
     "load_plan",
     "mlp",

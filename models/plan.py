@@ -22,6 +22,8 @@ from typing import Any, Mapping
 from torch import nn
 
 from hqrun.errors import HqrunError, PlanError
+from hqrun.models.learned_plan import LEARN_KEYS, expand_learned
+from hqrun.models.penalty import PENALTY_KEYS, BetaSchedule, width_lr_scale
 from hqrun.safenames import check_name
 
 #: Slots the default entry may set.
@@ -29,6 +31,9 @@ DEFAULT_SLOTS = ("kernel", "bias", "activation")
 #: Every slot name a layer entry may use (which ones a given layer has is the layer's business).
 ALL_SLOTS = ("kernel", "bias", "activation", "gamma", "beta", "mean", "variance", "average")
 _TOP_KEYS = ("name", "input", "default", "layers", "description")
+#: Optional keys: the cost penalty (models/penalty.py) and the learned-bits shorthand
+#: (models/learned_plan.py, consumed when the plan is read).
+_OPTIONAL_KEYS = PENALTY_KEYS + LEARN_KEYS
 
 Spec = Any  # a QKeras-style spec string, a {"class_name", "config"} dict, or None
 
@@ -65,6 +70,10 @@ class Plan:
     default: dict[str, Spec] = field(default_factory=lambda: dict.fromkeys(DEFAULT_SLOTS))
     layers: dict[str, dict[str, Spec]] = field(default_factory=dict)
     description: str | None = None
+    #: ``beta * EBOPs`` in the training loss and its schedule (None: no penalty).
+    penalty: BetaSchedule | None = None
+    #: Learning rate of learned bit widths relative to ``trainer.lr``.
+    width_lr_scale: float = 1.0
 
     # ------------------------------------------------------------ (de)serialisation
     @classmethod
@@ -74,15 +83,19 @@ class Plan:
         if not isinstance(data, Mapping):
             raise PlanError(f"a quantization plan must be a mapping with keys {', '.join(_TOP_KEYS)}; "
                             f"got {type(data).__name__}.")
-        unknown = [k for k in data if k not in _TOP_KEYS]
+        known = _TOP_KEYS + _OPTIONAL_KEYS
+        unknown = [k for k in data if k not in known]
         if unknown:
             raise PlanError(
                 f"unknown key(s) {', '.join(map(repr, unknown))} in quantization plan "
-                f"{data.get('name', '?')!r}; a plan has only {', '.join(_TOP_KEYS)} "
+                f"{data.get('name', '?')!r}; a plan has only {', '.join(known)} "
                 "(per-layer quantizers go under `layers: {dense_1: {kernel: ...}}`)."
             )
         name = check_name(str(data.get("name") or "plan"), "plan name", error=PlanError)
-        default_in = data.get("default") or {}
+
+        penalty = BetaSchedule.from_plan_dict(name, data)
+        input_in, default_in = expand_learned(name, data)
+        default_in = default_in or {}
         if not isinstance(default_in, Mapping):
             raise PlanError(f"plan {name!r}: `default` must map kernel/bias/activation to specs.")
         bad = [k for k in default_in if k not in DEFAULT_SLOTS]
@@ -112,8 +125,9 @@ class Plan:
                 )
             layers[str(lname)] = {s: _check_spec(f"plan {name!r} layers.{lname}.{s}", v)
                                   for s, v in entry.items()}
-        return cls(name=name, input=_check_spec(f"plan {name!r} input", data.get("input")),
-                   default=default, layers=layers, description=data.get("description"))
+        return cls(name=name, input=_check_spec(f"plan {name!r} input", input_in),
+                   default=default, layers=layers, description=data.get("description"),
+                   penalty=penalty, width_lr_scale=width_lr_scale(name, data.get("width_lr_scale")))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, YAML-ready mapping (quantizer objects are written as their spec strings)."""
@@ -127,6 +141,10 @@ class Plan:
         d["input"] = out(self.input)
         d["default"] = {s: out(self.default.get(s)) for s in DEFAULT_SLOTS}
         d["layers"] = {n: {s: out(v) for s, v in e.items()} for n, e in self.layers.items()}
+        if self.penalty is not None:
+            d.update(self.penalty.to_plan_dict())
+        if self.width_lr_scale != 1.0:
+            d["width_lr_scale"] = self.width_lr_scale
         return d
 
     @classmethod
@@ -257,7 +275,9 @@ def apply_plan(model: nn.Module, plan: "Plan | Mapping[str, Any] | str | None") 
                 layer.set_quantizer(slot, spec)
             except HqrunError as err:
                 raise PlanError(f"plan {plan.name!r}, layers.{lname}.{slot}: {err}") from None
-    return model
+    from hqrun.models.materialize import materialize
+
+    return materialize(model)
 
 
 def plan_from_model(model: nn.Module, name: str = "from_model") -> Plan:

@@ -15,6 +15,8 @@ from .binary import bernoulli, binary, stochastic_binary
 from .ternary import stochastic_ternary, ternary
 from .tanh_sigmoid import quantized_sigmoid, quantized_tanh
 from .ulaw_hswish import quantized_hswish, quantized_ulaw
+from .grid import FixedPointGrid
+from .learned import learned_bits, learned_relu
 from .spec import get, parse_spec, valid_names
 
 __all__ = [
@@ -40,6 +42,9 @@ __all__ = [
     "quantized_sigmoid",
     "quantized_ulaw",
     "quantized_hswish",
+    "FixedPointGrid",
+    "learned_bits",
+    "learned_relu",
 ]
 
 # --- quantized layers / type inference (owned by other modules) are exported below ----------

@@ -77,6 +77,10 @@ class Quantizer(nn.Module):
 
     name: ClassVar[str] = ""
     positional: ClassVar[int] = 0
+    #: True when each output element depends on its own input element only (no data-dependent
+    #: per-channel scale): layers then hand such quantizers the PyTorch-layout kernel directly,
+    #: skipping the transposes into Keras layout (``layers_core.is_elementwise``).
+    elementwise: ClassVar[bool] = False
     #: The float activation this quantizer stands for in an activation layer (relu, sigmoid,
     #: tanh) or None; a plan's default activation applies to layers whose function is relu.
     float_function: ClassVar[str | None] = None
@@ -185,6 +189,20 @@ class Quantizer(nn.Module):
         """
         t = self.fixed_point_type()
         return None if t is None else FixedPointGrid.uniform(t)
+
+    def for_slot(self, slot: str) -> "Quantizer":
+        """The quantizer to place into a layer's plan ``slot`` (``kernel``, ``bias``,
+        ``activation``, ...). Layers call it for every quantizer they receive, so a quantizer
+        whose behaviour depends on what it quantizes (a weight or a stream of activations) can
+        take that role, or refuse a slot it cannot serve. QKeras's quantizers serve any slot."""
+        return self
+
+    def for_slot(self, slot: str) -> "Quantizer":
+        """The quantizer to place into a layer's plan ``slot`` (``kernel``, ``bias``,
+        ``activation``, ...). Layers call it for every quantizer they receive, so a quantizer
+        whose behaviour depends on what it quantizes (a weight or a stream of activations) can
+        take that role, or refuse a slot it cannot serve. QKeras's quantizers serve any slot."""
+        return self
 
     def operand(self) -> Operand:
         """What the cost models need to know about the outputs (kind, bits, integer bits, sign).

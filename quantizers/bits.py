@@ -66,6 +66,7 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
 
     name = "quantized_bits"
     positional = 2
+    elementwise = True  # unless alpha is "auto"/"auto_po2" (layers_core.is_elementwise checks)
 
     def __init__(self, bits: int = 8, integer: int = 0, symmetric: Any = 0,
                  keep_negative: Any = True, alpha: Any = None,

@@ -92,6 +92,15 @@ class FixedPointGrid:
         return FixedPointGrid(np.broadcast_to(self.signed, shape), np.broadcast_to(self.integer, shape),
                               np.broadcast_to(self.fractional, shape), self.rounding, self.overflow)
 
+    def flattened(self, shape: tuple[int, ...], channels_last: bool = False) -> "FixedPointGrid":
+        """The grid of a tensor of ``shape`` (one sample, channels first) after a Flatten layer:
+        in PyTorch's order, or with ``channels_last`` in Keras's (channels moved last first),
+        as hqrun's ``Flatten(keras_order=...)`` orders the values."""
+        g = self.broadcast_to(tuple(shape))
+        order = (lambda a: np.moveaxis(a, 0, -1)) if channels_last and len(shape) > 1 else (lambda a: a)
+        return FixedPointGrid(order(g.signed).reshape(-1), order(g.integer).reshape(-1),
+                              order(g.fractional).reshape(-1), g.rounding, g.overflow)
+
     @property
     def width(self) -> np.ndarray:
         """Bits per element, sign included (``<= 0``: the element is always zero)."""

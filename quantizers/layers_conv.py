@@ -45,8 +45,8 @@ class _QConvBase(QLayer):
         self._keras_shape = keras_shape
         self.weight = nn.Parameter(torch.empty(weight_shape))
         self.bias = nn.Parameter(torch.zeros(n_out)) if self.use_bias else None
-        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer)
-        self.bias_quantizer = resolve_quantizer(bias_quantizer)
+        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer, "kernel")
+        self.bias_quantizer = resolve_quantizer(bias_quantizer, "bias")
         self.activation = resolve_activation(activation)
         self.reset_parameters()
 
@@ -115,6 +115,10 @@ class QConv1D(_QConvBase):
     def _from_keras(self, k: torch.Tensor) -> torch.Tensor:
         return k.permute(2, 1, 0)
 
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The padded convolution without bias (see ``QDense.mac``)."""
+        return F.conv1d(self._pad(x), kernel, stride=self.strides, dilation=self.dilation_rate)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv1d(self._pad(x), self.quantized_kernel(), self.quantized_bias(),
                      stride=self.strides, dilation=self.dilation_rate)
@@ -147,6 +151,10 @@ class QConv2D(_QConvBase):
 
     def _from_keras(self, k: torch.Tensor) -> torch.Tensor:
         return k.permute(3, 2, 0, 1)
+
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The padded convolution without bias (see ``QDense.mac``)."""
+        return F.conv2d(self._pad(x), kernel, stride=self.strides, dilation=self.dilation_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(self._pad(x), self.quantized_kernel(), self.quantized_bias(),
@@ -198,6 +206,11 @@ class QDepthwiseConv2D(_QConvBase):
     def _from_keras(self, k: torch.Tensor) -> torch.Tensor:
         kh, kw = self.kernel_size
         return k.permute(2, 3, 0, 1).reshape(self.filters, 1, kh, kw)
+
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The padded depthwise convolution without bias (see ``QDense.mac``)."""
+        return F.conv2d(self._pad(x), kernel, stride=self.strides, dilation=self.dilation_rate,
+                        groups=self.in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv2d(self._pad(x), self.quantized_kernel(), self.quantized_bias(),

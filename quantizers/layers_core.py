@@ -51,56 +51,60 @@ def float_function_of(module: Any) -> str | None:
 _NOOP_NAMES = {"", "none", "linear", "identity"}
 
 
-def resolve_quantizer(spec: Any) -> nn.Module | None:
+def _placed(q: Any, slot: str | None) -> Any:
+    """``q`` as it serves plan slot ``slot`` (see ``Quantizer.for_slot``)."""
+    fn = getattr(q, "for_slot", None)
+    return fn(slot) if slot is not None and callable(fn) else q
+
+
+def resolve_quantizer(spec: Any, slot: str | None = None) -> nn.Module | None:
     """Turn a spec string, dict, quantizer object or ``None`` into a quantizer module (or None).
 
     ``None`` (and QKeras's "linear"/empty spec) means the slot stays in float, which lets the
     layers skip the quantizer call entirely instead of running an identity op every step.
+    ``slot`` names the plan slot the quantizer will serve (``Quantizer.for_slot``).
     """
     if spec is None:
         return None
     if isinstance(spec, str) and spec.strip().lower() in _NOOP_NAMES:
         return None
     if isinstance(spec, nn.Module):
-        return spec
+        return _placed(spec, slot)
     from hqrun import quantizers as _q  # late: quantizers/__init__ may import this module
 
     q = _q.get(spec)
-    return q if isinstance(q, nn.Module) else None
+    return _placed(q, slot) if isinstance(q, nn.Module) else None
 
 
-def resolve_kernel_quantizer(spec: Any) -> nn.Module | None:
+def resolve_kernel_quantizer(spec: Any, slot: str | None = None) -> nn.Module | None:
     """A quantizer for a kernel-like weight: QKeras's layers call ``_set_trainable_parameter()``
     on it, which turns ``alpha=None`` into ``"auto_po2"`` for several quantizers; the quantizer's
     ``for_kernel()`` reproduces that quirk."""
-    q = resolve_quantizer(spec)
+    q = resolve_quantizer(spec, slot)
     fn = getattr(q, "for_kernel", None)
     return fn() if callable(fn) else q
-
-
-#: Quantizers that act element by element unless their alpha is a string ("auto"/"auto_po2").
-_ELEMENTWISE = {"quantized_bits", "quantized_relu", "quantized_po2", "quantized_relu_po2",
-                "quantized_tanh", "quantized_sigmoid", "linear"}
 
 
 def is_elementwise(q: nn.Module | None) -> bool:
     """True when ``q``'s output for one element depends on that element only.
 
     Then the kernel layout does not matter and the layers skip the transposes into Keras
-    layout (a measurable share of a QAT step on the small jet model).
+    layout (a measurable share of a QAT step on the small jet model). Each quantizer class says
+    so itself (``Quantizer.elementwise``); a string alpha ("auto"/"auto_po2") or an explicit
+    ``scale_axis`` makes any of them per-channel.
     """
     if q is None:
         return True
     if isinstance(getattr(q, "alpha", None), str) or getattr(q, "scale_axis", None) is not None:
         return False
-    return getattr(q, "name", type(q).__name__) in _ELEMENTWISE
+    return bool(getattr(q, "elementwise", False))
 
 
-def resolve_activation(spec: Any) -> nn.Module | None:
+def resolve_activation(spec: Any, slot: str | None = "activation") -> nn.Module | None:
     """Like :func:`resolve_quantizer` but also accepting Keras's float activation names."""
     if isinstance(spec, str) and spec.strip().lower() in FLOAT_ACTIVATIONS:
         return FLOAT_ACTIVATIONS[spec.strip().lower()]()
-    return resolve_quantizer(spec)
+    return resolve_quantizer(spec, slot)
 
 
 def is_quantizer(module: nn.Module | None) -> bool:
@@ -246,7 +250,7 @@ class QLayer(nn.Module):
             resolver = resolve_kernel_quantizer
         else:
             resolver = resolve_quantizer
-        setattr(self, self.plan_slots[slot], resolver(spec))
+        setattr(self, self.plan_slots[slot], resolver(spec, slot))
 
     def constraints(self) -> list[tuple[torch.Tensor, float]]:
         """``(parameter, m)`` for QKeras's default ``Clip`` constraint of each quantized slot:
@@ -264,6 +268,8 @@ class QLayer(nn.Module):
             if q is None or p is None:
                 continue
             top = q.max() if callable(getattr(q, "max", None)) else None
+            if top is not None and math.isinf(top):
+                continue  # unbounded (learned widths): no clip
             out.append((p, max(1.0, float(top)) if top is not None else 1.0))
         return out
 
@@ -321,7 +327,7 @@ class QActivation(QLayer):
         elif resolve_quantizer(spec) is None:
             self.activation = None
         else:
-            self.activation = resolve_activation(spec)
+            self.activation = resolve_activation(spec, slot)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.activation is None else self.activation(x)
@@ -348,7 +354,7 @@ class QInput(QLayer):
 
     def __init__(self, quantizer: Any = None) -> None:
         super().__init__()
-        self.activation = resolve_quantizer(quantizer)
+        self.activation = resolve_quantizer(quantizer, "activation")
 
     @property
     def quantizer_module(self) -> nn.Module | None:
@@ -357,7 +363,7 @@ class QInput(QLayer):
     def set_quantizer(self, slot: str, spec: Any) -> None:
         if slot != "activation":
             raise KeyError(slot)
-        self.activation = resolve_quantizer(spec)
+        self.activation = resolve_quantizer(spec, slot)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.activation is None else self.activation(x)

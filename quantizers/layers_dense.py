@@ -55,8 +55,8 @@ class QDense(QLayer):
         self.kernel_initializer = kernel_initializer
         self.weight = nn.Parameter(torch.empty(self.units, self.in_features))
         self.bias = nn.Parameter(torch.zeros(self.units)) if self.use_bias else None
-        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer)
-        self.bias_quantizer = resolve_quantizer(bias_quantizer)
+        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer, "kernel")
+        self.bias_quantizer = resolve_quantizer(bias_quantizer, "bias")
         self.activation = resolve_activation(activation)
         self.reset_parameters()
 
@@ -86,6 +86,11 @@ class QDense(QLayer):
             return None
         q = self.bias_quantizer
         return self.bias if q is None else q(self.bias)
+
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The multiply-accumulate without bias, ``x @ kernel.T``; the EBOPs count
+        (``hqrun.quantizers.ebops``) evaluates it on bit widths instead of values."""
+        return F.linear(x, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.linear(x, self.quantized_kernel(), self.quantized_bias())

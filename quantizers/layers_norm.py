@@ -75,10 +75,10 @@ class QBatchNormalization(QLayer):
         self.beta = nn.Parameter(torch.zeros(self.num_features)) if self.center else None
         self.register_buffer("moving_mean", torch.zeros(self.num_features))
         self.register_buffer("moving_variance", torch.ones(self.num_features))
-        self.gamma_quantizer = resolve_kernel_quantizer(gamma_quantizer) if self.scale else None
-        self.beta_quantizer = resolve_quantizer(beta_quantizer) if self.center else None
-        self.mean_quantizer = resolve_quantizer(mean_quantizer)
-        self.variance_quantizer = resolve_kernel_quantizer(variance_quantizer)
+        self.gamma_quantizer = resolve_kernel_quantizer(gamma_quantizer, "gamma") if self.scale else None
+        self.beta_quantizer = resolve_quantizer(beta_quantizer, "beta") if self.center else None
+        self.mean_quantizer = resolve_quantizer(mean_quantizer, "mean")
+        self.variance_quantizer = resolve_kernel_quantizer(variance_quantizer, "variance")
 
     def slots(self) -> tuple[str, ...]:
         out = ["mean", "variance"]
@@ -171,8 +171,8 @@ class QDenseBatchnorm(QLayer):
         self.register_buffer("moving_mean", torch.zeros(self.units))
         self.register_buffer("moving_variance", torch.ones(self.units))
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
-        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer)
-        self.bias_quantizer = resolve_quantizer(bias_quantizer)
+        self.kernel_quantizer = resolve_kernel_quantizer(kernel_quantizer, "kernel")
+        self.bias_quantizer = resolve_quantizer(bias_quantizer, "bias")
         self.activation = resolve_activation(activation)
         keras_init_(self.weight, kernel_initializer, (self.in_features, self.units))
 
@@ -215,6 +215,10 @@ class QDenseBatchnorm(QLayer):
 
     def slots(self) -> tuple[str, ...]:
         return tuple(self.plan_slots)
+
+    def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """The multiply-accumulate without bias (see ``QDense.mac``)."""
+        return F.linear(x, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:

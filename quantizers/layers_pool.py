@@ -44,7 +44,7 @@ class QAveragePooling2D(QLayer):
         self.pool_size = as_tuple(pool_size, 2, "pool_size")
         self.strides = as_tuple(strides if strides is not None else self.pool_size, 2, "strides")
         self.padding = "valid"
-        self.average_quantizer = resolve_quantizer(average_quantizer)
+        self.average_quantizer = resolve_quantizer(average_quantizer, "average")
         self.activation = resolve_activation(activation)
 
     @property

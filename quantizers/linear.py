@@ -18,6 +18,7 @@ class linear(Quantizer):  # noqa: N801 - QKeras/Keras name
     """Identity: float values pass unchanged with gradient 1. Reports 32 bits (float32)."""
 
     name = "linear"
+    elementwise = True
     bits = 32
 
     def __init__(self) -> None:

@@ -81,6 +81,7 @@ def _clip_power_of_two(x_abs: torch.Tensor, min_exp: int, max_exp: int, max_valu
 class _Po2Common(Quantizer):
     """Shared validation and reporting of the two power-of-two quantizers."""
 
+    elementwise = True
     _min_exp: int
     _max_exp: int
 

@@ -58,6 +58,7 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
     name = "quantized_relu"
     float_function = "relu"
     positional = 2
+    elementwise = True
 
     def __init__(self, bits: int = 8, integer: int = 0, use_sigmoid: Any = 0,
                  negative_slope: float = 0.0, use_stochastic_rounding: Any = False,

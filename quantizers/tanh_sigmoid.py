@@ -27,6 +27,7 @@ class quantized_tanh(Quantizer):  # noqa: N801 - QKeras name
     name = "quantized_tanh"
     float_function = "tanh"
     positional = 1
+    elementwise = True
 
     def __init__(self, bits: int = 8, use_stochastic_rounding: Any = False,
                  symmetric: Any = False, use_real_tanh: Any = False) -> None:
@@ -65,6 +66,7 @@ class quantized_sigmoid(Quantizer):  # noqa: N801 - QKeras name
     name = "quantized_sigmoid"
     float_function = "sigmoid"
     positional = 1
+    elementwise = True
 
     def __init__(self, bits: int = 8, symmetric: Any = False, use_real_sigmoid: Any = False,
                  use_stochastic_rounding: Any = False) -> None:

@@ -512,6 +512,10 @@ def _infer(model: nn.Module, input_type: Any, policy: str, input_shape: Sequence
             continue
         if kind in ("passthrough", "maxpool", "flatten"):
             lt.operands["output"] = lt.operands["input"]
+            op = lt.operands["input"]
+            if kind == "flatten" and op.grid is not None and in_shape:
+                keras = bool(getattr(module, "keras_order", False))
+                lt.operands["output"] = cur = replace(op, grid=op.grid.flattened(tuple(in_shape), keras))
             if kind == "maxpool":
                 lt.n_ops = lt.n_inputs
             _finish(lt)

@@ -20,7 +20,7 @@ import pytest
 from catalogue import (Case, Env, QUICK_TRAIN, check_outcome, dump, run_as_process, run_in_process,
                        snapshot, with_run_dir)
 from catalogue import (checkpoint_cases, config_cases, data_cases, firmware_settings_cases,
-                       journal_cases, plan_cases, rundir_cases, search_cases)
+                       journal_cases, learned_cases, plan_cases, rundir_cases, search_cases)
 from jets_data import write_tiny_jets
 
 TABLES = {
@@ -32,6 +32,7 @@ TABLES = {
     "firmware settings": firmware_settings_cases.CASES,
     "run directories": rundir_cases.CASES,
     "journals and search records": journal_cases.CASES,
+    "learned bit widths": learned_cases.CASES,
 }
 ALL: list[Case] = [case for table in TABLES.values() for case in table]
 

@@ -180,6 +180,47 @@ class TestQDepthwiseConv2D(LayerContract):
     deployable = False
 
 
+class LearnedContract(LayerContract):
+    """Learned bit widths: the model has seen data in training mode first (activation ranges
+    tracked, weight widths snapshotted), so its per-element formats are not trivial."""
+
+    def model(self) -> QSequential:
+        model = super().model().train()
+        x = torch.as_tensor(self.samples(model, 128), dtype=torch.float32)
+        with torch.no_grad():
+            model(x)
+            model.eval()
+            model(x[:1])  # the weights' width snapshot, as validation takes it
+        return model
+
+
+class TestLearnedDense(LearnedContract):
+    """Per-element learned widths everywhere (weights, biases, ReLU outputs, the input)."""
+
+    make_float = staticmethod(TestQDense.make_float)
+    plan = {"name": "l", "learn": ["kernel", "bias", "activation", "input"], "init_frac": 3}
+    layer = "dense_1"
+
+
+class TestLearnedConv1DFlatten(LearnedContract):
+    """Per-element formats through a 'same'-padded conv and a Keras-order Flatten into a dense."""
+
+    make_float = staticmethod(TestQConv1D.make_float)
+    plan = TestLearnedDense.plan
+    layer = "conv_1"
+
+
+class TestLearnedConv2DAndPooling(LearnedContract):
+    """Per-element learned kernels; activations one format per layer (average pooling over
+    per-element formats is not deployed)."""
+
+    make_float = staticmethod(TestQConv2DAndPooling.make_float)
+    plan = {"name": "l", "input": "learned_bits(granularity='layer')",
+            "default": {"kernel": "learned_bits()", "bias": "learned_bits()",
+                        "activation": "learned_relu(granularity='layer')"}}
+    layer = "conv_1"
+
+
 # ----------------------------------------------------------------------------- backends
 def _backend_available(name: str) -> str | None:
     """Why a backend cannot run here (its tool is missing), or None."""

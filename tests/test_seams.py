@@ -105,8 +105,10 @@ def test_a_new_layer_kind_plugs_in_by_its_type_kind():
                                     mine=ScaledDense(5, 3)), input_shape=(5,)).eval()
     (_, lt) = infer_types(model, None, "exact")
     assert lt.kind == "dense" and lt.accumulator is not None
+    # 6-bit input x 4-bit weights over the non-zero weights, plus each non-zero bias's width
+    nonzero_bias = int((model.mine.quantized_bias() != 0).sum())
     assert estimate(model).totals["ebops"] == 15 * 6 * 4 - 6 * 4 * int(
-        (model.mine.quantized_kernel() == 0).sum())
+        (model.mine.quantized_kernel() == 0).sum()) + lt.bias.width * nonzero_bias
     ir = build_ir(model, (5,))
     x = quantize_samples(np.random.default_rng(0).normal(0, 3, (50, 5)), ir.input_type)
     assert np.array_equal(emulate(ir, x).values("mine"), torch_reference(model, x))

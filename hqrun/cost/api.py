@@ -39,6 +39,11 @@ def qtools_options(cfg: CostConfig, reference: bool = False) -> QToolsOptions:
     )
 
 
+def _count(value: float) -> int | float:
+    """A total of EBOPs: an int when whole (always, except convolutions with padding)."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
 def _has_input_quantizer(types: list[LayerTypes]) -> bool:
     return bool(types) and types[0].kind == "input" and "identity_input" not in types[0].flags
 
@@ -115,7 +120,7 @@ def estimate(
         "reference_size_bits": total_size(ref_sizes),
         "parameter_bits": int(sum(s.parameters for s in sizes.values())),
         "activation_bits": int(sum(s.activations for s in sizes.values())),
-        "ebops": int(sum(f.ebops for f in t_fpga)),
+        "ebops": _count(sum(f.ebops for f in t_fpga)),
         # the RTL (distributed-arithmetic) build, calibrated against Yosys: hqrun.cost.lut_model
         "lut": int(round(rtl.lut)),
         "ff": int(round(rtl.ff)),

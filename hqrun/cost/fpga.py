@@ -4,7 +4,11 @@ Target: io_parallel, latency strategy, reuse factor 1 — every multiplication o
 is its own piece of hardware with the weight as a constant. Rules (all per layer, from the
 "exact" types of :func:`hqrun.quantizers.typeinfer.infer_types`):
 
-* **EBOPs** (HGQ's effective bit operations) = sum over non-zero weights of ``b_in * b_w``.
+* **EBOPs** (HGQ's effective bit operations): the one definition,
+  :func:`hqrun.quantizers.ebops.mac_ebops` — sum over non-zero weights of ``b_in * b_w`` plus the
+  widths of the non-zero biases — on per-element width maps: each weight's and input element's
+  own width where the formats vary (learned bit widths), the layer's exact type's width where
+  they do not. So a trained learned-bits model costs exactly the EBOPs its trainer reported.
 * **Multipliers.** A weight of 0 costs nothing; a weight ``+-2^k`` is a shift (wiring, no
   multiplier). Any other weight is a constant-coefficient multiplier: on a **DSP** when both the
   input width and the weight width are ``>= dsp_min_width`` (then ``ceil(b_in/27) *
@@ -27,16 +31,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+import torch
 
 from hqrun.cost.config import FpgaConfig
+from hqrun.errors import CostModelError
+from hqrun.quantizers.ebops import FLOAT_BITS, mac_ebops
 from hqrun.quantizers.typeinfer import MAC_KINDS, LayerTypes, _quantized
 
 
 @dataclass
 class LayerFpga:
-    ebops: int = 0
+    ebops: int | float = 0  # an int except for convolutions whose count is not whole
     lut: int = 0
     dsp: int = 0
     ff: int = 0
@@ -57,6 +65,50 @@ def csd_digits(code: int) -> int:
             n = n - 1 if (n & 3) == 1 else n + 1
         n >>= 1
     return digits
+
+
+def _width_map(lt: LayerTypes, slot: str, shape: tuple[int, ...],
+               values: np.ndarray | None = None) -> torch.Tensor:
+    """Per-element widths of one slot over ``shape`` (float64), 0 where ``values`` is 0.
+
+    The slot's own grid where its elements differ (learned widths), else its exact type; a slot
+    with no fixed-point type (float) counts its operand's bits (32 for float32)."""
+    grid = lt.grid(slot)
+    if grid is not None:
+        bits = np.broadcast_to(grid.bits(), shape) if grid.shape != tuple(shape) else grid.bits()
+    else:
+        op = lt.operands.get(slot)
+        bits = np.full(shape, op.bits if op is not None else FLOAT_BITS)
+    out = torch.as_tensor(np.asarray(bits, dtype=np.float64).copy())
+    if values is not None:
+        out = out * torch.as_tensor(np.asarray(values) != 0)
+    return out
+
+
+def _mac_of(lt: LayerTypes) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The layer's own linear map ``mac(x, kernel)`` (hqrun's layers have one); a dense layer
+    without it is ``F.linear``. Anything else cannot be counted without guessing its geometry."""
+    mac = getattr(lt.module, "mac", None)
+    if callable(mac):
+        return mac
+    if lt.kind == "dense":
+        return torch.nn.functional.linear
+    raise CostModelError(
+        f"layer {lt.name!r} ({lt.layer_class}) is a {lt.kind} layer without a mac(x, kernel) "
+        "method, so its EBOPs cannot be counted (stride and padding unknown). Give the class a "
+        "mac method (its convolution without bias), as hqrun's QConv layers have."
+    )
+
+
+def layer_ebops(lt: LayerTypes, kernel: np.ndarray, bias: np.ndarray | None) -> int | float:
+    """EBOPs of a typed MAC layer by the one definition (:func:`~hqrun.quantizers.ebops.mac_ebops`,
+    the function the trainer's cost penalty reports), on the widths the firmware builds."""
+    in_bits = _width_map(lt, "input", tuple(lt.input_shape))
+    k_bits = _width_map(lt, "weight", tuple(kernel.shape), kernel)
+    b_bits = None if bias is None else _width_map(lt, "bias", tuple(bias.shape), bias)
+    with torch.no_grad():
+        value = float(mac_ebops(_mac_of(lt), in_bits, k_bits, b_bits))
+    return int(value) if value.is_integer() else value
 
 
 def _weight_codes(kernel: np.ndarray, frac: int) -> np.ndarray:
@@ -102,7 +154,7 @@ def layer_fpga(lt: LayerTypes, cfg: FpgaConfig) -> LayerFpga:
     prod_w = lt.product.width if lt.product is not None else b_in + b_w
     k2 = kernel.reshape(kernel.shape[0], -1)
     nonzero = k2 != 0
-    r.ebops = int(nonzero.sum()) * b_in * b_w
+    r.ebops = layer_ebops(lt, kernel, bias)
     if w_t is not None:
         codes = _weight_codes(k2, w_t.width - w_t.integer)
         digits = np.vectorize(csd_digits, otypes=[np.int64])(codes) if codes.size else codes

@@ -216,6 +216,29 @@ def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialDat
     """
     torch.set_num_threads(max(1, int(settings.threads)))
     torch.manual_seed(settings.seed)
+    model, on_epoch, last_report = prepare_trial(config, space, backend, reference_state, settings, report)
+    if settings.trainer == "lightning":
+        _train_lightning(model, data, settings, on_epoch)
+    else:
+        train_model(model, data, settings.epochs, settings.batch_size, settings.learning_rate,
+                    settings.seed, on_epoch, getattr(backend, "attach_optimizer", None),
+                    settings.patience)
+    last = last_report()
+    if not last:
+        raise SearchError("search.epochs must be >= 1")
+    return last
+
+
+def prepare_trial(config: Mapping[str, Any], space, backend: Backend,
+                  reference_state: Mapping[str, torch.Tensor] | None, settings: TrialSettings,
+                  report: Callable[[dict], None]) -> tuple[nn.Module, Callable[..., None], Callable[[], dict]]:
+    """A trial's model (built, reference weights transferred) and its per-epoch scorer.
+
+    Returns ``(model, on_epoch, last_report)``: the trainer calls ``on_epoch(epoch, loss, acc,
+    stop)`` after each epoch (it scores, reports, and raises :class:`TrialFailed` on NaN/inf);
+    ``last_report()`` is the latest report. Shared by :func:`run_trial` and population trials
+    (hqrun.search.population_trials), so both score and report epochs identically.
+    """
     t0 = time.perf_counter()
     plan = space.plan(config)
     widths = space.widths(config)
@@ -252,15 +275,7 @@ def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialDat
         }
         report(dict(last))
 
-    if settings.trainer == "lightning":
-        _train_lightning(model, data, settings, on_epoch)
-    else:
-        train_model(model, data, settings.epochs, settings.batch_size, settings.learning_rate,
-                    settings.seed, on_epoch, getattr(backend, "attach_optimizer", None),
-                    settings.patience)
-    if not last:
-        raise SearchError("search.epochs must be >= 1")
-    return last
+    return model, on_epoch, lambda: last
 
 
 def _train_lightning(model: nn.Module, data: TrialData, settings: TrialSettings,

@@ -164,6 +164,12 @@ def run(cfg: Any) -> dict:
         aucs = ", ".join(f"{k} {v:.3f}" for k, v in test["roc_auc"].items())
         print(f"hqrun train: best epoch {result.metrics['best_epoch'] + 1} of "
               f"{result.metrics['epochs_run']}; test accuracy {test['accuracy']:.4f}; ROC AUC {aucs}")
+        if "ebops" in result.metrics:  # a plan with a cost penalty (learned bit widths)
+            print(f"hqrun train: {result.metrics['ebops']:,.0f} EBOPs, {result.metrics['pruned_weights']} "
+                  f"of {result.metrics['weights']} weights pruned")
+        if result.metrics.get("diverged"):
+            print("hqrun train: the training loss became non-finite; training stopped and the best "
+                  "earlier epoch was kept (metrics.json: diverged).")
         if result.metrics.get("still_improving"):
             print(f"hqrun train: the last epoch was the best: still improving when "
                   f"trainer.max_epochs={result.metrics['max_epochs']} ended it; more epochs may help")
@@ -181,13 +187,30 @@ def _print_next(run_dir: Path, model: Any, plan_name: str) -> None:
 
     hints = [cost_hint(run_dir)]
     if not precheck(model):
-        hints.insert(0, firmware_hint(run_dir))
+        hints.insert(0, firmware_hint(run_dir, _backend_needed(model)))
     elif plan_name == "float":
         model_file = trained_run(run_dir) or run_dir / "model.pt"
         hints.insert(0, Hint(f"hqrun train quant=q6 checkpoint={hint_word(run_dir)}", (model_file,)))
     line = next_line(hints, "hqrun train: ")
     if line:
         print(line)
+
+
+def _backend_needed(model: Any) -> str | None:
+    """None when the default firmware backend (hls4ml) takes the model, else ``"rtl"`` when
+    that one does (per-element learned activation formats, which hls4ml refuses)."""
+    from hqrun.errors import FirmwareError, HqrunError
+    from hqrun.firmware import build_ir, get_backend
+
+    try:
+        ir = build_ir(model, tuple(model.input_shape))
+    except HqrunError:  # the firmware command will say what is wrong
+        return None
+    try:
+        get_backend("hls4ml").check(ir, None)
+    except FirmwareError:
+        return "rtl"
+    return None
 
 
 def _json_safe(obj: Any) -> Any:

@@ -34,6 +34,8 @@ class TrainerConfig:
     deterministic: bool = True
     roc_plot: bool = True
     accelerator: str = "cpu"
+    # torch.compile the loss (model + cross-entropy); off by default: measured slower on CPU here
+    compile: bool = False
     # Seed of the initial weights and the batch order; null: the run's `seed`, which also splits
     # the data. A separate key lets restarts of one model differ in training only, on one split.
     seed: Optional[int] = None

@@ -12,8 +12,12 @@ import numpy as np
 
 
 def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows whose arg-max class is the label."""
-    return float((np.asarray(probs).argmax(axis=1) == np.asarray(y)).mean()) if len(y) else float("nan")
+    """Fraction of rows whose arg-max class is the label (NaN for non-finite probabilities,
+    e.g. a diverged model: their arg-max means nothing)."""
+    probs = np.asarray(probs)
+    if not len(y) or not np.all(np.isfinite(probs)):
+        return float("nan")
+    return float((probs.argmax(axis=1) == np.asarray(y)).mean())
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -30,7 +34,7 @@ def roc_auc_per_class(probs: np.ndarray, y: np.ndarray, class_names: Sequence[st
     out = {}
     for k, name in enumerate(class_names):
         positive = np.asarray(y) == k
-        if positive.all() or not positive.any():
+        if positive.all() or not positive.any() or not np.all(np.isfinite(probs[:, k])):
             out[str(name)] = float("nan")
         else:
             out[str(name)] = float(roc_auc_score(positive, probs[:, k]))

@@ -8,6 +8,13 @@ that bookkeeping is a visible share of the step. So the training loss is summed 
 logged once per epoch, and validation runs on a few large batches. The module also remembers the
 best weights in memory (by the monitored metric), so a search trial gets them back without
 reading a checkpoint file.
+
+A cost penalty (``penalty=``, e.g. :class:`hqrun.models.penalty.EbopsPenalty` for a plan with
+``beta``) adds ``beta(epoch) * cost(model)`` to every step's loss; the module asks it nothing else
+per step, so ordinary plans (no penalty) run the same code as before. With a penalty, each epoch's
+row also records beta, the model's EBOPs and pruned weights, ``val_objective = val_loss + beta *
+EBOPs`` is what ``monitor=val_loss`` compares, and epochs before the schedule has settled (a beta
+ramp) are never kept as "best". A non-finite training loss stops the run and marks it diverged.
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: Logged with a cost penalty: the monitored quantity in "min" form (``val_loss + beta * EBOPs``
+#: or ``-val_acc``), infinite while the beta schedule is still ramping.
+SCORE_METRIC = "val_score"
 
 
 def make_optimizer(params, lr: float = 1e-3, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -50,11 +61,19 @@ class ClassifierModule(pl.LightningModule):
         monitor: str = "val_loss",
         record: dict | None = None,
         batch_size: int = 0,
+        penalty: Any = None,
+        lr_scales: dict[str, float] | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         # ``record`` (plan, model config, class names) makes best.ckpt self-describing.
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "penalty", "lr_scales", "population", "member_epoch_callback"])
+        # parameter name -> learning-rate multiplier (e.g. learned bit widths: plan.width_lr_scale)
+        self.lr_scales = dict(lr_scales or {})
+        self.penalty = penalty
+        self._beta = 0.0
+        self.diverged = False
         # Manual optimisation: the step is zero_grad/backward/step on the torch optimiser, without
         # Lightning's closure and precision wrappers around every batch (see docs/data_and_training.md).
         self.automatic_optimization = False
@@ -72,6 +91,10 @@ class ClassifierModule(pl.LightningModule):
         self._scheduler = None
         self._step_progress = None
         self._lightning_optimizer = None
+        from hqrun.train.compiled import training_loss
+
+        # cross-entropy of the model's logits, optionally torch.compile-d (trainer.compile)
+        self._loss = training_loss(model, bool(compile))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -80,6 +103,8 @@ class ClassifierModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._train_acc[0] = torch.zeros(())
         self._train_acc[1] = 0
+        if self.penalty is not None:
+            self._beta = float(self.penalty.beta_at(int(self.current_epoch)))
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # The batches are already CPU tensor views; skip Lightning's generic collection walk.
@@ -93,10 +118,13 @@ class ClassifierModule(pl.LightningModule):
         optimizer = self._optimizer
         progress = self._step_progress
         acc = self._train_acc
+        penalty = self.penalty if self._beta > 0.0 else None
         for start in range(0, len(y), b):
             xb, yb = x[start : start + b], y[start : start + b]
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(self.model(xb), yb)
+            loss = self._loss(xb, yb)
+            if penalty is not None:
+                loss = loss + self._beta * penalty(self.model)
             loss.backward()
             if progress is not None:
                 optimizer.step()
@@ -146,24 +174,54 @@ class ClassifierModule(pl.LightningModule):
         train_loss = float(self._train_acc[0]) / self._train_acc[1] if self._train_acc[1] else float("nan")
         self.log("train_loss", train_loss, prog_bar=True)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
-        self.history.append({"epoch": int(self.current_epoch), "train_loss": train_loss,
-                             "val_loss": float(val_loss), "val_acc": float(val_acc), "lr": float(lr)})
-        # Manual optimisation leaves the schedule to us: one step per epoch, after validation.
+        row = {"epoch": int(self.current_epoch), "train_loss": train_loss,
+               "val_loss": float(val_loss), "val_acc": float(val_acc), "lr": float(lr)}
+        score = val_loss if self.monitor == "val_loss" else -val_acc
+        eligible = True
+        if self.penalty is not None:
+            cost = self.penalty.report(self.model)  # validation runs in eval mode: deployed widths
+            objective = float(val_loss) + self._beta * cost["ebops"]
+            row.update(beta=self._beta, ebops=cost["ebops"], pruned_weights=cost["pruned_weights"],
+                       val_objective=objective)
+            self.log("ebops", cost["ebops"])  # also in logs/metrics.csv
+            self.log("beta", self._beta)
+            eligible = int(self.current_epoch) >= int(self.penalty.settled_epoch)
+            if self.monitor == "val_loss":
+                score = objective
+            # What checkpointing and early stopping compare (mode "min"). Before beta has settled
+            # the objective still moves with the schedule: never better, so neither keys on it.
+            self.log(SCORE_METRIC, score if eligible else math.inf)
+        self.history.append(row)
+        if not math.isfinite(train_loss):
+            self.diverged = True
+            self.trainer.should_stop = True  # the weights are gone; keep the best earlier epoch
+        # Manual optimisation leaves the schedule to us: one step per epoch, after validation
+        # (a plateau schedule only once the cost penalty has settled: the loss it watches rises
+        # with a beta ramp by design).
         if self._scheduler is not None:
             if isinstance(self._scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self._scheduler.step(val_loss if self.monitor == "val_loss" else val_acc)
+                if eligible:
+                    self._scheduler.step(score if self.monitor == "val_loss" else val_acc)
             else:
                 self._scheduler.step()
-        score = val_loss if self.monitor == "val_loss" else -val_acc
-        if score < self.best_score:
+        if eligible and score < self.best_score:
             self.best_score = score
             self.best_epoch = int(self.current_epoch)
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # optimiser -------------------------------------------------------------------------
+    def _param_groups(self, lr: float) -> Any:
+        """All parameters, or groups by learning-rate multiplier when ``lr_scales`` names some."""
+        if not self.lr_scales:
+            return self.model.parameters()
+        groups: dict[float, list] = {}
+        for name, p in self.model.named_parameters():
+            groups.setdefault(float(self.lr_scales.get(name, 1.0)), []).append(p)
+        return [{"params": ps, "lr": lr * scale} for scale, ps in groups.items()]
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        optimizer = make_optimizer(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = make_optimizer(self._param_groups(hp.lr), lr=hp.lr, weight_decay=hp.weight_decay)
         # QKeras clips every quantized kernel/bias to its quantizer's range after each update
         # (Keras constraints); without it binary/ternary shadow weights drift far from zero and
         # stop flipping. The search's trials clip too, so a retrained winner sees the same rule.

@@ -118,7 +118,12 @@ def load_initial_state(model: nn.Module, initial_state: Any) -> None:
     else:
         state = initial_state
     params = dict(model.named_parameters())
-    missing_params = [k for k in params if k not in state]
+    # Learned bit widths start from their initial values when the source has none (e.g. a
+    # learned-bits training that starts from a float model's weights).
+    from hqrun.models.state import learned_state_keys
+
+    fresh = set(learned_state_keys(model))
+    missing_params = [k for k in params if k not in state and k not in fresh]
     if missing_params:
         raise ConfigError(
             f"the initial weights lack the parameter(s) {missing_params[:6]}; they come from a "
@@ -160,6 +165,7 @@ def fit_and_evaluate(
     threads: int | None = None,
     record: dict | None = None,
     evaluate_test: bool = True,
+    penalty: Any = None,
 ) -> FitResult:
     """Train on ``splits`` (a :class:`hqrun.data.Splits`), keep the best epoch, evaluate.
 
@@ -168,9 +174,12 @@ def fit_and_evaluate(
     a quantization-aware trial starts from. ``epoch_callback`` receives each epoch's row
     (``epoch, train_loss, val_loss, val_acc, lr``); raising from it stops training.
     With ``run_dir``, Lightning writes ``best.ckpt`` and CSV logs there.
+    ``penalty``: a cost term for the loss (see ``ClassifierModule``); by default the plan's
+    (``beta``: :class:`hqrun.models.penalty.EbopsPenalty`), none for a plan without ``beta``.
+    A run whose training loss becomes non-finite stops and is marked ``diverged`` in the metrics.
     """
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import ModelCheckpoint
 
     from hqrun.train.datamodule import ArrayDataModule
     from hqrun.train.metrics import classification_metrics
@@ -189,6 +198,15 @@ def fit_and_evaluate(
             raise ConfigError("fit_and_evaluate needs a model or a model config to build one from.")
         model = build_from_plan(model_cfg, plan)
     load_initial_state(model, initial_state)
+    lr_scales = None
+    if plan is not None:
+        from hqrun.models import load_plan
+        from hqrun.models.state import learned_state_keys
+
+        loaded = load_plan(plan)
+        penalty = penalty if penalty is not None else plan_penalty(model, loaded)
+        if loaded.width_lr_scale != 1.0:
+            lr_scales = dict.fromkeys(learned_state_keys(model), loaded.width_lr_scale)
 
     module = ClassifierModule(
         model,
@@ -202,15 +220,24 @@ def fit_and_evaluate(
         monitor=monitor,
         record=record or {},
         batch_size=int(_get(trainer_cfg, "batch_size", 1024)),
+        penalty=penalty,
+        lr_scales=lr_scales,
+        compile=bool(_get(trainer_cfg, "compile", False)),
     )
     data = ArrayDataModule(splits, batch_size=int(_get(trainer_cfg, "batch_size", 1024)),
                            eval_batch_size=int(_get(trainer_cfg, "eval_batch_size", 16384)), seed=int(seed),
                            batches_per_step=int(_get(trainer_cfg, "batches_per_step", 8)))
     mode = "min" if monitor == "val_loss" else "max"
+    start_epoch = 0
+    if penalty is not None:  # compare the penalised score, once the beta schedule has settled
+        from hqrun.train.module import SCORE_METRIC
+
+        monitor, mode, start_epoch = SCORE_METRIC, "min", int(penalty.settled_epoch)
     cbs: list[Any] = list(callbacks)
     if _get(trainer_cfg, "early_stopping", True):
-        cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=int(_get(trainer_cfg, "patience", 8)),
-                                 min_delta=float(_get(trainer_cfg, "min_delta", 0.0))))
+        cbs.append(_settled_early_stopping(start_epoch, monitor=monitor, mode=mode,
+                                           patience=int(_get(trainer_cfg, "patience", 8)),
+                                           min_delta=float(_get(trainer_cfg, "min_delta", 0.0))))
     if epoch_callback is not None:
         cbs.append(_EpochReporter(epoch_callback))
     if show_progress(_get(trainer_cfg, "progress_bar", "auto")):
@@ -278,11 +305,34 @@ def fit_and_evaluate(
     if evaluate_test:
         test_probs = predict_proba(model, splits.X_test, eval_bs)
         metrics["test"] = classification_metrics(test_probs, splits.y_test, splits.class_names)
-    if module.history and not all(math.isfinite(r["train_loss"]) for r in module.history):
+    if penalty is not None:
+        metrics.update(penalty.report(model))
+    if module.diverged or (module.history and not all(math.isfinite(r["train_loss"]) for r in module.history)):
         metrics["diverged"] = True
     return FitResult(model=model, metrics=metrics, history=list(module.history),
                      checkpoint=str(checkpoint_cb.best_model_path) if checkpoint_cb and checkpoint_cb.best_model_path else None,
                      test_probs=test_probs)
+
+
+def plan_penalty(model: nn.Module, plan: Any) -> Any:
+    """The plan's cost penalty for ``model`` (None when the plan sets no ``beta``)."""
+    from hqrun.models import load_plan
+    from hqrun.models.penalty import EbopsPenalty
+
+    schedule = load_plan(plan).penalty
+    return None if schedule is None else EbopsPenalty(model, schedule)
+
+
+def _settled_early_stopping(start_epoch: int, **kwargs: Any) -> Any:
+    """Lightning's EarlyStopping that starts watching at ``start_epoch`` (a beta ramp's end)."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    class SettledEarlyStopping(EarlyStopping):
+        def _run_early_stopping_check(self, trainer: Any) -> None:
+            if trainer.current_epoch >= start_epoch:
+                super()._run_early_stopping_check(trainer)
+
+    return SettledEarlyStopping(**kwargs)
 
 
 class _EpochReporter:

@@ -47,12 +47,27 @@ class Hls4mlBackend:
         writer_options(options).validate()
 
     def check(self, ir: Any, options: Any) -> None:
+        """Refuse per-element activation formats (learned bit widths at element/channel
+        granularity): hls4ml casts a layer's result to one type, and no single type rounds and
+        saturates every element as its own format does. Per-element *weights* are fine: their
+        values are constants, exact in the union type the writer declares. The input's
+        per-element grid is applied to the samples before they reach the firmware, as every
+        input format is."""
         for layer in ir.layers[1:]:
             if layer.out_grid is not None:
                 raise FirmwareError(
-                    f"layer {layer.name!r} has one format per element (learned bit widths); the "
-                    "hls4ml backend gives each layer one result type. Build it with "
-                    "firmware.backend=rtl, or train with one format per layer for activations."
+                    f"layer {layer.name!r} has one fixed-point format per element (learned bit "
+                    "widths at granularity 'element' or 'channel'), but the hls4ml backend casts "
+                    "each layer's result to one type, which would not round and saturate every "
+                    "element as the model does, so the firmware would not be bit-exact. Build it "
+                    "with firmware.backend=rtl (per-element casts), or train the activations "
+                    "with one format per layer: plan slots activation: "
+                    "learned_relu(granularity='layer') and input: "
+                    "learned_bits(granularity='layer'), e.g. hqrun train quant=learned "
+                    "'quant.learn=[kernel,bias]' "
+                    "\"quant.default.activation=\\\"learned_relu(granularity='layer')\\\"\" "
+                    "\"quant.input=\\\"learned_bits(granularity='layer')\\\"\" (per-element "
+                    "weights are fine for hls4ml: it declares one type wide enough for all)."
                 )
 
     def write(self, ir: Any, project_dir: Path, options: Any) -> _Project:

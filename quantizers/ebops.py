@@ -1,0 +1,308 @@
+"""EBOPs (effective bit operations): the one definition, differentiable in the bit widths.
+
+HGQ's hardware proxy for an FPGA multiply-accumulate layer ``y_j = b_j + sum_i w_ji x_i`` is
+
+    EBOPs = sum over (j, i) of b_in(i) * b_w(j, i)  +  sum over j of b_b(j)
+
+where ``b`` is the width of each element: ``b_w`` of every weight (0 for a weight that is zero, so
+pruned weights cost nothing), ``b_in`` of every input element, ``b_b`` of every bias element. The
+bias term is HGQ2's (``QDense._compute_ebops``: the mean bias width times the number of outputs,
+i.e. one adder input per output and bias bit). Widths are counted as
+:meth:`FixedPointGrid.bits` counts them — **sign bit included**, as hqrun.cost's EBOPs always
+have. HGQ2 counts ``keep_negative + integer + fractional`` only for ``SAT`` quantizers; its
+default weight (``SAT_SYM``) and activation (``WRAP``) quantizers leave the sign bit out, so
+for signed operands hqrun's count is larger (``(b+1)(c+1)`` where HGQ2 counts ``b*c``); for
+ReLU outputs (unsigned) the two agree.
+
+Widths pass stateless layers by applying the layer to the width map (Flatten, ReLU, pooling);
+an average pool over ``2**k`` values adds ``k`` bits (the firmware keeps ``k`` more fractional
+bits after it), so a CNN's dense layer is priced on the widths it is built with.
+
+Convolutions count one kernel instance (hqrun.cost's convention: the hardware is reused over
+output positions): the layer's own padded convolution is evaluated on the width maps, summed,
+and divided by the number of output positions; with uniform input widths and ``valid`` padding
+that is exactly ``sum over non-zero kernel weights of b_in * b_w``. HGQ2, fully unrolled,
+multiplies by the positions instead.
+
+Who uses it: the trainer's cost penalty (``beta * EBOPs``, gradient flowing into the learned
+widths) and, with widths taken from exported :class:`FixedPointGrid` s, hqrun.cost — so the two
+numbers are one function of the same widths. torch only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .layer_kinds import layer_kind
+
+__all__ = ["FLOAT_BITS", "DEFAULT_INPUT_BITS", "mac_ebops", "slot_bits", "trace_shapes",
+           "model_ebops", "EbopsProgram", "EbopsReport"]
+
+#: Width counted for a float operand (a slot without quantizer): float32.
+FLOAT_BITS = 32
+#: Width assumed for a float model input (no input quantizer), as hqrun.cost's default
+#: ``quantized_bits(8,0,1)`` input assumption.
+DEFAULT_INPUT_BITS = 8
+
+
+def mac_ebops(mac: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], in_bits: torch.Tensor,
+              kernel_bits: torch.Tensor, bias_bits: torch.Tensor | None = None) -> torch.Tensor:
+    """EBOPs of one multiply-accumulate layer from its width tensors.
+
+    Args:
+        mac: the layer's linear map without bias, ``mac(x, kernel)`` (``layer.mac``: ``F.linear``
+            for dense layers, the padded convolution for conv layers).
+        in_bits: widths of one input sample (e.g. ``(in_features,)`` or ``(C, H, W)``).
+        kernel_bits: widths of the kernel in the layer's (PyTorch) layout, 0 for zero weights.
+        bias_bits: widths of the bias (0 for zero biases) or None.
+
+    Returns a 0-d tensor (dtype of the inputs), differentiable in every width tensor.
+    """
+    if in_bits.dtype != kernel_bits.dtype:
+        in_bits = in_bits.to(kernel_bits.dtype)
+    if kernel_bits.dim() == 2 and in_bits.dim() == 1:  # dense: sum_j (W_b @ b_in)_j + sum b_b
+        return _DenseEbops.apply(in_bits, kernel_bits, bias_bits)
+    else:
+        out = mac(in_bits.unsqueeze(0), kernel_bits)
+        total = out.sum()
+        positions = out[0, 0].numel()  # output positions per channel
+        if positions != 1:
+            total = total / positions
+    if bias_bits is not None:
+        total = total + bias_bits.sum()
+    return total
+
+
+class _DenseEbops(torch.autograd.Function):
+    """The dense count ``sum_j sum_i b_w(j,i) b_in(i) + sum_j b_b(j)`` as one autograd node.
+
+    ``F.linear(b_in, b_w).sum()`` written out: forward ``b_in . colsum(b_w)``; backward
+    ``d b_in = g * colsum(b_w)``, ``d b_w(j, i) = g * b_in(i)``, ``d b_b = g``. The same number as
+    the layer's own ``mac`` (tests check it) with a handful of ops instead of a chain of autograd
+    nodes: the training penalty runs it every step.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, in_bits: torch.Tensor, kernel_bits: torch.Tensor,
+                bias_bits: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        colsum = kernel_bits.sum(0)
+        total = torch.dot(in_bits, colsum)
+        if bias_bits is not None:
+            total = total + bias_bits.sum()
+        ctx.save_for_backward(in_bits, colsum)
+        ctx.shapes = (kernel_bits.shape, None if bias_bits is None else bias_bits.shape)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
+        in_bits, colsum = ctx.saved_tensors
+        kshape, bshape = ctx.shapes
+        grad_in = colsum * grad if ctx.needs_input_grad[0] else None
+        grad_k = (in_bits * grad).expand(kshape) if ctx.needs_input_grad[1] else None
+        grad_b = grad.expand(bshape) if bshape is not None and ctx.needs_input_grad[2] else None
+        return grad_in, grad_k, grad_b
+
+
+def slot_bits(q: nn.Module | None, shape: tuple[int, ...], value: torch.Tensor | None = None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-element widths of a tensor of ``shape`` held by quantizer ``q``.
+
+    Learned quantizers answer with ``q.bit_widths()`` (differentiable during training). Other
+    quantizers with their fixed-point grid (``FixedPointGrid.bits``); one without a grid (data
+    dependent scales) with ``q.bits``; no quantizer (float) with :data:`FLOAT_BITS`. ``value``
+    (the quantized weights) zeroes the width of every zero element.
+    """
+    fn = getattr(q, "bit_widths", None)
+    if callable(fn):
+        bits = fn()
+        bits = bits if bits.dtype == dtype else bits.to(dtype)
+    else:
+        grid_fn = getattr(q, "fixed_point_grid", None)
+        grid = grid_fn() if callable(grid_fn) else None
+        if grid is not None:
+            bits = torch.as_tensor(grid.bits(), dtype=dtype)
+        else:
+            width = getattr(q, "bits", FLOAT_BITS) if q is not None else FLOAT_BITS
+            bits = torch.tensor(float(width), dtype=dtype)
+        bits = bits.expand(shape)
+    if value is not None:
+        bits = bits * (value != 0)
+    return bits
+
+
+def trace_shapes(model: nn.Module) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Child name -> (input shape, output shape) of one sample, from a dry run on zeros.
+
+    Runs in eval mode without gradient (no statistics or ranges move); modes are restored.
+    """
+    input_shape = getattr(model, "input_shape", None)
+    if input_shape is None:
+        raise ValueError("model_ebops needs model.input_shape (hqrun's QSequential sets it).")
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    modes = {m: m.training for m in model.modules()}
+    x = torch.zeros((1, *input_shape))
+    try:
+        model.eval()
+        with torch.no_grad():
+            for name, child in model.named_children():
+                y = child(x)
+                shapes[name] = (tuple(x.shape[1:]), tuple(y.shape[1:]))
+                x = y
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return shapes
+
+
+@dataclass
+class EbopsReport:
+    """EBOPs of a model: total and per MAC layer (0-d tensors), and its kernels' zero count."""
+
+    total: torch.Tensor
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    pruned: torch.Tensor | int = 0  # kernel elements of width 0 (zero weights, learned or not)
+    weights: int = 0  # kernel elements in all MAC layers
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain numbers, for metrics.json."""
+        return {"ebops": float(self.total), "ebops_layers": {k: float(v) for k, v in self.layers.items()},
+                "pruned_weights": int(self.pruned), "weights": int(self.weights)}
+
+
+def _activation_quantizer(layer: nn.Module) -> nn.Module | None:
+    slots = getattr(layer, "slots", None)
+    if not callable(slots) or "activation" not in slots():
+        return None
+    q = layer.quantizer("activation")
+    from .layers_core import is_quantizer
+
+    return q if is_quantizer(q) else None
+
+
+def _is_mac(layer: nn.Module) -> bool:
+    slots = getattr(layer, "slots", None)
+    return callable(getattr(layer, "mac", None)) and callable(slots) and "kernel" in slots()
+
+
+def _stateless(layer: nn.Module) -> bool:
+    """No parameters and no buffers: applying it to a width map changes nothing it keeps."""
+    return next(layer.parameters(), None) is None and next(layer.buffers(), None) is None
+
+
+def _weight_bits(layer: nn.Module, slot: str, dtype: torch.dtype) -> torch.Tensor | None:
+    q = layer.quantizer(slot)
+    if callable(getattr(q, "bit_widths", None)):
+        bits = q.bit_widths()  # learned: zero codes already have width 0
+        return bits if bits.dtype == dtype else bits.to(dtype)
+    with torch.no_grad():
+        value = layer.quantized_kernel() if slot == "kernel" else layer.quantized_bias()
+    if value is None:
+        return None
+    return slot_bits(q, tuple(value.shape), value.detach(), dtype)
+
+
+def _widening(layer: nn.Module) -> float:
+    """Bits an average pool adds: the mean of ``2**k`` values keeps ``k`` more fractional bits,
+    which is the type the firmware builds after it (``typeinfer``'s pooling output, the
+    ``avgpool2d`` IR node), so the next layer's multipliers are that much wider. 0 otherwise."""
+    if layer_kind(layer) != "avgpool2d" or getattr(layer, "average_quantizer", None) is not None:
+        return 0.0
+    size = getattr(layer, "pool_size", None) or getattr(layer, "kernel_size", None) or 2
+    area = math.prod(size) if isinstance(size, (tuple, list)) else int(size) ** 2
+    return math.log2(area)
+
+
+@dataclass
+class _Step:
+    """One child of the model as the count sees it (decided once per model)."""
+
+    name: str
+    layer: nn.Module
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    kind: str  # "mac" | "quantizer" (sets the widths) | "apply" (maps them) | "unknown"
+    act: nn.Module | None
+    has_bias: bool = False
+    widening: float = 0.0  # bits the layer adds to the widths passing it (average pooling)
+
+
+class EbopsProgram:
+    """The count of :func:`model_ebops`, prepared once for a model (structure and shapes), so a
+    training step pays only for the arithmetic."""
+
+    def __init__(self, model: nn.Module,
+                 shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None) -> None:
+        shapes = shapes if shapes is not None else trace_shapes(model)
+        self.input_shape = tuple(model.input_shape)
+        self._input_bits: dict[tuple[float, torch.dtype], torch.Tensor] = {}
+        self.steps: list[_Step] = []
+        for name, layer in model.named_children():
+            in_shape, out_shape = shapes[name]
+            act = _activation_quantizer(layer)
+            if _is_mac(layer):
+                kind = "mac"
+            elif act is not None:
+                kind = "quantizer"
+            elif _stateless(layer):
+                kind = "apply"
+            else:
+                kind = "unknown"
+            self.steps.append(_Step(name, layer, in_shape, out_shape, kind, act,
+                                    kind == "mac" and "bias" in layer.slots(),
+                                    _widening(layer) if kind == "apply" else 0.0))
+
+    def __call__(self, input_bits: float = DEFAULT_INPUT_BITS, dtype: torch.dtype = torch.float32,
+                 count_pruned: bool = True) -> EbopsReport:
+        layers: dict[str, torch.Tensor] = {}
+        pruned: torch.Tensor | int = 0
+        n_weights = 0
+        key = (float(input_bits), dtype)
+        if key not in self._input_bits:  # one constant per width and dtype, not one per step
+            self._input_bits[key] = torch.full(self.input_shape, key[0], dtype=dtype)
+        bits: torch.Tensor | None = self._input_bits[key]
+        for st in self.steps:
+            if st.kind == "mac":
+                b_in = bits if bits is not None else \
+                    torch.full(st.in_shape, float(FLOAT_BITS), dtype=dtype)
+                kb = _weight_bits(st.layer, "kernel", dtype)
+                bb = _weight_bits(st.layer, "bias", dtype) if st.has_bias else None
+                if b_in.shape != st.in_shape:
+                    b_in = b_in.reshape(st.in_shape)
+                layers[st.name] = mac_ebops(st.layer.mac, b_in, kb, bb)
+                if count_pruned:
+                    pruned = pruned + int((kb.detach() == 0).sum())
+                    n_weights += kb.numel()
+                bits = slot_bits(st.act, st.out_shape, dtype=dtype) if st.act is not None else None
+            elif st.kind == "quantizer":
+                bits = slot_bits(st.act, st.out_shape, dtype=dtype)
+            elif st.kind == "apply" and bits is not None:
+                bits = st.layer(bits.reshape(st.in_shape).unsqueeze(0))[0]  # Flatten, ReLU, pooling
+                if st.widening:
+                    bits = torch.where(bits > 0, bits + st.widening, bits)
+            else:
+                bits = None  # e.g. a float batch norm: the widths after it are not known here
+        total = sum(layers.values()) if layers else torch.zeros((), dtype=dtype)
+        return EbopsReport(total=total, layers=layers, pruned=pruned, weights=n_weights)
+
+
+def model_ebops(model: nn.Module, input_bits: float = DEFAULT_INPUT_BITS,
+                shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None,
+                dtype: torch.dtype = torch.float32) -> EbopsReport:
+    """EBOPs of every multiply-accumulate layer of an hqrun model (children in order).
+
+    The widths entering a MAC layer are those of the last quantizer the data passed (the input
+    quantizer, an activation layer's or a layer's fused activation quantizer); layers between
+    without a quantizer and without state (Flatten, a float ReLU, pooling) are applied to the
+    width map itself; after anything else (a float batch norm) the widths are unknown and count
+    as float. A float model input counts ``input_bits`` per element, other float operands
+    :data:`FLOAT_BITS`. Differentiable in learned widths after a training-mode forward pass (the
+    trainer's penalty calls it right after the forward); in eval mode it is the exact count of
+    the deployed model. ``shapes`` (from :func:`trace_shapes`) may be passed to skip the dry run;
+    :class:`EbopsProgram` keeps the whole preparation for repeated counts.
+    """
+    return EbopsProgram(model, shapes)(input_bits, dtype)
