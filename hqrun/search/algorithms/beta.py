@@ -199,10 +199,16 @@ def candidate_records(result: dict, plan: dict, score: Callable[[float, float], 
     return out
 
 
-def journaled_indices(records: list[dict]) -> set[int]:
-    """Trial indices with a journal line (finished: candidates or failed)."""
-    return {int(r["config"]["index"]) for r in records
-            if isinstance(r.get("config"), dict) and isinstance(r["config"].get("index"), int)}
+def pending_points(betas: list[float], records: list[dict]) -> list[tuple[int, float]]:
+    """(trial index, β) still to train: the β values without a journal line (candidates or a
+    failed line), each under an index no journaled trial used, so names and candidate folders
+    never collide when a resumed search adds grid values or draws."""
+    seen = [r["config"] for r in records if isinstance(r.get("config"), dict)
+            and isinstance(r["config"].get("index"), int)]
+    done = {float(c.get("beta")) for c in seen if isinstance(c.get("beta"), (int, float))}
+    todo = list(dict.fromkeys(b for b in betas if b not in done))
+    start = max((int(c["index"]) for c in seen), default=-1) + 1
+    return [(start + k, b) for k, b in enumerate(todo)]
 
 
 def per_trial(records: list[dict]) -> list[dict]:
@@ -277,17 +283,19 @@ class BetaSweep(SearchAlgorithm):
             raise SearchError(str(err).replace("trainer.", "search.beta.trainer.")) from None
 
     def fingerprint(self, cfg):  # noqa: ANN001, ANN201
-        plain = cfg.to_plain()["beta"]
+        # β values may be added on resume (a longer grid, more draws); what each trial trains
+        # may not change
+        plain = {k: v for k, v in cfg.to_plain()["beta"].items() if k != "grid"}
         return {"beta": plain}
 
     def run(self, run):  # noqa: ANN001, ANN201 - see SearchAlgorithm.run
         betas = beta_values(run.cfg, run.seed)
-        done = journaled_indices(run.journal.trials())
-        todo = [i for i in range(len(betas)) if i not in done]
-        progress = run.progress(len(betas), per_trial(run.finished()))
+        todo = pending_points(betas, run.journal.trials())
+        done = per_trial(run.finished())
+        progress = run.progress(len(done) + len(todo), done)
         if todo:
-            points = [{"index": i, "beta": betas[i], "plan": learned_plan(run.cfg, betas[i], i)}
-                      for i in todo]
+            points = [{"index": i, "beta": b, "plan": learned_plan(run.cfg, b, i)}
+                      for i, b in todo]
             _run_beta_tuner(run, points, progress)
         progress.close()
         return {}, None
