@@ -32,9 +32,10 @@ def candidate_rows(records: list[dict], front_ids: set[str]) -> list[dict]:
     return sorted(rows, key=lambda row: (row["ebops"], -(row["val_accuracy"] or 0)))
 
 
-def write_candidate_dir(run_dir: Path, record: dict, out_dir: Path) -> dict:
+def write_candidate_dir(run_dir: Path, record: dict, out_dir: Path, metrics_file: bool = True
+                        ) -> dict:
     """Copy one candidate's weights into ``out_dir`` as a trained-run directory; return its
-    metrics (what ``metrics.json`` holds)."""
+    metrics (what ``metrics.json`` holds; ``metrics_file=False``: the caller writes its own)."""
     from hqrun.modelfile import load_model_file, save_model_file
     from hqrun.models import load_plan
 
@@ -50,7 +51,8 @@ def write_candidate_dir(run_dir: Path, record: dict, out_dir: Path) -> dict:
                "val_accuracy": record.get("accuracy"), "test_accuracy": record.get("test_accuracy"),
                "cost": {"ebops": record.get("cost")}, "source": record["model"],
                "search_score": record.get("score")}
-    atomic.write_json(out_dir / "metrics.json", metrics, default=str)
+    if metrics_file:
+        atomic.write_json(out_dir / "metrics.json", metrics, default=str)
     return metrics
 
 

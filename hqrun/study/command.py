@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from hqrun import atomic
 from hqrun.errors import HqrunError
 from hqrun.safenames import check_name
+from hqrun.study.learned import check_learned, learned_enabled
 from hqrun.study.steps import (GOAL_LABELS, baseline_label, fills_to_cap, firmware_step, ptq_step,
                                restart_seeds, search_jobs, search_seed, search_step, select_step,
                                train_step)
@@ -81,6 +82,9 @@ def run(cfg: DictConfig) -> dict:
             train_step(cfg, root / label, {**load_plan(str(winner)).to_dict(), "name": label}, init)
         models.append((label, root / label))
 
+    if learned_enabled(cfg):      # learned bit widths: a beta sweep, its candidates as trained
+        models += learned_family(cfg, root, searches)
+
     if scfg.firmware:
         for label, directory in models:
             target = directory
@@ -102,6 +106,32 @@ def run(cfg: DictConfig) -> dict:
     return json.loads((root / "report.json").read_text())
 
 
+def learned_family(cfg: DictConfig, root: Path, searches: dict[str, Path]) -> list[tuple[str, Path]]:
+    """Run the beta sweep, take one candidate per EBOPs budget as a model (hqrun/study/learned.py);
+    the sweep joins ``searches`` under its goal so the report draws its front."""
+    from hqrun.search.journal import Journal
+    from hqrun.study.learned import (LEARNED_GOAL, SEARCH_DIR, budget_label,
+                                     learned_model_step, learned_search_step, pick_candidates)
+
+    sweep = root / SEARCH_DIR
+    print("[study] learned bit widths: beta sweep (search=beta)")
+    learned_search_step(cfg, sweep)
+    searches[LEARNED_GOAL] = sweep
+    budgets = [float(b) for b in cfg.study.learned.budgets]
+    picked = pick_candidates(Journal(sweep / "trials.jsonl").trials(), budgets)
+    for budget in budgets:
+        if budget not in dict(picked):
+            print(f"[study] learned bit widths: no candidate at or under {budget:,.0f} EBOPs")
+    out = []
+    for budget, record in picked:
+        label = budget_label(budget)
+        print(f"[study] {label}: candidate {record['trial_id']} ({record['cost']:,.0f} EBOPs, "
+              f"val accuracy {record['accuracy']:.4f}), taken as trained")
+        learned_model_step(cfg, sweep, record, root / label)
+        out.append((label, root / label))
+    return out
+
+
 def _check_study(cfg: DictConfig) -> None:
     """Refuse study settings that would only fail after the baselines have trained."""
     scfg = cfg.study
@@ -115,6 +145,7 @@ def _check_study(cfg: DictConfig) -> None:
         raise HqrunError(f"search.objective=accuracy needs a cost cap for every searched goal, "
                          f"and {', '.join(uncapped)} has none: set study.max_cost."
                          f"{uncapped[0]}=<cap>, or use search.objective=forgiving.")
+    check_learned(cfg)
     k = scfg.get("candidates", 1)
     if not isinstance(k, int) or k < 1:
         raise HqrunError(f"study.candidates={k!r} must be an integer >= 1 (the number of top "
