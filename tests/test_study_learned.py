@@ -67,8 +67,9 @@ def test_quickstart_with_learned_family_adds_its_rows_and_front(tmp_path: Path) 
           "trainer.progress_bar=false", "search.max_trials=2", "search.epochs=1",
           "search.reference_epochs=1", "search.batch_size=64", "search.ray.num_cpus=1",
           "firmware.max_samples=60", "study.learned.budgets=[1e9]",
-          "study.learned.search={max_trials: 2, epochs: 3, reference_epochs: 1, "
-          "beta: {grid: [1e-6, 1e-5]}, beta.trainer.batch_size: 64}",
+          "study.learned.search.epochs=3", "study.learned.search.reference_epochs=1",
+          "study.learned.search.beta.grid=[1e-6,1e-5]",
+          "+study.learned.search.beta.trainer.batch_size=64",
           f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "report.json").read_text())
     labels = [m["label"] for m in summary["models"]]

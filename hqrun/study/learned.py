@@ -44,7 +44,7 @@ def learned_enabled(cfg: Any) -> bool:
 def budget_label(budget: float) -> str:
     """``3000`` -> ``LB3k``, ``12500`` -> ``LB12.5k``, ``800`` -> ``LB800``: the model's name."""
     b = float(budget)
-    text = f"{b / 1000:g}k" if b >= 1000 else f"{b:g}"
+    text = f"{b / 1000:.12g}k" if b >= 1000 else f"{b:.12g}"
     return "LB" + text
 
 
