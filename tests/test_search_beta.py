@@ -230,3 +230,17 @@ def test_resume_trains_only_unjournaled_betas_under_fresh_indices():
     assert pending_points([1e-6, 3e-5], journal) == []
     assert pending_points([1e-6, 3e-5, 2e-7, 2e-7], journal) == [(2, 2e-7)]
     assert pending_points([5e-6, 1e-6], []) == [(0, 5e-6), (1, 1e-6)]
+
+
+def test_search_beta_composes_with_the_learned_plan_and_trainer():
+    from hydra import compose, initialize_config_module
+
+    schema_keys = set(OmegaConf.structured(SearchConfig).keys())
+    with initialize_config_module("hqrun.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["command=search", "search=beta",
+                                           "search.beta.plan.granularity=layer"])
+    assert set(cfg.search.keys()) == schema_keys
+    parsed = check_config(cfg.search)
+    assert parsed.algorithm == "beta" and parsed.goal.type == "ebops"
+    assert parsed.beta.plan["granularity"] == "layer" and parsed.beta.plan["learn"]
+    assert parsed.beta.trainer["scheduler"] == "cosine" and parsed.retrain == "none"
