@@ -75,7 +75,8 @@ def test_quickstart_with_learned_family_adds_its_rows_and_front(tmp_path: Path) 
     labels = [m["label"] for m in summary["models"]]
     assert labels == ["Q6", "QB", "LB1000000k"]
     lb = summary["models"][-1]
-    assert lb["test_accuracy"] is not None and lb["cost"]["ebops"] > 0
+    assert lb["accuracy"] is not None and lb["cost"]["ebops"] > 0
+    assert summary["fronts"]["ebops"], "the sweep's front is in the report"
     sweep = run_dir / "search_learned"
     assert (sweep / "candidates.csv").is_file() and (sweep / "pareto.png").is_file()
     metrics = json.loads((run_dir / "LB1000000k" / "metrics.json").read_text())
