@@ -74,6 +74,11 @@ def export_candidates(run_dir: Any, written: dict) -> dict:
     winner = written.get("winner")
     if winner is not None and winner.get("model"):
         out["winner_dir"] = write_candidate_dir(run_dir, winner, run_dir / "winner")
+    import shutil
+
+    for old in (run_dir / "front").glob("point_*"):   # a resumed search's earlier front
+        if old.is_dir():
+            shutil.rmtree(old)
     out["front_dirs"] = [write_candidate_dir(run_dir, r, run_dir / "front" / f"point_{i:02d}")
                          for i, r in enumerate(written.get("front", [])) if r.get("model")]
     return out
