@@ -88,18 +88,6 @@ class BetaContext:
     points: dict                # trial index -> {"index", "beta", "plan"}
 
 
-def _splits(data: Any) -> Any:
-    """TrialData → the attribute view ``fit_and_evaluate`` reads (test: evaluated separately)."""
-    from types import SimpleNamespace
-
-    n_classes = int(max(int(data.train.y.max()), int(data.val.y.max())) + 1)
-    return SimpleNamespace(
-        X_train=data.train.x.numpy(), y_train=data.train.y.numpy(),
-        X_val=data.val.x.numpy(), y_val=data.val.y.numpy(),
-        X_test=data.val.x[:1].numpy(), y_test=data.val.y[:1].numpy(),
-        class_names=[str(i) for i in range(n_classes)])
-
-
 def train_beta_trial(config: dict, ctx: BetaContext) -> dict:
     """Train one β; save the front epochs' weights; return the trial's result (candidates).
 
@@ -110,7 +98,7 @@ def train_beta_trial(config: dict, ctx: BetaContext) -> dict:
 
     from hqrun.modelfile import save_model_file
     from hqrun.search.epochfront import EpochFront
-    from hqrun.search.trial import evaluate
+    from hqrun.search.trial import evaluate, lightning_splits
     from hqrun.train.runner import build_from_plan, fit_and_evaluate
 
     t0 = time.perf_counter()
@@ -127,7 +115,7 @@ def train_beta_trial(config: dict, ctx: BetaContext) -> dict:
                     lambda: {k: v.detach().clone() for k, v in model.state_dict().items()})
 
     initial = ctx.reference_state
-    result = fit_and_evaluate(_splits(ctx.data), ctx.trainer, model=model, plan=plan,
+    result = fit_and_evaluate(lightning_splits(ctx.data), ctx.trainer, model=model, plan=plan,
                               seed=ctx.seed, epoch_callback=on_epoch, threads=ctx.threads,
                               evaluate_test=False, initial_state=initial)
     elapsed = time.perf_counter() - t0
