@@ -24,6 +24,7 @@ def _study(run_dir: Path, jets_file: Path) -> None:
           "search.max_trials=2", "search.epochs=1", "search.reference_epochs=1",
           "search.batch_size=64", "search.ray.num_cpus=1", "firmware.max_samples=60",
           "search.seed=3",  # seeds the search only: every step keeps the split of `seed`
+          "study.learned.enabled=false",   # tests/test_study_learned.py covers the learned family
           f"hydra.run.dir={run_dir}"])
 
 
@@ -142,7 +143,7 @@ def test_capped_search_candidates_and_restarts_pick_the_best_validation_model(
           "study.restarts=2", "trainer.seed=5", "search.seed=9", f"study.max_cost.bits={cap}", "trainer.max_epochs=2", "trainer.batch_size=64",
           "trainer.progress_bar=false", "search.max_trials=3", "search.epochs=1",
           "search.reference_epochs=1", "search.batch_size=64", "search.ray.num_cpus=1",
-          f"hydra.run.dir={run_dir}"])
+          "study.learned.enabled=false", f"hydra.run.dir={run_dir}"])
     trials = [json.loads(line) for line in (run_dir / "search_bits" / "trials.jsonl").open()]
     trials = [t for t in trials if t.get("event") == "trial"]
     assert len(trials) == 3 and all(t["cost"] <= cap for t in trials)

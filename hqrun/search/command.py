@@ -96,6 +96,9 @@ def _run(cfg: Any, scfg: Any, seed: int, backend: Any, claimed: Any) -> dict:
     written = write_results(outcome, goal, str(scfg.objective), floor=floor,
                             stress=float(scfg.goal.stress), cap=scfg.goal.max_cost,
                             epochs=int(scfg.epochs))
+    from hqrun.search.algorithms import get_algorithm
+
+    written.update(get_algorithm(scfg.algorithm).write_artefacts(outcome, written, cfg))
     print(leaderboard(outcome.records, goal=goal, floor=floor))
     if "winner" not in written:
         raise SearchError(f"no trial finished successfully; the errors are in {run_dir}/trials.csv "

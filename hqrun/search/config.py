@@ -80,6 +80,18 @@ class BayesianConfig:
 
 
 @dataclass
+class BetaSweepConfig:
+    """The learned-bit-width beta sweep (``algorithm: beta``, hqrun/search/algorithms/beta.py)."""
+
+    beta_min: float = 1.0e-7          # log-uniform draws in [beta_min, beta_max] (when grid is null)
+    beta_max: float = 3.0e-5
+    grid: Optional[List[float]] = None    # explicit beta values, one trial each (max_trials ignored)
+    plan: Dict[str, Any] = field(default_factory=dict)     # learned-plan knobs (conf/quant/learned.yaml)
+    trainer: Dict[str, Any] = field(default_factory=dict)  # trainer settings (conf/trainer/learned.yaml); max_epochs = search.epochs
+    from_reference: bool = False      # start each trial from the float reference's weights
+
+
+@dataclass
 class RayConfig:
     address: Optional[str] = None     # null: local Ray; "auto" or host:port: join a cluster
     num_cpus: Optional[int] = None    # CPUs the local Ray may use (null: all)
@@ -88,7 +100,7 @@ class RayConfig:
 
 @dataclass
 class SearchConfig:
-    algorithm: str = "random"         # random | bayesian | asha | blocks | evolution
+    algorithm: str = "random"         # random | bayesian | asha | blocks | evolution | beta
     objective: str = "forgiving"      # forgiving (AutoQKeras score) | pareto (accuracy vs cost) | accuracy (needs goal.max_cost)
     max_trials: int = 20
     epochs: int = 10                  # QAT epochs per trial (at most)
@@ -110,6 +122,7 @@ class SearchConfig:
     asha: AshaConfig = field(default_factory=AshaConfig)
     bayesian: BayesianConfig = field(default_factory=BayesianConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    beta: BetaSweepConfig = field(default_factory=BetaSweepConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_plain(self) -> dict:

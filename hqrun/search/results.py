@@ -82,6 +82,10 @@ def write_plan(plan: dict, path: Path, name: str, widths: dict | None = None) ->
     out = {"name": name, "input": plan.get("input"),
            "default": {s: (plan.get("default") or {}).get(s) for s in ("kernel", "bias", "activation")},
            "layers": {k: dict(layers[k]) for k in sorted(layers, key=_natural)}}
+    from hqrun.models.penalty import PENALTY_KEYS
+
+    # a learned-bits plan keeps its cost penalty: `hqrun train plan=<file>` trains it again
+    out.update({k: plan[k] for k in PENALTY_KEYS if plan.get(k) is not None})
     atomic.write_text(path, yaml.safe_dump(out, sort_keys=False, default_flow_style=False))
     if widths:
         atomic.write_text(path.with_suffix(".model.yaml"),

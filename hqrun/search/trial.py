@@ -282,16 +282,9 @@ def _train_lightning(model: nn.Module, data: TrialData, settings: TrialSettings,
                      on_epoch: Callable[..., None]) -> None:
     """QAT through hqrun.train's Lightning ``fit_and_evaluate`` (same epochs, lr, batches,
     early stopping); every epoch goes to ``on_epoch`` like the lean loop's."""
-    from types import SimpleNamespace
-
     from hqrun.train.runner import fit_and_evaluate
 
-    n_classes = int(max(int(data.train.y.max()), int(data.val.y.max())) + 1)
-    splits = SimpleNamespace(
-        X_train=data.train.x.numpy(), y_train=data.train.y.numpy(),
-        X_val=data.val.x.numpy(), y_val=data.val.y.numpy(),
-        X_test=data.val.x[:1].numpy(), y_test=data.val.y[:1].numpy(),
-        class_names=[str(i) for i in range(n_classes)])
+    splits = lightning_splits(data)
     trainer = {"max_epochs": settings.epochs, "batch_size": settings.batch_size,
                "lr": settings.learning_rate, "scheduler": "none",
                "early_stopping": settings.patience > 0, "patience": max(settings.patience, 1),
@@ -324,6 +317,17 @@ def start_from_reference(backend: Backend, model: nn.Module,
         reference = backend.build(_float_plan(), {})
         reference.load_state_dict(reference_state)
     backend.transfer(reference, model)
+def lightning_splits(data: TrialData) -> Any:
+    """TrialData as the attribute view ``fit_and_evaluate`` reads (X_train, y_val, ...). The
+    test split is a one-row stand-in: search trainings never evaluate on test."""
+    from types import SimpleNamespace
+
+    n_classes = int(max(int(data.train.y.max()), int(data.val.y.max())) + 1)
+    return SimpleNamespace(
+        X_train=data.train.x.numpy(), y_train=data.train.y.numpy(),
+        X_val=data.val.x.numpy(), y_val=data.val.y.numpy(),
+        X_test=data.val.x[:1].numpy(), y_test=data.val.y[:1].numpy(),
+        class_names=[str(i) for i in range(n_classes)])
 
 
 def _float_plan() -> dict:

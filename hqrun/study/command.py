@@ -20,6 +20,7 @@ from hqrun import atomic
 from hqrun.errors import HqrunError
 from hqrun.safenames import check_name
 from hqrun.study.firmware_jobs import plan_jobs, run_jobs
+from hqrun.study.learned import check_learned, learned_enabled
 from hqrun.study.steps import (GOAL_LABELS, baseline_label, fills_to_cap, ptq_step,
                                restart_seeds, search_jobs, search_seed, search_step, select_step,
                                train_step)
@@ -82,9 +83,14 @@ def run(cfg: DictConfig) -> dict:
             train_step(cfg, root / label, {**load_plan(str(winner)).to_dict(), "name": label}, init)
         models.append((label, root / label))
 
+    learned_models = learned_family(cfg, root, searches) if learned_enabled(cfg) else []
+    models += learned_models      # learned bit widths: a beta sweep, its candidates as trained
+
     backends = study_backends(cfg)
     extra = scfg.get("extra_backend_models")
-    extra_models = None if extra is None else {str(m) for m in extra}
+    # Learned models have per-element activation widths, which only the RTL backend builds
+    # (hls4ml refuses them by name), so every further backend builds them too.
+    extra_models = None if extra is None else {str(m) for m in extra} | {l for l, _ in learned_models}
     if scfg.firmware:
         built = []
         for label, directory in models:
@@ -101,6 +107,32 @@ def run(cfg: DictConfig) -> dict:
                           extra_backends=backends[1:])
     print(f"[study] report: {report}")
     return json.loads((root / "report.json").read_text())
+
+
+def learned_family(cfg: DictConfig, root: Path, searches: dict[str, Path]) -> list[tuple[str, Path]]:
+    """Run the beta sweep, take one candidate per EBOPs budget as a model (hqrun/study/learned.py);
+    the sweep joins ``searches`` under its goal so the report draws its front."""
+    from hqrun.search.journal import Journal
+    from hqrun.study.learned import (LEARNED_GOAL, SEARCH_DIR, budget_label,
+                                     learned_model_step, learned_search_step, pick_candidates)
+
+    sweep = root / SEARCH_DIR
+    print("[study] learned bit widths: beta sweep (search=beta)")
+    learned_search_step(cfg, sweep)
+    searches[LEARNED_GOAL] = sweep
+    budgets = [float(b) for b in cfg.study.learned.budgets]
+    picked = pick_candidates(Journal(sweep / "trials.jsonl").trials(), budgets)
+    for budget in budgets:
+        if budget not in dict(picked):
+            print(f"[study] learned bit widths: no candidate at or under {budget:,.0f} EBOPs")
+    out = []
+    for budget, record in picked:
+        label = budget_label(budget)
+        print(f"[study] {label}: candidate {record['trial_id']} ({record['cost']:,.0f} EBOPs, "
+              f"val accuracy {record['accuracy']:.4f}), taken as trained")
+        learned_model_step(cfg, sweep, record, root / label)
+        out.append((label, root / label))
+    return out
 
 
 def _check_study(cfg: DictConfig) -> None:
@@ -121,6 +153,7 @@ def _check_study(cfg: DictConfig) -> None:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise HqrunError(f"study.firmware_workers={workers!r} must be an integer >= 1 (firmware "
                          "builds run at once; 1 builds them one after another).")
+    check_learned(cfg)
     k = scfg.get("candidates", 1)
     if not isinstance(k, int) or k < 1:
         raise HqrunError(f"study.candidates={k!r} must be an integer >= 1 (the number of top "

@@ -56,3 +56,8 @@ class StudyConfig:
     #: trainer.seed (or seed), +1, +2, ...; the best validation accuracy is kept. The data split
     #: stays the same. 1 = one training each.
     restarts: int = 1
+    #: Learned bit widths (hqrun/study/learned.py): a beta sweep (search=beta, changed by
+    #: ``search``) beside the AutoQ searches; per EBOPs level in ``budgets``, the candidate with
+    #: the best validation accuracy at or under it becomes a model (LB3k, ...), as trained.
+    learned: Dict[str, Any] = field(default_factory=lambda: {
+        "enabled": False, "budgets": [3000, 12000], "search": {}})

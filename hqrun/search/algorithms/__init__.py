@@ -47,12 +47,18 @@ class SearchAlgorithm:
         (both empty/None except for block-wise algorithms)."""
         raise NotImplementedError
 
+    def write_artefacts(self, outcome: Any, written: dict, cfg: Any) -> dict:
+        """Artefacts beyond the common ones (trials.csv, pareto.png, winner.yaml, front/),
+        written after them; ``written`` is what :func:`hqrun.search.results.write_results`
+        returned. Default: none."""
+        return {}
+
 
 _REGISTRY: dict[str, type[SearchAlgorithm]] = {}
 
 #: Algorithms shipped with hqrun, imported on first use.
 _BUILT_IN = {"random": "sampling", "bayesian": "sampling", "asha": "sampling",
-             "evolution": "evolution", "blocks": "blocks"}
+             "evolution": "evolution", "blocks": "blocks", "beta": "beta"}
 
 
 def register_algorithm(name: str) -> Callable[[type[SearchAlgorithm]], type[SearchAlgorithm]]:
