@@ -42,7 +42,7 @@ def test_command_help_shows_its_groups_and_knobs(capsys, command: str) -> None:
 
 def test_train_help_names_the_options_and_the_defaults(capsys) -> None:
     out = _help(capsys, "train", "quant=q4", "--help")
-    assert "quant: float (default), q10" in out
+    assert "quant: float (default), learned, q10" in out
     assert "trainer.max_epochs=100    # early stopping usually ends the run sooner" in out
     assert "data.path=null" in out and "hydra.run.dir" not in out.split("knobs")[1]
 

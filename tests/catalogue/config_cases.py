@@ -51,7 +51,7 @@ HYDRA = [
          "Did you mean quant=q6", subprocess=True),
     Case("hydra-quant-option-case", lambda e: cost(e, "quant=Q6"), "Did you mean quant=q6?"),
     Case("hydra-quant-option-lists-all", lambda e: cost(e, "quant=q0"),
-         "The options are: float, q2, q3"),
+         "The options are: float, learned, q2, q3"),
     Case("hydra-plan-path-as-quant", lambda e: cost(e, "quant=plans/mine.yaml"),
          "A plan file is given with plan=plans/mine.yaml, not quant="),
     Case("hydra-unknown-model", lambda e: cost(e, "model=cnnn"), "Did you mean model=cnn?"),
