@@ -170,6 +170,12 @@ class ModelResult:
     def goal_cost(self, goal: str) -> Optional[float]:
         return number(self.cost.get(GOAL_KEYS.get(goal, goal)))
 
+    def deployed_build(self) -> "FirmwareInfo":
+        """The build this model deploys with: the main build when it is bit-exact, else the first
+        further build that is (a learned-bits model, which hls4ml refuses, deploys as RTL)."""
+        return next((fw for fw in (self.firmware, *self.builds.values()) if fw.bit_exact),
+                    self.firmware)
+
     def synthesised_build(self) -> Optional["FirmwareInfo"]:
         """The first build (main build first, then ``builds``) with synthesis counts."""
         return next((fw for fw in (self.firmware, *self.builds.values()) if fw.measured), None)
@@ -256,6 +262,9 @@ def _describe(label: str, plan: dict, goal: Optional[str]) -> str:
     if goal:
         return f"found by the search for {GOAL_WORDS.get(goal, goal)}, retrained in full"
     name = str(plan.get("name", label))
+    if plan.get("beta") is not None:     # a learned-bits model (hqrun/study/learned.py)
+        return (f"learned bit widths (β = {float(plan['beta']):g}, {name}): the β sweep's "
+                "candidate with the best validation accuracy within this EBOPs budget, as trained")
     return "homogeneous " + name.upper().replace("Q", "") + "-bit quantization" \
         if name.lower().startswith("q") and name[1:].isdigit() else f"plan {name}"
 

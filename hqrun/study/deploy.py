@@ -33,7 +33,7 @@ class Recommendation:
 
 
 def _deployable(models: Sequence[ModelResult]) -> list[ModelResult]:
-    built = [m for m in models if m.firmware.bit_exact and m.test_accuracy is not None]
+    built = [m for m in models if m.deployed_build().bit_exact and m.test_accuracy is not None]
     return built or [m for m in models if m.test_accuracy is not None]
 
 
@@ -86,7 +86,7 @@ def _cost_line(m: ModelResult, goal: str) -> str:
     unit = GOAL_UNITS.get(goal, goal)
     cost = m.goal_cost(goal)
     text = f"{cost:,.0f} {unit} (estimated)"
-    measured = m.firmware.measured
+    measured = m.synthesis_counts()
     if measured.get("lut") is not None:
         text += (f"; LUT {measured['lut']:,.0f}, FF {measured.get('ff', 0):,.0f}, DSP "
                  f"{measured.get('dsp', 0):,.0f} (measured by {measured.get('tool')})")
@@ -100,7 +100,7 @@ def _cost_line(m: ModelResult, goal: str) -> str:
 
 
 def _exactness(m: ModelResult) -> str:
-    fw = m.firmware
+    fw = m.deployed_build()
     if not fw.built:
         return f"no firmware ({fw.error or 'not built: study.firmware=false'})"
     if not fw.bit_exact:
@@ -117,7 +117,7 @@ def _exactness(m: ModelResult) -> str:
 
 
 def _firmware_line(m: ModelResult, root: Path) -> str:
-    fw = m.firmware
+    fw = m.deployed_build()
     if not fw.built:
         return "not built"
     where = _rel(fw.project_dir, root)
@@ -158,9 +158,10 @@ def deploy_markdown(recs: Sequence[Recommendation], models: Sequence[ModelResult
         lines.append(f"- test accuracy: {_accuracy(m)}")
         lines.append(f"- {word}: {_cost_line(m, rec.goal)}")
         lines.append(f"- firmware project: {_firmware_line(m, root)}")
-        if m.firmware.built and m.firmware.synthesis_status != "done" and m.firmware.synthesis_command:
+        fw = m.deployed_build()
+        if fw.built and fw.synthesis_status != "done" and fw.synthesis_command:
             lines.append(f"- synthesis: not run here (no vendor tool); to run it: "
-                         f"`{m.firmware.synthesis_command}`")
+                         f"`{fw.synthesis_command}`")
         lines.append(f"- bit-exact: {_exactness(m)}")
         if m.training.get("still_improving"):
             lines.append(f"- training: its best epoch was the last of {m.training.get('epochs_run')}"

@@ -120,9 +120,12 @@ def _front_section(s: SearchResult, pareto_points: int, chosen_trial: Optional[s
     key = GOAL_KEYS.get(s.goal, s.goal)
     word = GOAL_WORDS.get(s.goal, s.goal)
     points = spread_points(front(s.trials, s.goal), s.goal, pareto_points)
-    head = [f"### Search for {word} ({s.label})", ""]
-    facts = [f"{s.n_finished} trials"
-             + (f" of {s.epochs} epochs each" if s.epochs else "")
+    sweep = s.label == "LB"   # the learned-bits β sweep journals candidates (front epochs)
+    head = [f"### Learned bit widths: β sweep ({s.label}), in {word}" if sweep
+            else f"### Search for {word} ({s.label})", ""]
+    facts = [(f"{s.n_finished} candidates (the Pareto epochs of its β trainings"
+              + (f", {s.epochs} epochs each)" if s.epochs else ")") if sweep else
+              f"{s.n_finished} trials" + (f" of {s.epochs} epochs each" if s.epochs else ""))
              + (f", search seed {s.seed}" if s.seed is not None else "")
              + (f", every trial under the cap of {s.cap:,.0f} {GOAL_UNITS.get(s.goal, s.goal)} as "
                 "the search prices it" if s.cap is not None else "") + "."]
@@ -265,7 +268,7 @@ def _reading_notes(models: Sequence[ModelResult], searches: Sequence[SearchResul
 
     basis = next((m.cost_basis for m in models if m.cost_basis), None)
     n_test = next((m.n_test for m in models if m.n_test), None)
-    measured = any(m.firmware.measured for m in models)
+    measured = any(m.synthesis_counts() for m in models)
     lines = ["## How to read these numbers", ""]
     if n_test:
         lines.append(f"- **Accuracy** of a model is on the {n_test:,} jets of the test split; "
@@ -358,7 +361,10 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
             m.description = _searched_description(m, caps.get(m.goal), m.label in filled,
                                                   bool((cfg.get("study") or {}).get("init_from_float", True)))
     reprice = repricer(cfg) if cfg.get("model") else None
-    found = [read_search(g, GOAL_LABELS.get(g, g), d, caps.get(g), reprice)
+    from hqrun.study.learned import SEARCH_DIR
+
+    found = [read_search(g, "LB" if Path(d).name == SEARCH_DIR else GOAL_LABELS.get(g, g), d,
+                         caps.get(g), reprice)
              for g, d in searches.items() if (d / "trials.csv").exists()]
     by_goal = {s.goal: s for s in found}
     recs: list[Recommendation] = [r for r in (recommend(g, results) for g in goals) if r]
@@ -382,8 +388,9 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
     rows = model_rows(results)
     columns = (*MODEL_COLUMNS, *MEASURED_COLUMNS, *build_columns(extra_backends), *extra_columns,
                *_TAIL_COLUMNS)
-    n_exact = sum(1 for m in results if m.firmware.bit_exact)
-    n_built = sum(1 for m in results if m.firmware.built or m.firmware.error)
+    n_exact = sum(1 for m in results if m.deployed_build().bit_exact)
+    n_built = sum(1 for m in results
+                  if any(fw.built or fw.error for fw in (m.firmware, *m.builds.values())))
     text = [
         "# hqrun study report", "",
         _data_line(study_dir, results, cfg), "",
@@ -393,8 +400,9 @@ def write_report(study_dir: Path, models: list[tuple[str, Path]], searches: dict
         render_table(rows, columns), "",
         *[f"- **{r['model']}**: {r['what']}" for r in rows],
         "",
-        f"Firmware: {n_exact} of {n_built} built models bit-exact "
-        "(simulation equals the PyTorch model on every verified test sample).", "",
+        f"Firmware: {n_exact} of {n_built} built models bit-exact in the build they deploy with "
+        "(simulation equals the PyTorch model on every verified test sample; a model that "
+        "hls4ml refuses, e.g. per-element learned widths, deploys as its RTL build).", "",
         "## Accuracy against cost", "",
         "![accuracy against cost](pareto.png)" if plot else "(no model to plot)", "",
         "Top: the built models (test accuracy, ±1σ). Bottom: each search's trials (validation "
@@ -439,12 +447,13 @@ def _summary(models: Sequence[ModelResult], searches: Sequence[SearchResult],
                     "accuracy": m.test_accuracy, "accuracy_sigma": m.sigma, "n_test": m.n_test,
                     "float_accuracy": m.float_accuracy, "cost": m.cost, "cost_basis": m.cost_basis,
                     "measured": m.synthesis_counts(),
-                    "bit_exact": m.firmware.bit_exact,
+                    "bit_exact": m.deployed_build().bit_exact,   # in the build it deploys with
                     "builds": {b: {"bit_exact": fw.bit_exact, "error": fw.error or None,
                                    "measured": fw.measured, "synthesis_s": fw.synthesis_seconds,
                                    "simulator": fw.simulator or None}
                                for b, fw in m.builds.items()},
-                    "firmware_project": str(m.firmware.project_dir) if m.firmware.project_dir else None,
+                    "firmware_project": (str(m.deployed_build().project_dir)
+                                         if m.deployed_build().project_dir else None),
                     "training": m.training} for m in models],
         "deploy": {r.goal: {"model": r.model.label, "reason": r.reason} for r in recs},
         "fronts": {s.goal: [{"trial_id": t.trial_id, "val_accuracy": t.accuracy, "cost": t.cost}
