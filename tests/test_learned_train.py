@@ -11,27 +11,17 @@ import yaml
 
 from hqrun.cli import main
 from hqrun.data.datasets import Splits
-from hqrun.data.preprocess import Scaler
 from hqrun.errors import ConfigError, PlanError
 from hqrun.models import BetaSchedule, Plan, build_model, load_plan, load_trained_state, plan_from_model
 from hqrun.train.config import TrainerConfig
 from hqrun.train.runner import fit_and_evaluate
-from jets_data import write_tiny_jets
+from jets_data import synthetic_splits, write_tiny_jets
 
 torch.set_num_threads(1)
 
 
 def make_splits(n: int = 512, seed: int = 0) -> Splits:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(5, 16)) * 1.5
-
-    def draw(m):
-        y = np.arange(m) % 5
-        return (centres[y] + rng.normal(size=(m, 16))).astype(np.float32), y.astype(np.int64)
-
-    (a, b), (c, d), (e, f) = draw(n), draw(n // 4), draw(n // 4)
-    names = [f"f{i}" for i in range(16)]
-    return Splits(a, b, c, d, e, f, names, list("gqtwz"), Scaler.identity(16, names), "synthetic")
+    return synthetic_splits(n, seed)
 
 
 def quick(**kw) -> TrainerConfig:

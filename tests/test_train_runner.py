@@ -8,27 +8,18 @@ import torch
 from torch import nn
 
 from hqrun.data.datasets import Splits
-from hqrun.data.preprocess import Scaler
 from hqrun.errors import ConfigError
 from hqrun.train.config import TrainerConfig
 from hqrun.train.datamodule import SliceBatches
 from hqrun.train.metrics import classification_metrics, confusion_matrix
 from hqrun.train.runner import fit_and_evaluate, load_initial_state, show_progress
+from jets_data import synthetic_splits
 
 torch.set_num_threads(1)
 
 
 def make_splits(n: int = 600, seed: int = 0) -> Splits:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(5, 16)) * 1.5
-
-    def draw(m):
-        y = np.arange(m) % 5
-        return (centres[y] + rng.normal(size=(m, 16))).astype(np.float32), y.astype(np.int64)
-
-    (a, b), (c, d), (e, f) = draw(n), draw(n // 4), draw(n // 4)
-    names = [f"f{i}" for i in range(16)]
-    return Splits(a, b, c, d, e, f, names, list("gqtwz"), Scaler.identity(16, names), "synthetic")
+    return synthetic_splits(n, seed)
 
 
 def small_model() -> nn.Module:
