@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from .native import kernels
+
 __all__ = [
     "F_LIMIT",
     "F_MIN",
@@ -89,6 +91,18 @@ def _reduce_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t if t.shape == shape else t.sum_to_size(shape)
 
 
+def _native_ok(x: torch.Tensor):
+    """The C loops (``native.kernels()``) when they can take ``x`` (float32 on the CPU), else None."""
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        return None
+    return kernels()
+
+
+def _per_element(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A per-group tensor broadcast to ``shape`` and laid out contiguously (for the C loops)."""
+    return t if tuple(t.shape) == shape and t.is_contiguous() else t.expand(shape).contiguous()
+
+
 class WeightRound(torch.autograd.Function):
     """Weights: ``wq = round(w * 2**f) * 2**-f`` and each element's width, in one autograd node.
 
@@ -101,7 +115,17 @@ class WeightRound(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        scale = torch.exp2(torch.round(f).clamp_(F_MIN, F_MAX))
+        lib = _native_ok(w)
+        if lib is not None:  # one fused loop, same values (learned_kernels.c)
+            w = w.contiguous()
+            f_e = _per_element(f.detach(), tuple(w.shape))  # held: the C loop reads its memory
+            wq, width, delta, live = (torch.empty_like(w) for _ in range(4))
+            lib.hq_weight_round_fwd(w.data_ptr(), f_e.data_ptr(), wq.data_ptr(), width.data_ptr(),
+                                    delta.data_ptr(), live.data_ptr(), w.numel())
+            ctx.save_for_backward(delta, live, f)
+            return wq, width
+        frac = torch.round(f).clamp_(F_MIN, F_MAX)
+        scale = torch.exp2(frac)
         codes = torch.mul(w, scale).round_()
         width = code_width(codes)
         wq = codes.div_(scale)  # exact: a power of two
@@ -183,6 +207,11 @@ class SaturatingRound(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, f: torch.Tensor, i: torch.Tensor,
                 signed: bool) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        ctx.signed = signed
+        lib = _native_ok(x) if x.dim() >= 1 else None
+        if lib is not None:  # one fused loop, same values (learned_kernels.c)
+            return SaturatingRound._native_forward(ctx, lib, x, f, i)
+        ctx.native = None
         frac = torch.round(f).clamp_(F_MIN, F_MAX)
         integer = torch.round(i).clamp_(F_MIN, F_MAX)
         width = (integer + frac).clamp_min_(0.0)
@@ -193,12 +222,13 @@ class SaturatingRound(torch.autograd.Function):
         lo = -(bound * live) if signed else torch.zeros_like(hi)
         xc = torch.clamp(x, lo, hi)
         xq = torch.mul(xc, scale).round_().div_(scale)  # exact: a power of two
-        ctx.signed = signed
         ctx.save_for_backward(x, xq - xc, lo, hi, bound, live, f, i)
         return xq, width
 
     @staticmethod
     def backward(ctx: Any, grad_xq: torch.Tensor, grad_width: torch.Tensor) -> tuple:  # type: ignore[override]
+        if ctx.native is not None:
+            return SaturatingRound._native_backward(ctx, grad_xq, grad_width)
         x, delta, lo, hi, bound, live, f, i = ctx.saved_tensors
         above_lo = torch.ops.aten.threshold_backward(grad_xq, x - lo, 0.0)  # g where x > lo
         grad_x = torch.ops.aten.threshold_backward(above_lo, hi - x, 0.0)  # ... and x < hi
@@ -217,4 +247,53 @@ class SaturatingRound(torch.autograd.Function):
         if grad_width is not None:
             grad_f = grad_f.addcmul_(grad_width, live)
             grad_i = grad_i.addcmul_(grad_width, live)
+        return grad_x, grad_f, grad_i, None
+
+    @staticmethod
+    def _native_forward(ctx: Any, lib: Any, x: torch.Tensor, f: torch.Tensor,
+                        i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward above in one C loop (bounds, scale and widths computed there too)."""
+        x = x.contiguous()
+        shape = tuple(x.shape[1:])
+        f_e, i_e = _per_element(f.detach(), shape), _per_element(i.detach(), shape)
+        xq = torch.empty_like(x)
+        width_e = torch.empty(shape, dtype=x.dtype)
+        rows, n = x.shape[0], math.prod(shape)
+        if lib.hq_sat_round_fwd(x.data_ptr(), xq.data_ptr(), f_e.data_ptr(), i_e.data_ptr(),
+                                int(ctx.signed), width_e.data_ptr(), rows, n):
+            raise MemoryError("SaturatingRound: the C loop could not allocate its constants")
+        if f.shape == shape and i.shape == shape:
+            width = width_e
+        else:  # one width per group of elements (layer, channel): the same numbers, f's shape
+            width = (torch.round(i.detach()).clamp_(F_MIN, F_MAX)
+                     + torch.round(f.detach()).clamp_(F_MIN, F_MAX)).clamp_min_(0.0)
+        ctx.native = (f_e, i_e)
+        ctx.save_for_backward(x, width, f, i)
+        return xq, width
+
+    @staticmethod
+    def _native_backward(ctx: Any, grad_xq: torch.Tensor, grad_width: torch.Tensor | None) -> tuple:
+        """The backward above in one C loop: the same masks and sums (summed in another order)."""
+        x, width, f, i = ctx.saved_tensors
+        f_e, i_e = ctx.native
+        g = grad_xq.contiguous()
+        shape = tuple(x.shape[1:])
+        per_element = f.shape == shape and i.shape == shape
+        gw = None  # the width gradient goes into the C loop when widths are per element
+        if grad_width is not None and per_element:
+            gw = grad_width.contiguous()
+        grad_x = torch.empty_like(x)
+        sums = torch.empty((2,) + shape, dtype=x.dtype)
+        grad_f, grad_i = sums[0], sums[1]
+        if kernels().hq_sat_round_bwd(g.data_ptr(), x.data_ptr(), f_e.data_ptr(), i_e.data_ptr(),
+                                      int(ctx.signed), 0 if gw is None else gw.data_ptr(),
+                                      grad_x.data_ptr(), grad_f.data_ptr(), grad_i.data_ptr(),
+                                      x.shape[0], math.prod(shape)):
+            raise MemoryError("SaturatingRound: the C loop could not allocate its constants")
+        if not per_element:
+            grad_f, grad_i = _reduce_to(grad_f, f.shape), _reduce_to(grad_i, i.shape)
+            if grad_width is not None:
+                live = width.clamp_max(1.0)
+                grad_f = torch.addcmul(grad_f, grad_width, live)
+                grad_i = torch.addcmul(grad_i, grad_width, live)
         return grad_x, grad_f, grad_i, None

@@ -1,0 +1,180 @@
+/* Fused loops of the learned-width quantizers' training step (hqrun.quantizers.native).
+ *
+ * Why C: in the eager torch path each quantizer call is ~15 tensor operations over the whole
+ * batch (clip, scale, round, un-scale, error, two masks, three reductions), each a full pass
+ * through memory plus dispatch overhead; for the jet model (4,256 MACs) those passes cost more
+ * than the matrix products. These loops do the same arithmetic in one pass forward and one pass
+ * backward. The results are the torch path's exactly (values, widths) and its gradients up to
+ * the order of float summation (tests/test_learned_native.py compares the two).
+ *
+ * Conventions: float32, contiguous; data tensors are viewed as (rows, n) with the per-element
+ * parameters (already broadcast to n) shared by every row. Rounding is half to even, as
+ * torch.round, written with the 2**23 trick so the loops vectorise on any x86-64/ARM target and
+ * do not depend on the FPU rounding mode being changed (it never is: C's default is nearest-even).
+ * Build flags (hqrun.quantizers.native): -O3 -ffp-contract=off, no -ffast-math (the trick and
+ * the exact comparisons need IEEE semantics).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define F_LIMIT 24.0f  /* learned_ops.F_LIMIT: bits are clipped to [-24, 24] */
+#define LN2F 0.6931471805599453f
+
+/* round half to even, sign of zero kept (torch.round(-0.3) is -0.0) */
+static inline float rne(float v) {
+    float a = fabsf(v);
+    float r = (a + 8388608.0f) - 8388608.0f; /* exact for a < 2**23 */
+    r = a < 8388608.0f ? r : a;              /* larger magnitudes are integers already */
+    return copysignf(r, v);
+}
+
+/* 2**k for an integer-valued k in [-125, 127], built from its IEEE bits (exact; the loops
+ * vectorise, where ldexpf would be a library call per element) */
+static inline float pow2i(float k) {
+    union { uint32_t u; float f; } v;
+    v.u = (uint32_t)((int32_t)k + 127) << 23;
+    return v.f;
+}
+
+/* rne(v) clipped to [-F_LIMIT, F_LIMIT] (a NaN parameter gives NaN, as torch's clamp) */
+static inline float clip_bits(float v) {
+    float r = rne(v);
+    r = r < -F_LIMIT ? -F_LIMIT : r;
+    return r > F_LIMIT ? F_LIMIT : r;
+}
+
+/* frexp exponent of a positive normal float32: y = m * 2**e, 0.5 <= m < 1 */
+static inline float frexp_exponent(float y) {
+    union { float f; uint32_t u; } v;
+    v.f = y;
+    return (float)((int32_t)((v.u >> 23) & 0xffu) - 126);
+}
+
+/* The per-element constants of SaturatingRound from its trainable f (fractional bits) and i
+ * (integer bits), both already broadcast to n elements: the rounded, clipped bits, the clip
+ * bounds lo/hi, the scale 2**F and its inverse, the width max(I + F, 0) and the bound's
+ * derivative factor ln2 * 2**(I-1) (2**I unsigned). */
+typedef struct {
+    float *lo, *hi, *s, *inv, *dbound;
+} sat_consts;
+
+static int sat_consts_make(sat_consts *c, const float *f, const float *i, int32_t is_signed,
+                           float *width, int64_t n) {
+    float *buf = (float *)malloc((size_t)(n > 0 ? n : 1) * 5 * sizeof(float));
+    if (!buf) return -1;
+    c->lo = buf; c->hi = buf + n; c->s = buf + 2 * n; c->inv = buf + 3 * n; c->dbound = buf + 4 * n;
+    for (int64_t j = 0; j < n; ++j) {
+        float fr = clip_bits(f[j]);
+        float in = clip_bits(i[j]);
+        float w = fmaxf(in + fr, 0.0f);
+        float live = w > 0.0f ? 1.0f : 0.0f;
+        float bound = pow2i(is_signed ? in - 1.0f : in);
+        float inv = pow2i(-fr);
+        c->s[j] = pow2i(fr);
+        c->inv[j] = inv;
+        c->hi[j] = (bound - inv) * live;     /* an empty element (width 0) is clipped to 0 */
+        c->lo[j] = is_signed ? -(bound * live) : 0.0f;
+        c->dbound[j] = bound * LN2F;
+        if (width) width[j] = w;
+    }
+    return 0;
+}
+
+/* Saturating round (SaturatingRound.forward): xq = rne(clip(x, lo, hi) * 2**F) * 2**-F, and each
+ * element's width when `width` is not NULL. Returns 0, or -1 when out of memory. */
+int hq_sat_round_fwd(const float *restrict x, float *restrict xq, const float *restrict f,
+                     const float *restrict i, int32_t is_signed, float *restrict width,
+                     int64_t rows, int64_t n) {
+    sat_consts c;
+    if (sat_consts_make(&c, f, i, is_signed, width, n)) return -1;
+    const float *restrict lo = c.lo, *restrict hi = c.hi, *restrict s = c.s, *restrict inv = c.inv;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *restrict xr = x + r * n;
+        float *restrict qr = xq + r * n;
+        for (int64_t j = 0; j < n; ++j) {
+            float v = xr[j];
+            float cl = v < lo[j] ? lo[j] : v;
+            cl = cl > hi[j] ? hi[j] : cl;
+            /* NaN stays NaN (neither comparison is true) */
+            qr[j] = rne(cl * s[j]) * inv[j];
+        }
+    }
+    free(c.lo);
+    return 0;
+}
+
+/* Its backward: gx = g inside (lo, hi), else 0;
+ * gf[j] = -ln2 * sum over rows of g * (xq - x) inside (HGQ's surrogate);
+ * gi[j] = ln2 * 2**(I-1) * (sum of g over x > lo and x >= hi, minus, when signed, the sum of g
+ * over x <= lo): the clip bounds' derivative in the integer bits.
+ * Sums run down the rows in float32, as torch's reduction over the batch axis (in another
+ * order). `gwidth` (per element, or NULL) is the gradient reaching each width (the cost
+ * penalty's), added to gf and gi where the width is not 0. Returns 0 or -1 (memory). */
+int hq_sat_round_bwd(const float *restrict g, const float *restrict x, const float *restrict f,
+                     const float *restrict i, int32_t is_signed, const float *restrict gwidth,
+                     float *restrict gx, float *restrict gf, float *restrict gi, int64_t rows,
+                     int64_t n) {
+    sat_consts c;
+    float *width = gwidth ? (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float)) : NULL;
+    if ((gwidth && !width) || sat_consts_make(&c, f, i, is_signed, width, n)) {
+        free(width);
+        return -1;
+    }
+    const float *restrict lo = c.lo, *restrict hi = c.hi, *restrict s = c.s, *restrict inv = c.inv;
+    for (int64_t j = 0; j < n; ++j) {
+        gf[j] = 0.0f;
+        gi[j] = 0.0f;
+    }
+    float below_sign = is_signed ? -1.0f : 0.0f;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *restrict gr = g + r * n;
+        const float *restrict xr = x + r * n;
+        float *restrict gxr = gx + r * n;
+        for (int64_t j = 0; j < n; ++j) {
+            float v = xr[j], gv = gr[j];
+            int above_lo = v > lo[j];
+            int below_hi = hi[j] > v;
+            float inside = (above_lo && below_hi) ? 1.0f : 0.0f;
+            float gin = gv * inside;
+            float delta = rne(v * s[j]) * inv[j] - v;
+            gxr[j] = gin;
+            gf[j] += gin * (inside != 0.0f ? delta : 0.0f);
+            float sat = (above_lo && !below_hi) ? 1.0f : (above_lo ? 0.0f : below_sign);
+            gi[j] += gv * sat;
+        }
+    }
+    for (int64_t j = 0; j < n; ++j) {
+        gf[j] *= -LN2F;
+        gi[j] *= c.dbound[j];
+        if (gwidth && width[j] > 0.0f) { /* d width / d f = d width / d i = 1 while live */
+            gf[j] += gwidth[j];
+            gi[j] += gwidth[j];
+        }
+    }
+    free(c.lo);
+    free(width);
+    return 0;
+}
+
+/* Weight round (WeightRound.forward): codes = rne(w * 2**F); width = two's-complement width of each
+ * code (0 for a zero code: pruned), exactly as code_width's frexp of |2n + 1/2| in float32, with
+ * F = f rounded half to even and clipped to [-24, 24];
+ * wq = codes * 2**-F; delta = wq - w; live = width > 0. */
+void hq_weight_round_fwd(const float *restrict w, const float *restrict f, float *restrict wq,
+                         float *restrict width, float *restrict delta, float *restrict live,
+                         int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+        float fr = clip_bits(f[j]);
+        float code = rne(w[j] * pow2i(fr));
+        float inv = pow2i(-fr);
+        float y = fabsf(2.0f * code + 0.5f);
+        float b = frexp_exponent(y);
+        float q = code * inv;
+        wq[j] = q;
+        width[j] = b;
+        delta[j] = q - w[j];
+        live[j] = b > 0.0f ? 1.0f : 0.0f;
+    }
+}

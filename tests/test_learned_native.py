@@ -1,0 +1,176 @@
+"""The learned quantizers' C loops (quantizers/learned_kernels.c) against their torch code.
+
+The C loops must give the torch path's values and widths bit for bit and its gradients up to the
+order of float summation; without a compiler (or with HQRUN_NATIVE=0) the torch code runs. The
+torch path itself is checked against autograd references and finite differences in
+tests/test_learned_ops.py (in float64, which never takes the C loops).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from importlib import resources
+
+import pytest
+import torch
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hqrun.quantizers import native
+from hqrun.quantizers.learned_ops import SaturatingRound, WeightRound
+
+HAS_CC = bool(shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"))
+needs_cc = pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fresh_kernels(tmp_path_factory):
+    """The tests build into their own cache and leave no loaded library behind."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HQRUN_CACHE_DIR", str(tmp_path_factory.mktemp("hqrun-cache")))
+        native.kernels.cache_clear()
+        yield
+    native.kernels.cache_clear()
+
+
+def run_both(fn, *inputs, grads_out):
+    """(C loops, torch code) results of ``fn(*inputs)``: outputs and input gradients."""
+    results = []
+    for flag in ("1", "0"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HQRUN_NATIVE", flag)
+            native.kernels.cache_clear()
+            assert (native.kernels() is not None) == (flag == "1")
+            leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+            outs = fn(*leaves)
+            torch.autograd.backward([o for o, g in zip(outs, grads_out) if g is not None],
+                                    [g for g in grads_out if g is not None])
+            results.append(([o.detach() for o in outs], [t.grad for t in leaves]))
+        native.kernels.cache_clear()
+    return results
+
+
+def assert_same(native_run, torch_run, grad_rtol=1e-5, zero_signs=True):
+    """Values and widths equal, gradients close. ``zero_signs``: also the sign of every zero
+    (the saturating clip of an empty element, bounds +0/-0, may give either zero: torch's
+    vectorised clamp and the C loop pick differently; both are the value 0)."""
+    (outs_c, grads_c), (outs_t, grads_t) = native_run, torch_run
+    for a, b in zip(outs_c, outs_t):
+        assert torch.equal(a, b)  # values and widths: bit for bit
+        if zero_signs:
+            assert torch.equal(torch.signbit(a), torch.signbit(b))
+    assert torch.equal(grads_c[0], grads_t[0])  # the straight-through input gradient: exact
+    for a, b in zip(grads_c[1:], grads_t[1:]):
+        scale = float(b.abs().max()) if b.numel() else 0.0
+        assert torch.allclose(a, b, rtol=grad_rtol, atol=grad_rtol * max(scale, 1.0))
+
+
+SHAPES = [((64,), (200, 64)), ((), (100, 16)), ((4, 1, 1), (30, 4, 3, 3)), ((4, 3, 3), (30, 4, 3, 3))]
+
+
+@needs_cc
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), signed=st.booleans(), shapes=st.sampled_from(SHAPES),
+       with_width_grad=st.booleans(), scale=st.sampled_from([1e-3, 1.0, 40.0, 3e6]))
+def test_saturating_round_c_loops_equal_the_torch_code(seed, signed, shapes, with_width_grad, scale):
+    fshape, xshape = shapes
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(xshape, generator=gen) * scale
+    x.view(-1)[::7] = torch.round(x.view(-1)[::7] * 4) / 4 + 0.125  # exact ties at f = 2, 3
+    x.view(-1)[::11] = 0.0
+    f = torch.randint(-3, 9, fshape, generator=gen).float() + torch.rand(fshape, generator=gen) - 0.5
+    i = torch.randint(-2, 6, fshape, generator=gen).float() + 0.3
+    g = torch.randn(xshape, generator=gen)
+    gw = torch.rand(fshape, generator=gen) if with_width_grad else None
+    c_run, t_run = run_both(lambda a, b, c: SaturatingRound.apply(a, b, c, signed),
+                            x, f, i, grads_out=[g, gw])
+    assert_same(c_run, t_run, zero_signs=False)
+
+
+@needs_cc
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1),
+       shapes=st.sampled_from([((64, 16), (64, 16)), ((64, 1), (64, 16)), ((), (32,)), ((8,), (8,))]),
+       scale=st.sampled_from([1e-4, 0.5, 30.0, 5e5]))
+def test_weight_round_c_loop_equals_the_torch_code(seed, shapes, scale):
+    fshape, wshape = shapes
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(wshape, generator=gen) * scale
+    w.view(-1)[::5] = torch.round(w.view(-1)[::5] * 8) / 8 + 1 / 16  # ties at f = 3
+    w.view(-1)[::9] = 0.0
+    f = torch.randint(-4, 12, fshape, generator=gen).float() + 0.4
+    c_run, t_run = run_both(WeightRound.apply, w, f,
+                            grads_out=[torch.randn(wshape, generator=gen), torch.rand(wshape, generator=gen)])
+    assert_same(c_run, t_run)
+
+
+@needs_cc
+def test_weight_round_c_loop_rounds_half_to_even_and_prunes():
+    w = torch.tensor([0.125, 0.375, -0.125, -0.375, 0.1, 0.0, 100.0])
+    (wq, width), _ = run_both(WeightRound.apply, w, torch.tensor(2.0),
+                              grads_out=[torch.ones(7), None])[0]
+    assert wq.tolist() == [0.0, 0.5, -0.0, -0.5, 0.0, 0.0, 100.0]  # codes 0, 2, -0, -2, 0, 0, 400
+    assert width.tolist() == [0, 3, 0, 2, 0, 0, 10]
+
+
+@needs_cc
+def test_learned_training_step_is_the_same_with_and_without_c_loops(monkeypatch):
+    """One optimizer step of the learned jet model with its EBOPs penalty, both ways."""
+    from hqrun.models import attach_weight_constraints, build_model, load_plan
+    from hqrun.models.penalty import BetaSchedule, EbopsPenalty
+    from hqrun.train.module import make_optimizer
+
+    learned_plan = yaml.safe_load((resources.files("hqrun.conf") / "quant" / "learned.yaml").read_text())
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(256, 16, generator=gen), torch.randint(0, 5, (256,), generator=gen)
+    states = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("HQRUN_NATIVE", flag)
+        native.kernels.cache_clear()
+        plan = load_plan({**learned_plan, "beta": 1e-4})
+        model = build_model({"name": "jet_dnn"}, plan, seed=0)
+        model.train()
+        opt = make_optimizer(model.parameters(), lr=1e-2)
+        attach_weight_constraints(model, opt)
+        penalty = EbopsPenalty(model, BetaSchedule(beta=1e-4))
+        losses = []
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x), y) + 1e-4 * penalty(model)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        states.append((losses, {k: v.clone() for k, v in model.state_dict().items()}))
+    (loss_c, state_c), (loss_t, state_t) = states
+    assert loss_c == pytest.approx(loss_t, rel=1e-5)
+    for key in state_t:
+        assert torch.allclose(state_c[key].float(), state_t[key].float(), rtol=1e-4, atol=1e-5), key
+
+
+def test_native_off_switch_and_missing_compiler_fall_back_to_torch(monkeypatch, caplog):
+    monkeypatch.setenv("HQRUN_NATIVE", "0")
+    assert native.kernels() is None
+    native.kernels.cache_clear()
+    monkeypatch.setenv("HQRUN_NATIVE", "1")
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    with caplog.at_level(logging.WARNING, logger="hqrun.quantizers.native"):
+        # the cache key includes the compiler, so this forces a (failing) build
+        assert native.kernels() is None
+    assert "torch code" in caplog.text
+    wq, width = WeightRound.apply(torch.tensor([0.3, -0.5]), torch.tensor(2.0))  # still works
+    assert wq.tolist() == [0.25, -0.5] and width.tolist() == [2.0, 2.0]
+
+
+@needs_cc
+def test_library_is_built_once_into_the_cache_atomically(monkeypatch, tmp_path):
+    monkeypatch.setenv("HQRUN_CACHE_DIR", str(tmp_path))
+    native.kernels.cache_clear()
+    assert native.kernels() is not None
+    built = list((tmp_path / "kernels").iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"  # no temporary left behind
+    calls = []
+    monkeypatch.setattr(native, "_compile", lambda *a: calls.append(a))
+    native.kernels.cache_clear()
+    assert native.kernels() is not None and calls == []  # reused, not rebuilt
