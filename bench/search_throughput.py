@@ -17,11 +17,23 @@ measures trial-epochs/hour/core of population trials (hqrun.search.population_tr
 configurations trained as one Lightning population) for each K, against lone trials (lean loop
 and Lightning), on the same sampled configurations. Populations batch quantized_bits(alpha=1)
 and quantized_relu only, so this mode samples from that part of the deployable menu.
+
+    OMP_NUM_THREADS=1 python bench/search_throughput.py --trials 12 --epochs 10
+        --peer-python /path/to/qkeras-venv/bin/python [--population 1 4 16 64]
+
+runs AutoQKeras side by side (issue 19): first AutoQKeras's Bayesian search in the peer's own
+Python (bench/peer/autoqkeras_search.py: energy goal, hqrun's deployable menu, N trials x up to E
+epochs, early stopping as AutoQKeras, one thread, timed from its own per-trial records), then in
+this process hqrun on the same data and budget: (a) lone trials through Lightning
+(search.trainer=lightning) of exactly the configurations AutoQKeras trained, (b) population
+trials for each K (default 1 4 16 64), configurations drawn from the batchable part of the
+deployable menu. One table: trial-epochs/hour/core per tool and mode, and the ratio to AutoQKeras.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -46,7 +58,17 @@ def synthetic(n: int, seed: int) -> Split:
     return Split(centers[y] + torch.randn(n, 16, generator=g), y)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The bench's options; with --peer-python the population sizes default to 1 4 16 64."""
+    args = build_parser().parse_args(argv)
+    if args.peer_python and not args.population:
+        args.population = [1, 4, 16, 64]
+    if args.population and min(args.population) < 1:
+        raise SystemExit("--population sizes must be >= 1")
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=10)
@@ -59,9 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--toy", action="store_true", help="toy backend instead of hqrun's jet_dnn")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--population", type=int, nargs="+", default=None,
-                    help="population sizes to measure (e.g. 1 4 16 64) instead of the Ray comparison")
-    args = ap.parse_args(argv)
+                    help="population sizes to measure (e.g. 1 4 16 64) instead of the Ray comparison "
+                         "(with --peer-python: default 1 4 16 64)")
+    ap.add_argument("--peer-python", default=None, metavar="PATH",
+                    help="Python with tensorflow-cpu 2.21, tf-keras 2.21, qkeras 0.9.0 and keras-tuner "
+                         "1.4.8: run AutoQKeras's search there, side by side")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(1)
+    if args.peer_python:
+        from autoqkeras_peer import PeerError
+
+        try:
+            return side_by_side_mode(args)
+        except PeerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.population:
         return population_mode(args)
 
@@ -157,16 +195,26 @@ POPULATION_MENU = {
 }
 
 
-def population_mode(args) -> int:
-    """Trial-epochs/hour/core: lone trials (lean, Lightning) vs populations of each size."""
-    import dataclasses
+@dataclasses.dataclass
+class Bench:
+    """What every timed mode shares: backend, data, float reference, trial settings."""
 
+    backend: object
+    data: TrialData
+    state: dict
+    settings: TrialSettings
+    patience: int
+
+
+def bench_data(args) -> TrialData:
+    return TrialData(synthetic(args.train, 1), synthetic(args.val, 2))
+
+
+def prepare(args, data: TrialData) -> Bench:
+    """The jet model, the float reference (1 epoch) and the trial settings."""
     from hqrun.search.backend import HqrunBackend
-    from hqrun.search.population_trials import run_population_trials
 
     backend = HqrunBackend({"name": "jet_dnn"})
-    data = TrialData(synthetic(args.train, 1), synthetic(args.val, 2))
-    space = build_space({"menu": POPULATION_MENU}, backend.describe())
     ref_model = backend.build({"name": "float"}, {})
     train_model(ref_model, data, 1, args.batch, 1e-3, args.seed)
     ref_cost = backend.reference_cost(ref_model).totals["energy"]
@@ -174,43 +222,153 @@ def population_mode(args) -> int:
     patience = min(20, args.epochs // 5) if args.patience is None else args.patience
     settings = TrialSettings(args.epochs, args.batch, 1e-3, "energy", ForgivingFactor(), ref_cost,
                              threads=1, seed=args.seed, patience=patience)
-    rng = random.Random(args.seed)
-    n = max(max(args.population), args.trials)
-    configs = [{c.key: rng.choice(c.options) for c in space.choices} for _ in range(n)]
+    return Bench(backend, data, state, settings, patience)
+
+
+def sample(space, n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [{c.key: rng.choice(c.options) for c in space.choices} for _ in range(n)]
+
+
+def warm_up(bench: Bench, spaces_configs, trainers=("lean", "lightning"), population: bool = True) -> None:
+    """First-call costs of torch, Lightning and the quantizers, out of the timings."""
+    from hqrun.search.population_trials import run_population_trials
+
     small = TrialData(synthetic(2048, 3), synthetic(512, 4))
-    warm = dataclasses.replace(settings, epochs=1)
-    for trainer in ("lean", "lightning"):   # first-call costs out of the timings
-        run_trial(configs[0], space, backend, small, state, dataclasses.replace(warm, trainer=trainer),
-                  lambda m: None)
-    run_population_trials(configs[:2], space, backend, small, state, warm, [lambda m: None] * 2)
+    warm = dataclasses.replace(bench.settings, epochs=1)
+    for space, configs in spaces_configs:
+        for trainer in trainers:
+            run_trial(configs[0], space, bench.backend, small, bench.state,
+                      dataclasses.replace(warm, trainer=trainer), lambda m: None)
+    if population:
+        space, configs = spaces_configs[-1]
+        run_population_trials(configs[:2], space, bench.backend, small, bench.state, warm, [lambda m: None] * 2)
 
-    def lone(trainer: str) -> tuple[float, int]:
-        s = dataclasses.replace(settings, trainer=trainer)
-        t0, epochs = time.perf_counter(), 0
-        for cfg in configs[: args.trials]:
-            epochs += run_trial(cfg, space, backend, data, state, s, lambda m: None)["epoch"]
-        return time.perf_counter() - t0, epochs
 
-    def population(k: int) -> tuple[float, int]:
-        t0, epochs = time.perf_counter(), 0
-        for start in range(0, (max(args.trials, k) // k) * k, k):
-            for last in run_population_trials(configs[start:start + k], space, backend, data, state,
-                                              settings, [lambda m: None] * k):
-                epochs += last["epoch"] if isinstance(last, dict) else 0
-        return time.perf_counter() - t0, epochs
+@dataclasses.dataclass
+class Timing:
+    trials: int
+    epochs: int            # trial-epochs actually run (early stopping included)
+    seconds: float         # wall clock
+    cpu_seconds: float
 
-    rows = [("lone, lean loop", lone("lean")), ("lone, Lightning", lone("lightning"))]
-    rows += [(f"population K={k}", population(k)) for k in args.population]
+    @property
+    def rate(self) -> float:
+        return 3600 * self.epochs / self.seconds
+
+    @property
+    def cpu_rate(self) -> float:
+        return 3600 * self.epochs / self.cpu_seconds
+
+
+def time_lone(bench: Bench, space, configs: list[dict], trainer: str) -> Timing:
+    """Trials one after the other, each timed whole (build, weight transfer, cost, training)."""
+    settings = dataclasses.replace(bench.settings, trainer=trainer)
+    t0, c0, epochs = time.perf_counter(), time.process_time(), 0
+    for cfg in configs:
+        epochs += run_trial(cfg, space, bench.backend, bench.data, bench.state, settings, lambda m: None)["epoch"]
+    return Timing(len(configs), epochs, time.perf_counter() - t0, time.process_time() - c0)
+
+
+def time_population(bench: Bench, space, configs: list[dict], k: int, n_trials: int) -> Timing:
+    """Populations of k, back to back, over the first max(n_trials, k) // k * k configurations."""
+    from hqrun.search.population_trials import run_population_trials
+
+    t0, c0, epochs, trials = time.perf_counter(), time.process_time(), 0, 0
+    for start in range(0, (max(n_trials, k) // k) * k, k):
+        for last in run_population_trials(configs[start:start + k], space, bench.backend, bench.data,
+                                          bench.state, bench.settings, [lambda m: None] * k):
+            epochs += last["epoch"] if isinstance(last, dict) else 0
+            trials += 1
+    return Timing(trials, epochs, time.perf_counter() - t0, time.process_time() - c0)
+
+
+def population_mode(args) -> int:
+    """Trial-epochs/hour/core: lone trials (lean, Lightning) vs populations of each size."""
+    bench = prepare(args, bench_data(args))
+    space = build_space({"menu": POPULATION_MENU}, bench.backend.describe())
+    configs = sample(space, max(max(args.population), args.trials), args.seed)
+    warm_up(bench, [(space, configs)])
+    lone = configs[: args.trials]
+    rows = [("lone, lean loop", time_lone(bench, space, lone, "lean")),
+            ("lone, Lightning", time_lone(bench, space, lone, "lightning"))]
+    rows += [(f"population K={k}", time_population(bench, space, configs, k, args.trials)) for k in args.population]
     print(f"jet_dnn 16-64-32-32-5, {args.train} train / {args.val} val rows, batch {args.batch}, up to "
-          f"{args.epochs} epochs/trial (patience {patience}), 1 thread, load average "
+          f"{args.epochs} epochs/trial (patience {bench.patience}), 1 thread, load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; menu: quantized_bits(alpha=1) + quantized_relu "
           "part of the deployable space")
-    base = rows[1][1][1] / rows[1][1][0]
-    for name, (wall, epochs) in rows:
-        rate = epochs / wall
-        print(f"{name:20s} {epochs:5d} trial-epochs in {wall:7.1f} s = {3600 * rate:>10,.0f} "
-              f"trial-epochs/hour/core ({rate / base:.2f}x lone Lightning)")
+    base = rows[1][1].rate
+    for name, t in rows:
+        print(f"{name:20s} {t.epochs:5d} trial-epochs in {t.seconds:7.1f} s = {t.rate:>10,.0f} "
+              f"trial-epochs/hour/core ({t.rate / base:.2f}x lone Lightning)")
     return 0
+
+
+def deployable_space_config() -> dict:
+    """conf/search/space/deployable.yaml, as shipped with hqrun (search/space=deployable)."""
+    from importlib import resources
+
+    import yaml
+
+    text = (resources.files("hqrun.conf") / "search" / "space" / "deployable.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def side_by_side_mode(args) -> int:
+    """AutoQKeras in its own Python, then hqrun (lone Lightning, populations), in one run."""
+    from autoqkeras_peer import hqrun_configs, run_autoqkeras, write_peer_inputs
+
+    data = bench_data(args)
+    deployable = deployable_space_config()
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="hqrun-aqk-") as tmp:
+        arrays = {"Xt": data.train.x.numpy(), "yt": data.train.y.numpy(),
+                  "Xv": data.val.x.numpy(), "yv": data.val.y.numpy()}
+        data_file, menu_file = write_peer_inputs(Path(tmp), arrays, deployable["menu"])
+        workdir = Path(tmp) / "tuner"
+        workdir.mkdir()
+        peer = run_autoqkeras(args.peer_python, data_file, menu_file, workdir, args.trials, args.epochs,
+                              args.batch, args.seed)
+    bench = prepare(args, data)
+    space = build_space(deployable, bench.backend.describe())
+    pop_space = build_space({"menu": POPULATION_MENU}, bench.backend.describe())
+    pop_configs = sample(pop_space, max(max(args.population), args.trials), args.seed)
+    configs = hqrun_configs(peer, space.keys)
+    loads.append(os.getloadavg()[0])
+    warm_up(bench, [(space, configs), (pop_space, pop_configs)], trainers=("lightning",))
+    rows = [("AutoQKeras (Bayesian, tf-keras)", Timing(len(peer.trials), peer.epochs, peer.seconds, peer.cpu_seconds)),
+            ("hqrun lone trials, Lightning", time_lone(bench, space, configs, "lightning"))]
+    for k in args.population:
+        loads.append(os.getloadavg()[0])
+        rows.append((f"hqrun population K={k}", time_population(bench, pop_space, pop_configs, k, args.trials)))
+    loads.append(os.getloadavg()[0])
+    print_side_by_side(args, bench, peer, rows, loads)
+    return 0
+
+
+def print_side_by_side(args, bench: Bench, peer, rows: list[tuple[str, Timing]], loads: list[float]) -> None:
+    base = rows[0][1]
+    fit_s = sum(t["fit_seconds"] for t in peer.trials)
+    print(f"jet model 16-64-32-32-5, {args.train} train / {args.val} val rows (synthetic), batch {args.batch}, "
+          f"up to {args.epochs} epochs/trial, early stopping on val loss with patience {bench.patience} "
+          f"(AutoQKeras's min(20, epochs//5)), one thread each, energy goal; AutoQKeras ran first, then "
+          f"hqrun, in one run (ratios are from this one run); load average "
+          f"{', '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} cores")
+    print(f"AutoQKeras: {len(peer.trials)} Bayesian trials over hqrun's deployable menu, timed from its own "
+          f"per-trial records (trial start to end: quantize, QTools, compile, fit; fits alone {fit_s:.1f} s); "
+          f"hqrun lone trials replay those {len(peer.trials)} configurations; populations draw from the "
+          f"deployable menu's quantized_bits(alpha=1) + quantized_relu part (what populations batch)")
+    head = (f"{'tool / mode':34s}{'trials':>7s}{'trial-epochs':>14s}{'seconds':>10s}"
+            f"{'t-e/h/core (wall)':>19s}{'(CPU)':>10s}{'x AutoQKeras (wall, CPU)':>27s}")
+    print(head)
+    print("-" * len(head))
+    for name, t in rows:
+        ratio = f"{t.rate / base.rate:.2f}, {t.cpu_rate / base.cpu_rate:.2f}"
+        print(f"{name:34s}{t.trials:>7d}{t.epochs:>14d}{t.seconds:>10.1f}{t.rate:>19,.0f}{t.cpu_rate:>10,.0f}"
+              f"{ratio:>27s}")
+    print(f"target (issue 19): search through Lightning >= 5x AutoQKeras. peer versions: {peer.versions}; "
+          f"hqrun: python {sys.version.split()[0]}, torch {torch.__version__}; "
+          f"measured {time.strftime('%Y-%m-%d %H:%M')}")
 
 
 if __name__ == "__main__":
