@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--peer-python", default=None, metavar="PATH",
                     help="Python with tensorflow-cpu 2.21, tf-keras 2.21, qkeras 0.9.0 and keras-tuner "
                          "1.4.8: run AutoQKeras's search there, side by side")
+    ap.add_argument("--menu", choices=("deployable", "population"), default="deployable",
+                    help="with --peer-python: the menu AutoQKeras and hqrun's lone trials search: hqrun's "
+                         "deployable space (default), or its part that populations batch (every row then "
+                         "trains from the same menu)")
     return ap
 
 
@@ -314,23 +318,32 @@ def deployable_space_config() -> dict:
     return yaml.safe_load(text)
 
 
+def full_menu(space_cfg: dict) -> dict:
+    """The menu a space config searches, kinds it leaves out filled from AutoQKeras's default
+    (as build_space does), for the peer."""
+    from hqrun.search.space import DEFAULT_MENU
+
+    return {kind: dict(space_cfg["menu"].get(kind, DEFAULT_MENU[kind])) for kind in DEFAULT_MENU}
+
+
 def side_by_side_mode(args) -> int:
     """AutoQKeras in its own Python, then hqrun (lone Lightning, populations), in one run."""
     from autoqkeras_peer import hqrun_configs, run_autoqkeras, write_peer_inputs
 
     data = bench_data(args)
     deployable = deployable_space_config()
+    searched = deployable if args.menu == "deployable" else {"menu": POPULATION_MENU}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="hqrun-aqk-") as tmp:
         arrays = {"Xt": data.train.x.numpy(), "yt": data.train.y.numpy(),
                   "Xv": data.val.x.numpy(), "yv": data.val.y.numpy()}
-        data_file, menu_file = write_peer_inputs(Path(tmp), arrays, deployable["menu"])
+        data_file, menu_file = write_peer_inputs(Path(tmp), arrays, full_menu(searched))
         workdir = Path(tmp) / "tuner"
         workdir.mkdir()
         peer = run_autoqkeras(args.peer_python, data_file, menu_file, workdir, args.trials, args.epochs,
                               args.batch, args.seed)
     bench = prepare(args, data)
-    space = build_space(deployable, bench.backend.describe())
+    space = build_space(searched, bench.backend.describe())
     pop_space = build_space({"menu": POPULATION_MENU}, bench.backend.describe())
     pop_configs = sample(pop_space, max(max(args.population), args.trials), args.seed)
     configs = hqrun_configs(peer, space.keys)
@@ -354,7 +367,9 @@ def print_side_by_side(args, bench: Bench, peer, rows: list[tuple[str, Timing]],
           f"(AutoQKeras's min(20, epochs//5)), one thread each, energy goal; AutoQKeras ran first, then "
           f"hqrun, in one run (ratios are from this one run); load average "
           f"{', '.join(f'{x:.1f}' for x in loads)} on {os.cpu_count()} cores")
-    print(f"AutoQKeras: {len(peer.trials)} Bayesian trials over hqrun's deployable menu, timed from its own "
+    menu = ("hqrun's deployable menu" if args.menu == "deployable"
+            else "the deployable menu's quantized_bits(alpha=1) + quantized_relu part")
+    print(f"AutoQKeras: {len(peer.trials)} Bayesian trials over {menu}, timed from its own "
           f"per-trial records (trial start to end: quantize, QTools, compile, fit; fits alone {fit_s:.1f} s); "
           f"hqrun lone trials replay those {len(peer.trials)} configurations; populations draw from the "
           f"deployable menu's quantized_bits(alpha=1) + quantized_relu part (what populations batch)")
