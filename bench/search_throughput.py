@@ -28,6 +28,7 @@ this process hqrun on the same data and budget: (a) lone trials through Lightnin
 (search.trainer=lightning) of exactly the configurations AutoQKeras trained, (b) population
 trials for each K (default 1 4 16 64), configurations drawn from the batchable part of the
 deployable menu. One table: trial-epochs/hour/core per tool and mode, and the ratio to AutoQKeras.
+``--menu population`` makes AutoQKeras and the lone trials search that batchable part too.
 """
 
 from __future__ import annotations

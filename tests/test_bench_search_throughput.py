@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
+sys.path.append(str(BENCH))
 
 import autoqkeras_peer  # noqa: E402
 import search_throughput  # noqa: E402
@@ -53,8 +53,22 @@ def test_peer_python_defaults_the_population_sizes():
     assert search_throughput.parse_args(["--peer-python", "py", "--population", "2", "8"]).population == [2, 8]
     plain = search_throughput.parse_args([])
     assert plain.peer_python is None and plain.population is None
+    assert plain.menu == "deployable"
     with pytest.raises(SystemExit):
         search_throughput.parse_args(["--population", "0"])
+    with pytest.raises(SystemExit):
+        search_throughput.parse_args(["--menu", "everything"])
+
+
+def test_population_menu_for_the_peer_keeps_every_kind():
+    """--menu population hands AutoQKeras the batchable part; kinds it leaves out come from
+    AutoQKeras's default menu, as hqrun's build_space fills them."""
+    from hqrun.search.space import DEFAULT_MENU
+
+    menu = search_throughput.full_menu({"menu": search_throughput.POPULATION_MENU})
+    assert set(menu) == set(DEFAULT_MENU)
+    assert menu["kernel"] == search_throughput.POPULATION_MENU["kernel"]
+    assert menu["linear"] == DEFAULT_MENU["linear"]
 
 
 def test_interpreter_without_qkeras_gives_one_paragraph(capsys):
