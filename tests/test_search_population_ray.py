@@ -34,7 +34,12 @@ OUTSIDE = "quantized_po2(4,1)"     # a kernel the population cannot batch
 MENU = {"kernel": {"quantized_bits(4,0,1,alpha=1)": 4, "quantized_bits(6,0,1,alpha=1)": 6, OUTSIDE: 4},
         "bias": {"quantized_bits(4,0,1,alpha=1)": 4},
         "activation": {"quantized_relu(3,1)": 3}}
-MODEL = {"name": "jet_dnn", "hidden": [8, 8]}   # 3 dense kernels: 27 configurations in all
+# po2 offered on dense_1's kernel only: half the configurations can be batched, half cannot
+LIMITS = {"^dense_1$": [["quantized_bits(4,0,1,alpha=1)", OUTSIDE], ["quantized_bits(4,0,1,alpha=1)"]],
+          "Dense": [["quantized_bits(4,0,1,alpha=1)", "quantized_bits(6,0,1,alpha=1)"],
+                    ["quantized_bits(4,0,1,alpha=1)"]],
+          "Activation": [["quantized_relu(3,1)"]]}
+MODEL = {"name": "jet_dnn", "hidden": [8, 8]}   # 3 dense kernels: 8 configurations in all
 
 
 def blobs(n: int, seed: int) -> Split:
@@ -66,6 +71,7 @@ def make_cfg(**over) -> object:
     cfg.progress = False
     cfg.retries = 0
     cfg.space.menu = MENU
+    cfg.space.limits = LIMITS
     for key, value in over.items():
         OmegaConf.update(cfg, key, value, merge=False)
     return cfg
@@ -79,13 +85,16 @@ def test_population_journals_each_configuration_as_lone_trials_do(ray_session, t
     assert len(out.records) == 6 and len(lone.records) == 6
     assert {frozenset(r) for r in out.records} == {frozenset(r) for r in lone.records}
     assert all(r["status"] == "ok" and r["epochs"] == 2 for r in out.records), out.records
-    populations = {member_index(r["trial_id"].split("-", 1)[1])[0] for r in out.records}
-    assert len(populations) == 2                      # 6 configurations in Ray trials of 4 + 2
     assert len({config_key(r["config"]) for r in out.records}) == 6
+    member = {r["trial_id"]: member_index(r["trial_id"])[1] for r in out.records}
     outside = [r for r in out.records if OUTSIDE in str(r["plan"])]
     assert outside, "the draw should include a configuration outside the population's menu"
-    assert all(r["accuracy"] is not None for r in outside)    # trained alone, not failed
-    assert log.count("train as lone trials") == 1             # said once
+    assert all(member[r["trial_id"]] == -1 for r in outside)     # each its own lone Ray trial
+    assert all(r["accuracy"] is not None for r in outside)       # trained, not failed
+    batched = [r for r in out.records if member[r["trial_id"]] >= 0]
+    assert len(batched) >= 2 and all(OUTSIDE not in str(r["plan"]) for r in batched)
+    assert len({member_index(r["trial_id"])[0] for r in batched}) < len(batched)   # shared trials
+    assert log.count("train as lone trials") == 1                # said once
     written = write_results(out, "bits")
     assert (tmp_path / "pop" / "trials.csv").read_text().count("\n") == 7
     assert written["winner"]["trial_id"] in {r["trial_id"] for r in out.records}
@@ -94,9 +103,12 @@ def test_population_journals_each_configuration_as_lone_trials_do(ray_session, t
 @pytest.mark.parametrize("algorithm", ["bayesian", "evolution"])
 def test_searchers_asked_k_times(ray_session, tmp_path, algorithm):
     over = {"algorithm": algorithm, "population": 3, "bayesian.n_startup_trials": 2,
-            "evolution.population": 3, "evolution.batch": 1, "evolution.tournament": 2}
+            "evolution.population": 3, "evolution.batch": 1, "evolution.tournament": 2,
+            "space.limits": {"Dense": LIMITS["Dense"],      # all batchable: 32 configurations
+                             "Activation": [["quantized_relu(3,1)", "quantized_relu(4,2)"]]}}
     out = run_search(make_cfg(**over), HqrunBackend(MODEL), DATA, tmp_path, seed=2)
     assert len(out.records) == 6 and all(r["status"] == "ok" for r in out.records)
+    assert all(member_index(r["trial_id"])[1] >= 0 for r in out.records)   # all in populations
     assert len({config_key(r["config"]) for r in out.records}) == 6
 
 
@@ -113,7 +125,7 @@ DRIVER = textwrap.dedent("""
                 time.sleep(0.3)
             return super().build(plan, widths)
 
-    cfg = make_cfg(max_trials=8, population=2, **{{"ray.address": {address!r}}})
+    cfg = make_cfg(max_trials=6, population=2, **{{"ray.address": {address!r}}})
     run_search(cfg, SlowBackend(MODEL), DATA, {run_dir!r}, seed=5)
 """)
 
@@ -133,9 +145,9 @@ def test_resume_after_sigkill_does_not_retrain_journaled_configurations(ray_sess
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = journal.trials()
-    assert 2 <= len(before) < 8
-    out = run_search(make_cfg(max_trials=8, population=2), HqrunBackend(MODEL), DATA, run_dir, seed=5)
+    assert 2 <= len(before) < 6
+    out = run_search(make_cfg(max_trials=6, population=2), HqrunBackend(MODEL), DATA, run_dir, seed=5)
     assert [r["trial_id"] for r in out.records[:len(before)]] == [r["trial_id"] for r in before]
-    assert len(out.records) == 8 and all(r["status"] == "ok" for r in out.records)
+    assert len(out.records) == 6 and all(r["status"] == "ok" for r in out.records)
     keys = [config_key(r["config"]) for r in out.records]
-    assert len(set(keys)) == 8          # no journaled configuration was trained again
+    assert len(set(keys)) == 6          # no journaled configuration was trained again

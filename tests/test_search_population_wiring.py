@@ -141,6 +141,40 @@ def test_populations_hold_k_new_configurations_each_and_skip_journaled_ones() ->
     assert not set(keys) & {config_key(c) for c in journaled}   # ...nor one already journaled
 
 
+def test_configurations_a_population_cannot_batch_become_lone_trials() -> None:
+    from ray.tune.search import Searcher
+
+    from hqrun.search.population_searcher import ISSUE_KEY, PopulationSearcher, RandomMembers
+
+    backend, space, *_ = setup()
+    points = [config(space, OUTSIDE), config(space, BATCHABLE), config(space, OUTSIDE, "quantized_relu(4,2)"),
+              config(space, BATCHABLE, "quantized_relu(4,2)"), config(space, "quantized_bits(6,0,1,alpha=1)")]
+    refused: list[str] = []
+    told: dict[str, tuple] = {}
+
+    class Source(RandomMembers):
+        def complete(self, member_id, result, error):
+            told[member_id] = (result, error)
+
+    searcher = PopulationSearcher(Source(space, 0, points, []), 3, 5, "members",
+                                  refusal=lambda c: "po2" if OUTSIDE in str(c) else None,
+                                  on_refusal=refused.append)
+    trials = {}
+    while (s := searcher.suggest(f"t{len(trials)}")) != Searcher.FINISHED:
+        trials[f"t{len(trials)}"] = s
+    assert [t[ISSUE_KEY] for t in trials.values()] == list(range(len(trials)))
+    populations = [t for t in trials.values() if "members" in t]
+    lone = [t for t in trials.values() if "members" not in t]
+    # first draw of 3: two refused and one left alone -> three lone trials; then 3 and 4 together
+    assert [t["members"] for t in populations] == [points[3:]]
+    assert refused == ["po2", "po2"]
+    assert sorted(config_key({k: v for k, v in t.items() if k != ISSUE_KEY}) for t in lone) == \
+        sorted(config_key(p) for p in points[:3])
+    first_lone = next(tid for tid, t in trials.items() if "members" not in t)
+    searcher.on_trial_complete(first_lone, {"score": 0.25})
+    assert list(told.values()) == [({"score": 0.25}, False)]        # its own result, as a lone trial
+
+
 def test_a_searcher_is_asked_again_for_repeats_and_told_each_members_result() -> None:
     from ray.tune.search import Searcher
 

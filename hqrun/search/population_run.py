@@ -55,6 +55,24 @@ def train_population(members: Sequence[Mapping[str, Any]], space, backend: Backe
     return outcomes
 
 
+def batch_refusal(config: Mapping[str, Any], space, backend: Backend) -> str | None:
+    """Why ``config`` cannot train in a population (None: it can), from its built model alone.
+
+    The driver asks before handing out a population, so that such configurations run as their
+    own lone Ray trials, in parallel, instead of one after the other inside a population's trial.
+    A model that cannot even be built is left to its lone trial, which records the error.
+    """
+    from hqrun.train.population import PopulationError, PopulationModel
+
+    try:
+        PopulationModel([backend.build(space.plan(config), space.widths(config))])
+    except PopulationError as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - the lone trial reports build errors properly
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
 def _after_failure(config: Mapping[str, Any], error: BaseException, rows: list[dict], space,
                    backend: Backend, data: TrialData, reference_state: Any, settings: TrialSettings,
                    retries: int) -> dict:

@@ -13,7 +13,7 @@ stopping early, as lone trials would.
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from ray.tune.search import Searcher
 
@@ -100,43 +100,69 @@ class SearcherMembers:
 
 
 class PopulationSearcher(Searcher):
-    """Ray trials of up to ``size`` members each, ``total`` members in all (see the module doc).
+    """Ray trials of up to ``size`` configurations each, ``total`` configurations in all.
 
-    A trial's config is ``{key: [member configs], ISSUE_KEY: n}`` (n: the n-th population asked
-    for, as Ray's own trial ids count lone trials); its final result carries ``{key: [member
-    outcomes]}`` in the same order (:func:`hqrun.search.runner._trainable`).
+    A population trial's config is ``{key: [member configs], ISSUE_KEY: n}`` (n: the n-th Ray
+    trial handed out, as Ray's own trial ids count lone trials); its final result carries
+    ``{key: [member outcomes]}`` in the same order (:func:`hqrun.search.runner._trainable`).
+    ``refusal(config)`` says why a configuration cannot join a population (None: it can). Such a
+    configuration, and a population that would hold a single member, is handed out as a lone
+    trial (its config plus ``ISSUE_KEY``), so it trains in parallel with the rest instead of
+    after the other members inside one Ray trial; ``on_refusal(reason)`` hears each refusal.
     """
 
-    def __init__(self, source: MemberSource, size: int, total: int, key: str) -> None:
+    def __init__(self, source: MemberSource, size: int, total: int, key: str,
+                 refusal: Callable[[dict], str | None] = lambda config: None,
+                 on_refusal: Callable[[str], None] = lambda reason: None) -> None:
         super().__init__(metric=None, mode=None)
         self.source, self.size, self.total, self.key = source, int(size), int(total), key
-        self.issued = 0
-        self.count = 0          # populations issued: their order, kept in the journal's trial ids
-        self.members: dict[str, list[str]] = {}
+        self.refusal, self.on_refusal = refusal, on_refusal
+        self.issued = 0         # configurations handed to the source's proposals so far
+        self.count = 0          # Ray trials handed out: their order, kept in the journal's ids
+        self.lone: list[tuple[str, dict]] = []     # (member id, config) waiting for a lone trial
+        self.members: dict[str, tuple[bool, list[str]]] = {}   # Ray trial -> (population?, ids)
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if self.issued >= self.total:
-            return Searcher.FINISHED
-        configs: list[dict] = []
-        ids: list[str] = []
-        for k in range(min(self.size, self.total - self.issued)):
+        if self.lone:
+            return self._lone(trial_id)
+        drawn: list[tuple[str, dict]] = []
+        for k in range(max(0, min(self.size, self.total - self.issued))):
             member_id = member_trial_id(trial_id, k)
             config = self.source.propose(member_id)
             if config is None:
-                self.total = self.issued + len(configs)   # the source ran dry
+                self.total = self.issued + len(drawn)   # the source ran dry
                 break
-            configs.append(config)
-            ids.append(member_id)
-        if not configs:
-            return Searcher.FINISHED
-        self.issued += len(configs)
-        self.members[trial_id] = ids
+            drawn.append((member_id, config))
+        self.issued += len(drawn)
+        batch = []
+        for member_id, config in drawn:
+            reason = self.refusal(config)
+            if reason is None:
+                batch.append((member_id, config))
+            else:
+                self.on_refusal(reason)
+                self.lone.append((member_id, config))
+        if len(batch) >= 2:
+            self.members[trial_id] = (True, [m for m, _ in batch])
+            return {self.key: [c for _, c in batch], ISSUE_KEY: self._next()}
+        self.lone[:0] = batch
+        return self._lone(trial_id) if self.lone else Searcher.FINISHED
+
+    def _lone(self, trial_id: str) -> dict:
+        member_id, config = self.lone.pop(0)
+        self.members[trial_id] = (False, [member_id])
+        return {**config, ISSUE_KEY: self._next()}
+
+    def _next(self) -> int:
         index, self.count = self.count, self.count + 1
-        return {self.key: configs, ISSUE_KEY: index}
+        return index
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        ids = self.members.pop(trial_id, [])
-        outcomes = (result or {}).get(self.key) if not error else None
+        population, ids = self.members.pop(trial_id, (False, []))
+        if error or not result:
+            outcomes = None
+        else:
+            outcomes = result.get(self.key) if population else [result]
         for k, member_id in enumerate(ids):
             outcome = outcomes[k] if isinstance(outcomes, list) and k < len(outcomes) else None
             self.source.complete(member_id, outcome, error or outcome is None)

@@ -342,8 +342,12 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
         configuration, so a population Ray trial writes one line per member."""
 
         def _record(self, trial, status: str, error: str | None = None) -> None:
+            # trials handed out by a PopulationSearcher carry their issue order (Ray's own
+            # trial ids count only trials of its basic variant generator)
+            ray_id = (f"{trial.trial_id}_{int(trial.config[ISSUE_KEY]):05d}"
+                      if ISSUE_KEY in trial.config else trial.trial_id)
             if POPULATION_KEY not in trial.config:
-                self._write(f"{session}-{trial.trial_id}", trial.config, dict(trial.last_result or {}),
+                self._write(f"{session}-{ray_id}", trial.config, dict(trial.last_result or {}),
                             status, error)
                 return
             outcomes = (trial.last_result or {}).get(POPULATION_KEY) if status == "ok" else None
@@ -352,12 +356,8 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
                 if outcome is None:
                     outcome = {"failed": 1, "error": error or "the population trial returned no "
                                "result for this configuration"}
-                elif outcome.get("fallback") and "fallback" not in notes:
-                    notes.add("fallback")
-                    print("[search] some configurations cannot be trained in a population; they "
-                          f"train as lone trials inside their population's Ray trial (first: "
-                          f"{outcome['fallback']})", flush=True)
-                ray_id = f"{trial.trial_id}_{int(trial.config.get(ISSUE_KEY, 0)):05d}"
+                elif outcome.get("fallback"):
+                    _say_once(notes, "fallback", _fallback_line(str(outcome["fallback"])))
                 self._write(f"{session}-{member_trial_id(ray_id, k)}", config, outcome, status, error)
 
         def _write(self, trial_id: str, trial_config: dict, res: dict, status: str,
@@ -404,6 +404,18 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
             self._record(trial, "failed", err)
 
     return JournalCallback()
+
+
+def _fallback_line(reason: str) -> str:
+    return ("[search] configurations that cannot be trained in a population train as lone "
+            f"trials (first: {reason})")
+
+
+def _say_once(notes: set[str], key: str, line: str) -> None:
+    """Print ``line`` the first time ``key`` comes up in this search."""
+    if key not in notes:
+        notes.add(key)
+        print(line, flush=True)
 
 
 def _trial_error_text(trial: Any) -> str:
@@ -478,16 +490,20 @@ def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: 
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         search_alg = BasicVariantGenerator(random_state=seed, points_to_evaluate=points)
-    num_trials = num_samples
     if population > 1:
         from hqrun.search.population_searcher import (PopulationSearcher, RandomMembers,
                                                       SearcherMembers)
 
+        from hqrun.search.population_run import batch_refusal
+
         tried = [r["config"] for r in previous]
         source = (SearcherMembers(search_alg, tried) if searcher == "bayesian"
                   else RandomMembers(space, seed, points, tried))
-        search_alg = PopulationSearcher(source, population, num_samples, POPULATION_KEY)
-        num_trials, param_space = math.ceil(num_samples / population), {}
+        search_alg = PopulationSearcher(
+            source, population, num_samples, POPULATION_KEY,
+            refusal=lambda config: batch_refusal(config, space, ctx.backend),
+            on_refusal=lambda reason: _say_once(notes, "fallback", _fallback_line(reason)))
+        param_space = {}    # num_samples stays an upper bound: the searcher says when it is done
     sched = None
     if scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -514,7 +530,7 @@ def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: 
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=TuneConfig(num_samples=num_trials, search_alg=search_alg, scheduler=sched,
+        tune_config=TuneConfig(num_samples=num_samples, search_alg=search_alg, scheduler=sched,
                                reuse_actors=True,
                                trial_dirname_creator=lambda t: t.trial_id),
         run_config=RunConfig(
