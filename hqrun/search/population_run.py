@@ -1,9 +1,10 @@
 """What one population Ray trial does: train its member configurations, batched where possible.
 
 The members go to :func:`hqrun.search.population_trials.run_population_trials` (one Lightning
-population). Those it cannot batch (a quantizer outside the population's menu: po2, binary,
-ternary, ``alpha="auto"``...) are trained as lone trials, one after the other, in the same
-worker, so the search never fails for them. A member that failed in the population before
+population). The driver hands configurations the population cannot batch (a quantizer outside
+its menu: po2, binary, ternary, ``alpha="auto_po2"``...) out as lone Ray trials already
+(:func:`batch_refusal`); any member still refused here is trained as a lone trial, after the
+population, in the same worker, so the search never fails for it. A member that failed in the population before
 reporting any epoch is retried as a lone trial ``retries`` times, as a lone Ray trial would be;
 one that failed later is not (its epochs were seen). The outcome of each member is what a lone
 trial's final Ray result would be — its last epoch's metrics or
