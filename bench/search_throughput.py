@@ -283,8 +283,9 @@ def time_population(bench: Bench, space, configs: list[dict], k: int, n_trials: 
     for start in range(0, (max(n_trials, k) // k) * k, k):
         for last in run_population_trials(configs[start:start + k], space, bench.backend, bench.data,
                                           bench.state, bench.settings, [lambda m: None] * k):
-            epochs += last["epoch"] if isinstance(last, dict) else 0
-            trials += 1
+            if isinstance(last, dict):   # else the error that failed or refused the member
+                epochs += last["epoch"]
+                trials += 1
     return Timing(trials, epochs, time.perf_counter() - t0, time.process_time() - c0)
 
 

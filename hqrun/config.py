@@ -48,6 +48,9 @@ def validate_config(cfg: DictConfig) -> DictConfig:
         schema = _schema(target)
         if schema is None:
             continue
+        check_raw = getattr(schema, "check_raw", None)   # a schema's own one-paragraph checks
+        if check_raw is not None:
+            check_raw(cfg[group])
         try:
             merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[group])
         except OmegaConfBaseException as err:

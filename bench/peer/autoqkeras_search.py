@@ -155,7 +155,7 @@ def make_tuner_class(keras_tuner, timer):
     fits ``timer`` saw during it (none if the trial failed before fitting)."""
 
     class TimedBayesian(keras_tuner.BayesianOptimization):
-        def __init__(self, hypermodel, autoqkeras_config=None, **kwargs):
+        def __init__(self, hypermodel, autoqkeras_config=None, **kwargs):  # AutoQKeras passes its arguments; unused
             super().__init__(hypermodel, **kwargs)
             self.trial_records: list[dict] = []
 

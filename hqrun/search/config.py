@@ -103,6 +103,7 @@ class SearchConfig:
     algorithm: str = "random"         # random | bayesian | asha | blocks | evolution | beta
     objective: str = "forgiving"      # forgiving (AutoQKeras score) | pareto (accuracy vs cost) | accuracy (needs goal.max_cost)
     max_trials: int = 20
+    population: int = 1               # configurations one Ray trial trains at once as one batched model (docs/search.md)
     epochs: int = 10                  # QAT epochs per trial (at most)
     patience: Optional[int] = None    # early stop on val loss; null: AutoQKeras's min(20, epochs//5); 0: off
     batch_size: int = 1024
@@ -125,6 +126,13 @@ class SearchConfig:
     beta: BetaSweepConfig = field(default_factory=BetaSweepConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
+    @staticmethod
+    def check_raw(raw: Any) -> None:
+        """Refuse values the schema's types would report without naming the fix (called by
+        :func:`hqrun.config.validate_config` and :func:`parse_search_config` before merging)."""
+        if raw is not None and hasattr(raw, "get") and "population" in raw:
+            check_population(raw.get("population"))
+
     def to_plain(self) -> dict:
         """The settings as plain, JSON-ready containers (search.json, fingerprints)."""
         from omegaconf import OmegaConf
@@ -134,6 +142,21 @@ class SearchConfig:
 
 OBJECTIVES = ("forgiving", "pareto", "accuracy")
 GOALS = ("bits", "energy", "ebops", "lut")
+
+
+def check_population(value: Any) -> int:
+    """``search.population`` as an int K >= 1, or one paragraph naming the setting and the fix.
+
+    Not to be confused with ``search.evolution.population`` (the evolution algorithm's pool).
+    """
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if not ok:
+        raise SearchError(
+            f"search.population={value!r} must be a whole number >= 1: how many search "
+            "configurations one Ray trial trains at once as one batched model (1 trains each "
+            "configuration alone). Set e.g. search.population=1 or search.population=8 (the "
+            "evolution algorithm's pool size is the separate search.evolution.population).")
+    return int(value)
 
 
 def parse_search_config(cfg: Any) -> SearchConfig:
@@ -147,6 +170,7 @@ def parse_search_config(cfg: Any) -> SearchConfig:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    SearchConfig.check_raw(cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SearchConfig), cfg if cfg is not None else {})
         return OmegaConf.to_object(merged)

@@ -147,6 +147,20 @@ def scored_trials(records: Iterable[dict], statuses: tuple[str, ...] = ("ok", "s
             and math.isfinite(r["score"])]
 
 
+def member_trial_id(trial_id: str, k: int) -> str:
+    """The id of member ``k`` of the population Ray trial ``trial_id`` (in the journal after the
+    session prefix: ``part_000-<ray id>.m03``; :func:`member_index` reads it back)."""
+    return f"{trial_id}.m{k:02d}"
+
+
+def member_index(trial_id: str) -> tuple[str, int]:
+    """(the Ray trial's id, the member index) of a journal trial id; -1 for a lone trial."""
+    head, dot, tail = trial_id.rpartition(".m")
+    if dot and tail.isdigit():
+        return head, int(tail)
+    return trial_id, -1
+
+
 def _default(obj: Any) -> Any:
     try:
         return float(obj)

@@ -4,17 +4,20 @@ Each configuration is prepared exactly as a lone trial (:func:`hqrun.search.tria
 plan, model, float weights transferred, cost) and scored and reported per epoch by the same
 scorer, so a configuration's reports and final metrics are those its lone trial would give up to
 float reassociation. Only the training is shared: one Lightning Trainer runs the population.
-A configuration that fails (NaN/inf) fails alone; the others go on.
+A configuration that fails (cannot be built, NaN/inf) fails alone; the others go on. One the
+population cannot batch (a quantizer outside its menu) is handed back as a
+:class:`~hqrun.train.population.PopulationError`, untrained, for the caller to train alone.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+from torch import nn
 
-from hqrun.search.trial import Backend, TrialData, TrialSettings, prepare_trial
+from hqrun.search.trial import (Backend, TrialData, TrialSettings, lightning_splits,
+                                lightning_trainer_settings, prepare_trial)
 
 
 def run_population_trials(configs: Sequence[Mapping[str, Any]], space, backend: Backend, data: TrialData,
@@ -23,28 +26,51 @@ def run_population_trials(configs: Sequence[Mapping[str, Any]], space, backend: 
     """Train ``configs`` together; ``reports[k]`` gets configuration k's per-epoch metrics.
 
     Returns, per configuration, its last report, or the exception that failed it (a
-    :class:`hqrun.search.trial.TrialFailed` the runner records as a failed trial).
+    :class:`hqrun.search.trial.TrialFailed` or a build error the runner records as a failed
+    trial), or the :class:`~hqrun.train.population.PopulationError` saying why it was not
+    batched (not trained; nothing reported). Configurations whose models differ in shape (width
+    search) train as separate populations, one per shape.
     """
-    from hqrun.train.population_runner import fit_population
+    from hqrun.train.population import PopulationError, PopulationModel
 
     torch.set_num_threads(max(1, int(settings.threads)))
-    torch.manual_seed(settings.seed)
-    prepared = [prepare_trial(c, space, backend, reference_state, settings, r) for c, r in zip(configs, reports)]
+    out: list[dict | BaseException | None] = [None] * len(configs)
+    prepared: dict[int, tuple] = {}
+    for k, (config, report) in enumerate(zip(configs, reports)):
+        torch.manual_seed(settings.seed)       # each member starts as its lone trial would
+        try:
+            member = prepare_trial(config, space, backend, reference_state, settings, report)
+            PopulationModel([member[0]])          # can this member be batched at all?
+        except PopulationError as err:
+            out[k] = err
+            continue
+        except Exception as err:  # noqa: BLE001 - a configuration that cannot be built fails alone
+            out[k] = err
+            continue
+        prepared[k] = member
+    groups: dict[tuple, list[int]] = {}
+    for k, (model, _, _) in prepared.items():
+        groups.setdefault(_shape_key(model), []).append(k)
+    for members in groups.values():
+        for k, result in zip(members, _fit_group([prepared[k] for k in members], data, settings)):
+            out[k] = result
+    return out  # type: ignore[return-value]
+
+
+def _shape_key(model: nn.Module) -> tuple:
+    return tuple(tuple(p.shape) for p in model.parameters())
+
+
+def _fit_group(prepared: Sequence[tuple], data: TrialData, settings: TrialSettings) -> list[dict | BaseException]:
+    """One Lightning population of prepared members; each member's last report or its error."""
+    from hqrun.train.population_runner import fit_population
 
     def member_epoch(k: int, row: dict, stop: bool) -> None:
         epoch = int(row["epoch"]) + 1  # Lightning counts epochs from 0, the trial reports from 1
         prepared[k][1](epoch, float(row["train_loss"]), float(row["val_acc"]), stop and epoch < settings.epochs)
 
-    n_classes = int(max(int(data.train.y.max()), int(data.val.y.max())) + 1)
-    splits = SimpleNamespace(
-        X_train=data.train.x.numpy(), y_train=data.train.y.numpy(),
-        X_val=data.val.x.numpy(), y_val=data.val.y.numpy(),
-        X_test=data.val.x[:1].numpy(), y_test=data.val.y[:1].numpy(),
-        class_names=[str(i) for i in range(n_classes)])
-    trainer = {"max_epochs": settings.epochs, "batch_size": settings.batch_size,
-               "lr": settings.learning_rate, "scheduler": "none",
-               "early_stopping": settings.patience > 0, "patience": max(settings.patience, 1),
-               "monitor": "val_loss", "progress_bar": "false", "deterministic": False}
+    splits = lightning_splits(data)
+    trainer = lightning_trainer_settings(settings)
     results = fit_population(splits, trainer, [p[0] for p in prepared], seed=settings.seed,
                              member_epoch_callback=member_epoch)
     out: list[dict | BaseException] = []

@@ -29,15 +29,17 @@ from hqrun import atomic
 from hqrun.errors import SearchError, StorageError
 from hqrun.search.algorithms import SearchAlgorithm, get_algorithm
 from hqrun.search.budget_checks import check_budgets
-from hqrun.search.config import OBJECTIVES, SearchConfig, parse_search_config
+from hqrun.search.config import OBJECTIVES, SearchConfig, check_population, parse_search_config
 from hqrun.search.journal import Journal
 from hqrun.search.objectives import cost_of, forgiving_from_config, score_rule
 from hqrun.search.progress import TrialProgress
 from hqrun.search.space import SearchSpace, build_space
 from hqrun.search.trial import (Backend, TrialData, TrialSettings, float_plan,
-                                run_trial, train_model)
+                                run_trial_with_retries, train_model)
 
 FINISHED = ("ok", "stopped", "failed")
+#: Key of a population Ray trial's config (its member configurations) and final result (theirs).
+POPULATION_KEY = "members"
 
 
 @dataclass
@@ -74,6 +76,7 @@ def check_config(cfg: Any) -> SearchConfig:
     algo = get_algorithm(cfg.algorithm)
     if cfg.objective not in OBJECTIVES:
         raise SearchError(f"search.objective={cfg.objective!r}; use one of {', '.join(OBJECTIVES)}.")
+    check_population(cfg.population)
     for key in ("max_trials", "epochs", "batch_size"):
         if int(getattr(cfg, key)) < 1:
             raise SearchError(f"search.{key}={getattr(cfg, key)} must be >= 1.")
@@ -245,34 +248,30 @@ class TrialContext:
 
 
 def _trainable(config: dict, ctx: TrialContext) -> None:
-    """Ray function trainable: run the trial, retrying Python errors inside the same actor.
+    """Ray function trainable: one configuration, or a population of them (``members``).
 
-    An exception raised out of a trainable makes Ray tear the actor down and start a new
-    process (seconds of imports); a failure is instead reported as a final result with
-    ``failed: 1`` and NaN metrics, so the worker is reused and the journal records why.
-    A trial that already reported epochs is not retried (the scheduler has seen them).
+    A lone trial reports every epoch (schedulers such as ASHA act on them). Its Python errors
+    are retried inside the same actor (:func:`hqrun.search.trial.run_trial_with_retries`): an
+    exception raised out of a trainable makes Ray tear the actor down and start a new process
+    (seconds of imports), so a failure is instead reported as a final result with ``failed: 1``
+    and NaN metrics, the worker is reused and the journal records why. A population
+    (:mod:`hqrun.search.population_run`) reports once, at the end, every member's final result
+    under ``members``; the journal callback writes one line per member.
     Crashes of the process itself still go through Ray's FailureConfig (``search.retries``).
     """
     from ray import tune
 
-    for attempt in range(ctx.retries + 1):
-        reported: list[dict] = []
+    if POPULATION_KEY in config:
+        from hqrun.search.population_run import train_population
 
-        def report(metrics: dict) -> None:
-            reported.append(metrics)
-            tune.report(metrics)
-
-        try:
-            run_trial(config, ctx.space, ctx.backend, ctx.data, ctx.reference_state,
-                      ctx.settings, report)
-            return
-        except Exception as err:  # noqa: BLE001 - any trial error is recorded, not fatal
-            if reported or attempt == ctx.retries:
-                nan = float("nan")
-                tune.report({"failed": 1, "error": f"{type(err).__name__}: {err}"[:500],
-                             "accuracy": nan, "cost": nan, "score": nan,
-                             "epoch": len(reported), "attempts": attempt + 1})
-                return
+        outcomes = train_population(config[POPULATION_KEY], ctx.space, ctx.backend, ctx.data,
+                                    ctx.reference_state, ctx.settings, ctx.retries)
+        tune.report({POPULATION_KEY: outcomes, "population_size": len(outcomes)})
+        return
+    last = run_trial_with_retries(config, ctx.space, ctx.backend, ctx.data, ctx.reference_state,
+                                  ctx.settings, tune.report, ctx.retries)
+    if last.get("failed"):
+        tune.report(last)
 
 
 class _StorageAbort:
@@ -329,21 +328,47 @@ LOST_TRIAL_ROUNDS = 3
 
 def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, epochs: int,
                       session: str, progress: Callable[[dict], None],
-                      abort: _StorageAbort | None = None, lost: LostTrials | None = None):
+                      abort: _StorageAbort | None = None, lost: LostTrials | None = None,
+                      notes: set[str] | None = None):
     from ray.tune import Callback
 
+    from hqrun.search.journal import member_trial_id
+    from hqrun.search.population_searcher import ISSUE_KEY
+
+    notes = set() if notes is None else notes
+
     class JournalCallback(Callback):
-        """Writes each finished trial to the journal as soon as Ray reports it."""
+        """Writes each finished trial to the journal as soon as Ray reports it: one line per
+        configuration, so a population Ray trial writes one line per member."""
 
         def _record(self, trial, status: str, error: str | None = None) -> None:
-            res = dict(trial.last_result or {})
-            config = {k: trial.config[k] for k in space.keys if k in trial.config}
+            # trials handed out by a PopulationSearcher carry their issue order (Ray's own
+            # trial ids count only trials of its basic variant generator)
+            ray_id = (f"{trial.trial_id}_{int(trial.config[ISSUE_KEY]):05d}"
+                      if ISSUE_KEY in trial.config else trial.trial_id)
+            if POPULATION_KEY not in trial.config:
+                self._write(f"{session}-{ray_id}", trial.config, dict(trial.last_result or {}),
+                            status, error)
+                return
+            outcomes = (trial.last_result or {}).get(POPULATION_KEY) if status == "ok" else None
+            for k, config in enumerate(trial.config[POPULATION_KEY]):
+                outcome = outcomes[k] if isinstance(outcomes, list) and k < len(outcomes) else None
+                if outcome is None:
+                    outcome = {"failed": 1, "error": error or "the population trial returned no "
+                               "result for this configuration"}
+                elif outcome.get("fallback"):
+                    _say_once(notes, "fallback", _fallback_line(str(outcome["fallback"])))
+                self._write(f"{session}-{member_trial_id(ray_id, k)}", config, outcome, status, error)
+
+        def _write(self, trial_id: str, trial_config: dict, res: dict, status: str,
+                   error: str | None) -> None:
+            config = {k: trial_config[k] for k in space.keys if k in trial_config}
             if res.get("failed"):
                 status, error = "failed", res.get("error")
             elif status == "ok" and int(res.get("epoch", 0)) < epochs and not res.get("early_stopped"):
                 status = "stopped"
             rec = {
-                "event": "trial", "trial_id": f"{session}-{trial.trial_id}", "block": block,
+                "event": "trial", "trial_id": trial_id, "block": block,
                 "status": status, "config": config, "plan": space.plan(config),
                 "widths": space.widths(config),
                 "accuracy": _num(res.get("accuracy")), "cost": _num(res.get("cost")),
@@ -373,11 +398,24 @@ def _journal_callback(journal: Journal, space: SearchSpace, block: int | None, e
             except Exception:  # noqa: BLE001
                 pass
             if lost is not None and LostTrials.is_lost(text):
-                lost.configs.append({k: trial.config[k] for k in space.keys if k in trial.config})
+                members = trial.config.get(POPULATION_KEY) or [trial.config]
+                lost.configs.extend({k: c[k] for k in space.keys if k in c} for c in members)
                 return        # not journaled: the runner runs it again
             self._record(trial, "failed", err)
 
     return JournalCallback()
+
+
+def _fallback_line(reason: str) -> str:
+    return ("[search] configurations that cannot be trained in a population train as lone "
+            f"trials (first: {reason})")
+
+
+def _say_once(notes: set[str], key: str, line: str) -> None:
+    """Print ``line`` the first time ``key`` comes up in this search."""
+    if key not in notes:
+        notes.add(key)
+        print(line, flush=True)
 
 
 def _trial_error_text(trial: Any) -> str:
@@ -412,12 +450,21 @@ def _error_line(text: str) -> str | None:
 def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: Path, block: int | None,
                num_samples: int, searcher: str, previous: list[dict], scheduler: str | None,
                progress: Callable[[dict], None], seed: int,
-               points: list[dict] | None = None, lost_rounds: int = LOST_TRIAL_ROUNDS) -> None:
-    """One Ray Tune run of ``num_samples`` trials (``points``: configs to run first); trials
-    lost with their worker or node run again in up to ``lost_rounds`` further runs."""
+               points: list[dict] | None = None, lost_rounds: int = LOST_TRIAL_ROUNDS,
+               notes: set[str] | None = None) -> None:
+    """One Ray Tune run of ``num_samples`` configurations (``points``: configs to run first);
+    trials lost with their worker or node run again in up to ``lost_rounds`` further runs.
+
+    With ``search.population`` K > 1 and no scheduler, each Ray trial trains up to K of them as
+    one population (:mod:`hqrun.search.population_searcher`, :mod:`hqrun.search.population_run`);
+    the journal still gets one line per configuration. ``notes``: one-time log lines already
+    printed in this search."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")   # hqrun prints its own progress line
     from ray import tune
     from ray.tune import FailureConfig, RunConfig, TuneConfig
+
+    population = int(cfg.population) if scheduler is None else 1
+    notes = set() if notes is None else notes
 
     space = ctx.space
     param_space = {c.key: tune.choice(c.options) for c in space.choices}
@@ -433,13 +480,30 @@ def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: 
         rewards = [[r["accuracy"], r["cost"]] if multi else r["score"] for r in ok]
         sampler = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=int(cfg.bayesian.n_startup_trials))
-        search_alg = OptunaSearch(metric=metric, mode=mode, sampler=sampler,
+        # a population asks OptunaSearch itself (no Tune param space): it gets the space here
+        search_alg = OptunaSearch(space=OptunaSearch.convert_search_space(param_space)
+                                  if population > 1 else None,
+                                  metric=metric, mode=mode, sampler=sampler,
                                   points_to_evaluate=[dict(r["config"]) for r in ok] or None,
                                   evaluated_rewards=rewards or None)
-    else:
+    elif population == 1:
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         search_alg = BasicVariantGenerator(random_state=seed, points_to_evaluate=points)
+    if population > 1:
+        from hqrun.search.population_searcher import (PopulationSearcher, RandomMembers,
+                                                      SearcherMembers)
+
+        from hqrun.search.population_run import batch_refusal
+
+        tried = [r["config"] for r in previous]
+        source = (SearcherMembers(search_alg, tried) if searcher == "bayesian"
+                  else RandomMembers(space, seed, points, tried))
+        search_alg = PopulationSearcher(
+            source, population, num_samples, POPULATION_KEY,
+            refusal=lambda config: batch_refusal(config, space, ctx.backend),
+            on_refusal=lambda reason: _say_once(notes, "fallback", _fallback_line(reason)))
+        param_space = {}    # num_samples stays an upper bound: the searcher says when it is done
     sched = None
     if scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -473,7 +537,7 @@ def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: 
             name=part, storage_path=str(storage.resolve()), verbose=0,
             failure_config=FailureConfig(max_failures=int(cfg.retries)),
             callbacks=[_journal_callback(journal, space, block, int(cfg.epochs),
-                                         session, progress, abort, lost)],
+                                         session, progress, abort, lost, notes)],
             stop=abort.stopper(),
         ),
     )
@@ -489,7 +553,7 @@ def _run_tuner(ctx: TrialContext, cfg: SearchConfig, journal: Journal, run_dir: 
         print(f"[search] {len(lost.configs)} trial(s) lost with their worker or node; running "
               "them again", flush=True)
         _run_tuner(ctx, cfg, journal, run_dir, block, len(lost.configs), "random", previous,
-                   scheduler, progress, seed, list(lost.configs), lost_rounds - 1)
+                   scheduler, progress, seed, list(lost.configs), lost_rounds - 1, notes)
 
 
 #: Ray Tune loggers that print a traceback when Ray's own storage (run_dir/ray) is full.
@@ -542,6 +606,7 @@ class SearchRun:
     run_dir: Path
     goal: str
     seed: int
+    notes: set[str] = field(default_factory=set)   # one-time log lines already printed
 
     def finished(self, block: int | None = None) -> list[dict]:
         """The journal's finished trials (of one block when given)."""
@@ -561,12 +626,21 @@ class SearchRun:
                    scheduler: str | None = None, previous: list[dict] | None = None,
                    seed: int | None = None, points: list[dict] | None = None,
                    block: int | None = None, space: SearchSpace | None = None) -> None:
-        """Hand ``n`` trials to Ray Tune (``points`` first; then Ray's ``searcher`` samples)."""
+        """Hand ``n`` configurations to Ray Tune (``points`` first; then ``searcher`` samples),
+        ``search.population`` of them per Ray trial unless a ``scheduler`` stops trials one by one."""
         ctx = TrialContext(space or self.space, self.backend, self.data, self.reference.state,
                            self.settings, int(self.cfg.retries))
+        if int(self.cfg.population) > 1:
+            if scheduler is None:
+                self.notes.add("population used")
+            elif "population ignored" not in self.notes:
+                self.notes.add("population ignored")
+                print(f"[search] search.population={self.cfg.population} is not used with the "
+                      f"{scheduler} scheduler: it stops trials one by one, so each Ray trial "
+                      "trains one configuration", flush=True)
         _run_tuner(ctx, self.cfg, self.journal, self.run_dir, block, n, searcher,
                    list(previous or []), scheduler, progress,
-                   self.seed if seed is None else seed, points)
+                   self.seed if seed is None else seed, points, notes=self.notes)
 
 
 def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.PathLike,
@@ -594,6 +668,10 @@ def run_search(cfg: Any, backend: Backend, data: TrialData, run_dir: str | os.Pa
     run = SearchRun(cfg, space, backend, data, reference, ref_cost, settings, journal, run_dir,
                     goal, seed)
     frozen, final_block = algorithm.run(run)
+    if int(cfg.population) > 1 and not run.notes & {"population used", "population ignored"} \
+            and run.finished():
+        print(f"[search] search.population={cfg.population} had no effect: search.algorithm="
+              f"{cfg.algorithm} trains one model per Ray trial", flush=True)
     return SearchOutcome(run_dir, journal.trials(), reference, ref_cost, space, frozen or {},
                          final_block)
 

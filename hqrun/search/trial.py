@@ -229,6 +229,40 @@ def run_trial(config: Mapping[str, Any], space, backend: Backend, data: TrialDat
     return last
 
 
+def failure_metrics(err: BaseException, epochs_reported: int, attempts: int) -> dict:
+    """The final result of a failed trial: NaN metrics, the error's one line, how far it got."""
+    nan = float("nan")
+    return {"failed": 1, "error": f"{type(err).__name__}: {err}"[:500], "accuracy": nan,
+            "cost": nan, "score": nan, "epoch": epochs_reported, "attempts": attempts}
+
+
+def run_trial_with_retries(config: Mapping[str, Any], space, backend: Backend, data: TrialData,
+                           reference_state: Mapping[str, torch.Tensor] | None,
+                           settings: TrialSettings, report: Callable[[dict], None],
+                           retries: int) -> dict:
+    """:func:`run_trial`, retrying a trial that failed before reporting any epoch.
+
+    Returns the last epoch's metrics, or :func:`failure_metrics` (not reported: the caller
+    decides where a failure goes). A trial that already reported epochs is not retried: a
+    scheduler or the journal has seen them. Why retry at all: a Python error inside a Ray worker
+    is answered here, in the same process, instead of Ray restarting the worker (seconds of
+    imports) — the lone Ray trial and a population's fallback members share this rule.
+    """
+    for attempt in range(retries + 1):
+        reported: list[dict] = []
+
+        def collect(metrics: dict) -> None:
+            reported.append(metrics)
+            report(metrics)
+
+        try:
+            return run_trial(config, space, backend, data, reference_state, settings, collect)
+        except Exception as err:  # noqa: BLE001 - any trial error is recorded, not fatal
+            if reported or attempt == retries:
+                return failure_metrics(err, len(reported), attempt + 1)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def prepare_trial(config: Mapping[str, Any], space, backend: Backend,
                   reference_state: Mapping[str, torch.Tensor] | None, settings: TrialSettings,
                   report: Callable[[dict], None]) -> tuple[nn.Module, Callable[..., None], Callable[[], dict]]:
@@ -285,11 +319,7 @@ def _train_lightning(model: nn.Module, data: TrialData, settings: TrialSettings,
     from hqrun.train.runner import fit_and_evaluate
 
     splits = lightning_splits(data)
-    trainer = {"max_epochs": settings.epochs, "batch_size": settings.batch_size,
-               "lr": settings.learning_rate, "scheduler": "none",
-               "early_stopping": settings.patience > 0, "patience": max(settings.patience, 1),
-               "monitor": "val_loss", "checkpoint": False, "csv_log": False,
-               "progress_bar": "false", "deterministic": False}
+    trainer = lightning_trainer_settings(settings)
     state = {"best": math.inf, "wait": 0}
 
     def row(r: dict) -> None:
@@ -317,6 +347,16 @@ def start_from_reference(backend: Backend, model: nn.Module,
         reference = backend.build(_float_plan(), {})
         reference.load_state_dict(reference_state)
     backend.transfer(reference, model)
+def lightning_trainer_settings(settings: TrialSettings) -> dict:
+    """A search trial's trainer settings in hqrun.train's keys (same epochs, lr, batches and
+    early stopping as the lean loop); lone Lightning trials and populations both use them."""
+    return {"max_epochs": settings.epochs, "batch_size": settings.batch_size,
+            "lr": settings.learning_rate, "scheduler": "none",
+            "early_stopping": settings.patience > 0, "patience": max(settings.patience, 1),
+            "monitor": "val_loss", "checkpoint": False, "csv_log": False,
+            "progress_bar": "false", "deterministic": False}
+
+
 def lightning_splits(data: TrialData) -> Any:
     """TrialData as the attribute view ``fit_and_evaluate`` reads (X_train, y_val, ...). The
     test split is a one-row stand-in: search trainings never evaluate on test."""

@@ -20,9 +20,12 @@ def issue_order(record: Mapping[str, Any]) -> tuple:
     The journal is in finishing order, which depends on timing when trials run in parallel;
     breeding from issue order makes an evolution search reproducible from its seed.
     """
+    from hqrun.search.journal import member_index
+
     session, _, ray_id = str(record.get("trial_id", "")).rpartition("-")
+    ray_id, member = member_index(ray_id)     # population members in the order they were asked
     index = ray_id.rsplit("_", 1)[-1]
-    return (session, int(index) if index.isdigit() else -1, ray_id)
+    return (session, int(index) if index.isdigit() else -1, member, ray_id)
 
 
 @register_algorithm("evolution")
@@ -62,8 +65,10 @@ class EvolutionSearch(SearchAlgorithm):
                 points = (run.capped_points(n, run.seed + len(done), [r["config"] for r in records])
                           if cap is not None else random_configs(space, n, rng, tried))
             else:
-                points = children(space, records, min(want, batch), rng, population, tournament,
-                                  tried, accept)
+                # search.population trains K configurations per Ray trial: a round of `batch`
+                # Ray trials then breeds batch x K children
+                points = children(space, records, min(want, batch * int(cfg.population)), rng,
+                                  population, tournament, tried, accept)
             if not points:
                 print(f"[search] evolution: no untried configuration left to breed after "
                       f"{len(done)} trials")
