@@ -17,6 +17,7 @@ from hqrun.errors import FirmwareError
 from .base import Quantizer, check_alpha, check_bits_integer, check_int, check_number, po2_exponent
 from .fixedpoint import FixedPointType
 from .lowering import Lowering
+from .native import kernels_for
 from .ste import channel_axes, get_scale, po2_round, qkeras_output, round_through, sign_nonzero
 
 __all__ = ["quantized_bits"]
@@ -123,6 +124,12 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
                 # QKeras's value with its float32 residue, gradient exactly 1, one autograd node.
                 # sub(..., alpha=inv) multiplies by a power of two (exact) and subtracts in one op.
                 xd = x.detach()  # cheaper than a no_grad() block for these tiny weight tensors
+                lib = kernels_for(xd) if xd.is_contiguous() else None
+                if lib is not None:  # the same r in one C loop (quantizer_kernels.c)
+                    r = torch.empty_like(xd)
+                    lib.hq_bits_residue(xd.data_ptr(), r.data_ptr(), self._c, self._lo, self._hi,
+                                        self._inv, xd.numel())
+                    return x - r
                 r = torch.mul(xd, self._c).round_().clamp_(self._lo, self._hi)
                 torch.sub(xd, r, alpha=self._inv, out=r)  # r := x - xq
                 return x - r

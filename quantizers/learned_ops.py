@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .native import kernels
+from .native import kernels, kernels_for
 
 __all__ = [
     "F_LIMIT",
@@ -91,13 +91,6 @@ def _reduce_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t if t.shape == shape else t.sum_to_size(shape)
 
 
-def _native_ok(x: torch.Tensor):
-    """The C loops (``native.kernels()``) when they can take ``x`` (float32 on the CPU), else None."""
-    if x.dtype != torch.float32 or x.device.type != "cpu":
-        return None
-    return kernels()
-
-
 def _per_element(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """A per-group tensor broadcast to ``shape`` and laid out contiguously (for the C loops)."""
     return t if tuple(t.shape) == shape and t.is_contiguous() else t.expand(shape).contiguous()
@@ -115,8 +108,8 @@ class WeightRound(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        lib = _native_ok(w)
-        if lib is not None:  # one fused loop, same values (learned_kernels.c)
+        lib = kernels_for(w)
+        if lib is not None:  # one fused loop, same values (quantizer_kernels.c)
             w = w.contiguous()
             f_e = _per_element(f.detach(), tuple(w.shape))  # held: the C loop reads its memory
             wq, width, delta, live = (torch.empty_like(w) for _ in range(4))
@@ -208,8 +201,8 @@ class SaturatingRound(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, f: torch.Tensor, i: torch.Tensor,
                 signed: bool) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         ctx.signed = signed
-        lib = _native_ok(x) if x.dim() >= 1 else None
-        if lib is not None:  # one fused loop, same values (learned_kernels.c)
+        lib = kernels_for(x) if x.dim() >= 1 else None
+        if lib is not None:  # one fused loop, same values (quantizer_kernels.c)
             return SaturatingRound._native_forward(ctx, lib, x, f, i)
         ctx.native = None
         frac = torch.round(f).clamp_(F_MIN, F_MAX)

@@ -1,8 +1,9 @@
-"""The learned quantizers' fused C loops (``learned_kernels.c``): built once, cached, optional.
+"""The quantizers' fused C loops (``quantizer_kernels.c``): built once, cached, optional.
 
 Why: a learned quantizer's training step is a dozen full passes over the batch in eager torch
 (bench/learned_throughput.py measured the learned jet model at 0.39-0.44x Q6's training speed);
-one C loop forward and one backward do the same arithmetic with the same results. Why not a
+one C loop forward and one backward do the same arithmetic with the same results. QKeras's
+quantized_bits and quantized_relu fast paths use two more loops for their rounding residue. Why not a
 torch C++ extension: that build needs torch's headers and ninja and takes a minute; this file is
 plain C99, compiled by the system C compiler in well under a second and called through ctypes.
 
@@ -26,27 +27,34 @@ import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-__all__ = ["kernels", "cache_dir", "SOURCE"]
+import torch
+
+__all__ = ["kernels", "kernels_for", "cache_dir", "SOURCE"]
 
 log = logging.getLogger(__name__)
 
 #: The C source, shipped with the package.
-SOURCE = Path(__file__).with_name("learned_kernels.c")
+SOURCE = Path(__file__).with_name("quantizer_kernels.c")
 #: Flags: IEEE results (no -ffast-math; no FMA contraction, so values equal torch's); no
 #: trapping math, so the loops' comparisons become vector selects.
 _FLAGS = ["-O3", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-trapping-math",
           "-fno-math-errno"]
 _COMPILE_TIMEOUT_S = 120
 
+_FLOAT32 = torch.float32
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _I32 = ctypes.c_int32
+_F = ctypes.c_float
 #: name -> (argument types, return type)
 _SIGNATURES = {
     "hq_sat_round_fwd": ([_P, _P, _P, _P, _I32, _P, _I64, _I64], _I32),
     "hq_sat_round_bwd": ([_P, _P, _P, _P, _I32, _P, _P, _P, _P, _I64, _I64], _I32),
     "hq_weight_round_fwd": ([_P, _P, _P, _P, _P, _P, _I64], None),
+    "hq_bits_residue": ([_P, _P, _F, _F, _F, _F, _I64], None),
+    "hq_relu_residue": ([_P, _P, _F, _F, _F, _F, _I32, _I64], None),
 }
 
 
@@ -62,8 +70,6 @@ def _machine_flags() -> list[str]:
     """Wider vectors where the CPU has them (the cache key includes the flags)."""
     if platform.machine() in ("x86_64", "AMD64"):
         try:
-            import torch
-
             if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
                 return ["-mavx2"]
         except Exception:  # pragma: no cover - torch always answers on supported builds
@@ -115,16 +121,23 @@ def kernels() -> ctypes.CDLL | None:
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not compiler or not SOURCE.is_file():
-        log.info("hqrun: no C compiler found; learned quantizers use their torch code (slower)")
+        log.info("hqrun: no C compiler found; quantizers use their torch code (slower)")
         return None
     flags = _FLAGS + _machine_flags()
     key = hashlib.sha256(SOURCE.read_bytes() + repr((compiler, flags, platform.machine(),
                                                      platform.system())).encode()).hexdigest()[:16]
     try:
-        return _load(_built(compiler, flags, f"learned_kernels-{key}.so"))
+        return _load(_built(compiler, flags, f"quantizer_kernels-{key}.so"))
     except (OSError, subprocess.SubprocessError, AttributeError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
-        log.warning("hqrun: building the learned quantizers' C loops failed (%s%s); using their "
+        log.warning("hqrun: building the quantizers' C loops failed (%s%s); using their "
                     "torch code, which gives the same numbers more slowly", exc,
                     (": " + detail.decode(errors="replace")[:500]) if detail else "")
         return None
+
+
+def kernels_for(x: Any) -> ctypes.CDLL | None:
+    """The library when its loops can take tensor ``x`` (float32, on the CPU), else None."""
+    if x.dtype != _FLOAT32 or x.device.type != "cpu":
+        return None
+    return kernels()

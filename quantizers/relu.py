@@ -20,6 +20,7 @@ from hqrun.errors import FirmwareError
 from .base import Quantizer, check_bits_integer, check_negative_slope, check_number
 from .fixedpoint import FixedPointType
 from .lowering import Lowering
+from .native import kernels_for
 from .operand import Operand
 from .ste import hard_sigmoid, qkeras_output, round_through
 
@@ -110,6 +111,12 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
                 # exceeds the top code after rounding, so no clamp is needed; h + (xq - h) == xq
                 # exactly (both lie within a factor 2 of each other or xq == 0).
                 h = F.hardtanh(x, 0.0, upper)
+                lib = kernels_for(x) if x.is_contiguous() else None
+                if lib is not None:  # r := h - xq in one C loop from x (quantizer_kernels.c)
+                    r = torch.empty_like(h)
+                    lib.hq_relu_residue(x.data_ptr(), r.data_ptr(), self._c, self._inv, upper,
+                                        self._m - 1.0, int(self.bits > 20), x.numel())
+                    return h.sub_(r)
                 hd = h.detach()
                 r = torch.mul(hd, self._c).round_()
                 if self.bits > 20:  # upper * c may round past the top code

@@ -1,9 +1,11 @@
-"""The learned quantizers' C loops (quantizers/learned_kernels.c) against their torch code.
+"""The quantizers' C loops (quantizers/quantizer_kernels.c) against their torch code.
 
 The C loops must give the torch path's values and widths bit for bit and its gradients up to the
 order of float summation; without a compiler (or with HQRUN_NATIVE=0) the torch code runs. The
-torch path itself is checked against autograd references and finite differences in
-tests/test_learned_ops.py (in float64, which never takes the C loops).
+learned quantizers' torch path is checked against autograd references and finite differences in
+tests/test_learned_ops.py (in float64, which never takes the C loops); QKeras's quantized_bits
+and quantized_relu against QKeras's goldens in tests/test_qkeras_conformance.py (float32: the C
+loops when a compiler is present) and against their torch code here.
 """
 
 from __future__ import annotations
@@ -174,3 +176,27 @@ def test_library_is_built_once_into_the_cache_atomically(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_compile", lambda *a: calls.append(a))
     native.kernels.cache_clear()
     assert native.kernels() is not None and calls == []  # reused, not rebuilt
+
+
+@needs_cc
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), bits=st.integers(2, 24), integer=st.integers(0, 6),
+       keep_negative=st.booleans(), symmetric=st.booleans(),
+       scale=st.sampled_from([1e-3, 0.3, 2.0, 100.0]), shape=st.sampled_from([(64, 16), (5,), (200, 32)]))
+def test_qkeras_fast_paths_in_c_equal_their_torch_code(seed, bits, integer, keep_negative, symmetric,
+                                                     scale, shape):
+    """quantized_bits(alpha=1) on weights and quantized_relu on activations, training mode."""
+    from hqrun.quantizers import quantized_bits, quantized_relu
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen) * scale
+    x.view(-1)[::6] = torch.round(x.view(-1)[::6] * 4) / 4 + 0.125  # exact ties on fine grids
+    x.view(-1)[::13] = 0.0
+    g = torch.randn(shape, generator=gen)
+    for make in (lambda: quantized_bits(bits, min(integer, bits - 1), alpha=1,
+                                        keep_negative=keep_negative, symmetric=symmetric),
+                 lambda: quantized_relu(bits, min(integer, bits))):
+        q = make()
+        q.train()
+        c_run, t_run = run_both(lambda a: (q(a),), x, grads_out=[g])
+        assert_same(c_run, t_run, zero_signs=False)

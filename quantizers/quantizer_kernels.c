@@ -1,4 +1,6 @@
-/* Fused loops of the learned-width quantizers' training step (hqrun.quantizers.native).
+/* Fused loops of the quantizers' training step (hqrun.quantizers.native): the learned-width
+ * quantizers' rounding and widths, and the residues of QKeras's quantized_bits and
+ * quantized_relu fast paths.
  *
  * Why C: in the eager torch path each quantizer call is ~15 tensor operations over the whole
  * batch (clip, scale, round, un-scale, error, two masks, three reductions), each a full pass
@@ -176,5 +178,35 @@ void hq_weight_round_fwd(const float *restrict w, const float *restrict f, float
         width[j] = b;
         delta[j] = q - w[j];
         live[j] = b > 0.0f ? 1.0f : 0.0f;
+    }
+}
+
+/* quantized_bits' training residue (bits.py fast path): d = x - clip(rne(x * c), lo, hi) * inv,
+ * the caller returns x - d, which is QKeras's float32 value x + (xq - x) with gradient 1. The
+ * clip is torch.clamp's (lo, then hi); inv is a power of two, so q * inv is exact. */
+void hq_bits_residue(const float *restrict x, float *restrict d, float c, float lo, float hi,
+                     float inv, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+        float v = x[j];
+        float q = rne(v * c);
+        q = q < lo ? lo : q;
+        q = q > hi ? hi : q;
+        d[j] = v - q * inv;
+    }
+}
+
+/* quantized_relu's training residue (relu.py fast path): with h = hardtanh(x, 0, upper),
+ * d = h - rne(h * c) * inv (the code clipped at `top` when `clip_top`); the caller returns
+ * hardtanh(x, 0, upper) - d, whose value is the quantized ReLU and whose gradient is hardtanh's.
+ * A NaN input stays NaN, as in torch's hardtanh. */
+void hq_relu_residue(const float *restrict x, float *restrict d, float c, float inv, float upper,
+                     float top, int32_t clip_top, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+        float v = x[j];
+        float h = v < 0.0f ? 0.0f : v;
+        h = h > upper ? upper : h;
+        float q = rne(h * c);
+        q = (clip_top && q > top) ? top : q;
+        d[j] = h - q * inv;
     }
 }
