@@ -116,17 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         from hqrun.search.backend import HqrunBackend
 
         backend = HqrunBackend({"name": "jet_dnn"})
-    data = TrialData(synthetic(args.train, 1), synthetic(args.val, 2))
+    bench = prepare(args, TrialData(synthetic(args.train, 1), synthetic(args.val, 2)), backend)
+    data, state, settings, patience = bench.data, bench.state, bench.settings, bench.patience
+    ref_cost = settings.reference_cost
     space = build_space({}, backend.describe())            # AutoQKeras's default menu
-    ref_model = backend.build({"name": "float"}, {})
-    train_model(ref_model, data, 1, args.batch, 1e-3, args.seed)
-    ref_cost = backend.reference_cost(ref_model).totals["energy"]
-    state = {k: v.clone() for k, v in ref_model.state_dict().items()}
-    patience = min(20, args.epochs // 5) if args.patience is None else args.patience
-    settings = TrialSettings(args.epochs, args.batch, 1e-3, "energy", ForgivingFactor(), ref_cost,
-                             threads=1, seed=args.seed, patience=patience)
-    rng = random.Random(args.seed)
-    configs = [{c.key: rng.choice(c.options) for c in space.choices} for _ in range(args.trials)]
+    configs = sample(space, args.trials, args.seed)
 
     # warm-up (first-call costs of torch and the quantizers, paid once per worker process too)
     run_trial(configs[0], space, backend, TrialData(synthetic(2048, 3), synthetic(512, 4)),
@@ -215,11 +209,12 @@ def bench_data(args) -> TrialData:
     return TrialData(synthetic(args.train, 1), synthetic(args.val, 2))
 
 
-def prepare(args, data: TrialData) -> Bench:
-    """The jet model, the float reference (1 epoch) and the trial settings."""
-    from hqrun.search.backend import HqrunBackend
+def prepare(args, data: TrialData, backend=None) -> Bench:
+    """The model (default: the jet model), the float reference (1 epoch) and the trial settings."""
+    if backend is None:
+        from hqrun.search.backend import HqrunBackend
 
-    backend = HqrunBackend({"name": "jet_dnn"})
+        backend = HqrunBackend({"name": "jet_dnn"})
     ref_model = backend.build({"name": "float"}, {})
     train_model(ref_model, data, 1, args.batch, 1e-3, args.seed)
     ref_cost = backend.reference_cost(ref_model).totals["energy"]
