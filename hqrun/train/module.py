@@ -27,22 +27,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hqrun.train.flat_adam import FlatAdam
+
 #: Logged with a cost penalty: the monitored quantity in "min" form (``val_loss + beta * EBOPs``
 #: or ``-val_acc``), infinite while the beta schedule is still ramping.
 SCORE_METRIC = "val_score"
 
 
 def make_optimizer(params, lr: float = 1e-3, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """Adam, fused into one kernel per step where this torch build supports it on CPU.
+    """Adam, fused into one kernel per step over flat parameter buffers
+    (:class:`~hqrun.train.flat_adam.FlatAdam`) where this torch build supports it on CPU.
 
     The unfused CPU Adam loops over parameters in Python; for a small model that loop costs as
-    much as the forward pass.
+    much as the forward pass, and even the fused one pays per parameter tensor around its kernel.
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        return FlatAdam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def param_groups(model: nn.Module, lr: float, lr_scales: dict[str, float] | None = None) -> Any:
+    """All parameters, or groups by learning-rate multiplier when ``lr_scales`` (parameter name
+    -> multiplier, e.g. learned widths' ``width_lr_scale``) names some."""
+    if not lr_scales:
+        return model.parameters()
+    groups: dict[float, list] = {}
+    for name, p in model.named_parameters():
+        groups.setdefault(float(lr_scales.get(name, 1.0)), []).append(p)
+    return [{"params": ps, "lr": lr * scale} for scale, ps in groups.items()]
 
 
 class ClassifierModule(pl.LightningModule):
@@ -210,18 +224,10 @@ class ClassifierModule(pl.LightningModule):
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # optimiser -------------------------------------------------------------------------
-    def _param_groups(self, lr: float) -> Any:
-        """All parameters, or groups by learning-rate multiplier when ``lr_scales`` names some."""
-        if not self.lr_scales:
-            return self.model.parameters()
-        groups: dict[float, list] = {}
-        for name, p in self.model.named_parameters():
-            groups.setdefault(float(self.lr_scales.get(name, 1.0)), []).append(p)
-        return [{"params": ps, "lr": lr * scale} for scale, ps in groups.items()]
-
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        optimizer = make_optimizer(self._param_groups(hp.lr), lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = make_optimizer(param_groups(self.model, hp.lr, self.lr_scales), lr=hp.lr,
+                                   weight_decay=hp.weight_decay)
         # QKeras clips every quantized kernel/bias to its quantizer's range after each update
         # (Keras constraints); without it binary/ternary shadow weights drift far from zero and
         # stop flipping. The search's trials clip too, so a retrained winner sees the same rule.
