@@ -93,7 +93,14 @@ class QDense(QLayer):
         return F.linear(x, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.quantized_kernel(), self.quantized_bias())
+        kq = self._modules.get("kernel_quantizer")  # absent (None) for a float kernel
+        # a kernel quantizer may compute the whole product itself (learned widths fuse the
+        # weights' rounding and the product into one autograd node); None: the ordinary path
+        fused = getattr(type(kq), "quantized_linear", None)
+        y = None if fused is None else fused(kq, x, self.weight, self.bias,
+                                               self._modules.get("bias_quantizer"))
+        if y is None:
+            y = F.linear(x, self.quantized_kernel(), self.quantized_bias())
         return apply_output_activation(self, y)
 
     def extra_repr(self) -> str:

@@ -41,7 +41,8 @@ from .base import Quantizer, check_number
 from .fixedpoint import FixedPointType
 from .grid import FixedPointGrid
 from .learned_data import DataWidths
-from .learned_ops import F_LIMIT, F_MAX, F_MIN, WeightRound, code_width, effective_frac
+from .learned_ops import (F_LIMIT, F_MAX, F_MIN, LearnedLinear, WeightRound, code_width,
+                          effective_frac)
 from .lowering import Lowering
 
 __all__ = ["LearnedFixedPoint", "GRANULARITIES", "OVERFLOWS", "INTEGER_MODES", "WEIGHT_SLOTS",
@@ -216,6 +217,30 @@ class LearnedFixedPoint(DataWidths, Quantizer):
                 return wq
             return self._forward_weight(x)
         return self._forward_data(x)
+
+    def quantized_linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                         bias_quantizer: nn.Module | None) -> torch.Tensor | None:
+        """``x @ Q(weight).T + Q_b(bias)`` as one autograd node (:class:`LearnedLinear`) when this
+        quantizer holds a dense kernel in training and the bias is learned too (or float); None
+        otherwise, and the layer takes its ordinary path (same values). Dense layers ask their
+        kernel quantizer for this; only training with gradient is fused — eval must refresh the
+        widths' snapshot, which the ordinary path does."""
+        f = self._parameters["f"]
+        if f is None or self._role != "weight" or not torch.is_grad_enabled() \
+                or not (weight.requires_grad or f.requires_grad):
+            return None
+        fb = None
+        if bias is not None and bias_quantizer is not None:
+            if not isinstance(bias_quantizer, LearnedFixedPoint) or bias_quantizer._role != "weight":
+                return None
+            fb = bias_quantizer._parameters["f"]
+            if fb is None:
+                return None
+        y, width_w, width_b = LearnedLinear.apply(x, weight, f, bias, fb)
+        self.__dict__["_last_bits"] = width_w
+        if fb is not None:
+            bias_quantizer.__dict__["_last_bits"] = width_b
+        return y
 
     def _wants_grad(self, x: torch.Tensor) -> bool:
         return torch.is_grad_enabled() and (x.requires_grad or self.f.requires_grad)

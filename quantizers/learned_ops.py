@@ -36,6 +36,7 @@ __all__ = [
     "range_width",
     "effective_frac",
     "WeightRound",
+    "LearnedLinear",
     "DataRound",
     "SaturatingRound",
 ]
@@ -96,6 +97,64 @@ def _per_element(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return t if tuple(t.shape) == shape and t.is_contiguous() else t.expand(shape).contiguous()
 
 
+def _round_weights(w: torch.Tensor, f: torch.Tensor, lib: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(wq, width)`` of a weight tensor at trainable fractional bits ``f``:
+    ``wq = round(w * 2**F) * 2**-F`` (``F = f`` rounded and clipped) and each code's
+    two's-complement width. One C loop when the library is there, else the same numbers in
+    torch. The backward (:func:`_weight_frac_grad`) needs ``w``, ``wq`` and ``width`` only.
+    ``lib``: the C library when the caller already knows it applies (float32, CPU)."""
+    lib = lib if lib is not None else kernels_for(w)
+    if lib is not None:  # one fused loop, same values (quantizer_kernels.c)
+        w = w.contiguous()
+        f_e = _per_element(f.detach(), tuple(w.shape))  # held: the C loop reads its memory
+        wq, width = torch.empty_like(w), torch.empty_like(w)
+        lib.hq_weight_round_fwd(w.data_ptr(), f_e.data_ptr(), wq.data_ptr(), width.data_ptr(),
+                                w.numel())
+        return wq, width
+    frac = torch.round(f.detach()).clamp_(F_MIN, F_MAX)
+    scale = torch.exp2(frac)
+    codes = torch.mul(w, scale).round_()
+    width = code_width(codes)
+    return codes.div_(scale), width  # exact: a power of two
+
+
+def _weight_frac_grad(grad_wq: torch.Tensor, grad_width: torch.Tensor | None, w: torch.Tensor,
+                      wq: torch.Tensor, width: torch.Tensor, shape: torch.Size,
+                      col: torch.Tensor | None = None, scale: float | None = None,
+                      lib: Any = None) -> torch.Tensor:
+    """HGQ's ``df = -ln2 * dwq * (wq - w) + dwidth * [width > 0]``, summed to ``f``'s shape.
+
+    The width gradient is ``grad_width`` (a tensor, or None), or — what the EBOPs count sends,
+    given compactly so nothing is broadcast — ``col[i] * scale`` for a kernel (``col``: its
+    input widths, ``scale``: the count's gradient) or ``scale`` everywhere for a bias
+    (``col=None``); both forms may come together. One C loop when it can (the same operations
+    in the same order as the torch code below); ``lib``: the library, when the caller knows it
+    applies.
+    """
+    compact = scale is not None
+    if compact and grad_width is not None:  # both: add them up (rare: widths used directly)
+        extra = torch.full_like(grad_wq, scale) if col is None else (col * scale).expand(grad_wq.shape)
+        grad_width, compact = grad_width + extra, False
+    lib = lib if lib is not None else kernels_for(grad_wq)
+    if lib is not None and grad_width is None and grad_wq.is_contiguous() \
+            and w.is_contiguous() and (col is None or col.is_contiguous()):
+        out = torch.empty_like(grad_wq)
+        cols = grad_wq.shape[-1] if grad_wq.dim() else 1
+        lib.hq_weight_frac_grad(grad_wq.data_ptr(), w.data_ptr(), wq.data_ptr(), width.data_ptr(),
+                                None if col is None or not compact else col.data_ptr(),
+                                float(scale) if compact else 0.0, int(compact), out.data_ptr(),
+                                grad_wq.numel() // max(cols, 1), cols)
+        return _reduce_to(out, shape)
+    delta, live = wq - w, width.clamp_max(1.0)
+    if compact:
+        grad_width = torch.full_like(grad_wq, scale) if col is None else (col * scale).expand(grad_wq.shape)
+    if grad_width is None:
+        grad_f = grad_wq * delta * -LN2
+    else:
+        grad_f = torch.addcmul(grad_width * live, grad_wq, delta, value=-LN2)
+    return _reduce_to(grad_f, shape)
+
+
 class WeightRound(torch.autograd.Function):
     """Weights: ``wq = round(w * 2**f) * 2**-f`` and each element's width, in one autograd node.
 
@@ -108,31 +167,60 @@ class WeightRound(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        lib = kernels_for(w)
-        if lib is not None:  # one fused loop, same values (quantizer_kernels.c)
-            w = w.contiguous()
-            f_e = _per_element(f.detach(), tuple(w.shape))  # held: the C loop reads its memory
-            wq, width, delta, live = (torch.empty_like(w) for _ in range(4))
-            lib.hq_weight_round_fwd(w.data_ptr(), f_e.data_ptr(), wq.data_ptr(), width.data_ptr(),
-                                    delta.data_ptr(), live.data_ptr(), w.numel())
-            ctx.save_for_backward(delta, live, f)
-            return wq, width
-        frac = torch.round(f).clamp_(F_MIN, F_MAX)
-        scale = torch.exp2(frac)
-        codes = torch.mul(w, scale).round_()
-        width = code_width(codes)
-        wq = codes.div_(scale)  # exact: a power of two
-        ctx.save_for_backward(wq - w, width.clamp_max(1.0), f)
+        wq, width = _round_weights(w, f)
+        ctx.save_for_backward(w.contiguous(), wq, width, f)
         return wq, width
 
     @staticmethod
     def backward(ctx: Any, grad_wq: torch.Tensor, grad_width: torch.Tensor) -> tuple:  # type: ignore[override]
-        delta, live, f = ctx.saved_tensors
-        if grad_width is None:
-            grad_f = grad_wq * delta * -LN2
+        w, wq, width, f = ctx.saved_tensors
+        return grad_wq, _weight_frac_grad(grad_wq, grad_width, w, wq, width, f.shape)
+
+
+class LearnedLinear(torch.autograd.Function):
+    """A dense layer with learned-width kernel and bias, ``y = x @ Wq.T + bq``, in one autograd
+    node: the two weight roundings of :class:`WeightRound` and the matrix product.
+
+    Why fused: on the jet model a training step is dominated by per-node overhead, not by
+    arithmetic; one node instead of four (two roundings, the transpose, ``addmm``) per layer is a
+    measurable share of the step (bench/learned_throughput.py). Values equal the unfused path's
+    exactly, gradients are the same formulas (tests/test_learned_ops.py compares the two).
+
+    ``b`` and ``fb`` may be None (no bias, or a bias kept in float: then ``fb`` is None and ``b``
+    is used as it is). Returns ``(y, width_w, width_b)``; ``width_b`` is an empty tensor when the
+    bias has no learned width.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, fw: torch.Tensor,  # type: ignore[override]
+                b: torch.Tensor | None, fb: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        wq, width_w = _round_weights(w, fw)
+        if fb is not None:
+            bq, width_b = _round_weights(b, fb)
         else:
-            grad_f = torch.addcmul(grad_width * live, grad_wq, delta, value=-LN2)
-        return grad_wq, _reduce_to(grad_f, f.shape)
+            bq, width_b = b, x.new_empty(0)
+        y = torch.addmm(bq, x, wq.t()) if bq is not None else torch.mm(x, wq.t())
+        ctx.save_for_backward(x, w, wq, width_w, fw, b, bq if fb is not None else None,
+                              width_b if fb is not None else None, fb)
+        ctx.has_bias = b is not None
+        if fb is None:
+            ctx.mark_non_differentiable(width_b)
+        return y, width_w, width_b
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: torch.Tensor, grad_ww: torch.Tensor | None,  # type: ignore[override]
+                 grad_wb: torch.Tensor | None) -> tuple:
+        x, w, wq, width_w, fw, b, bq, width_b, fb = ctx.saved_tensors
+        need_x, need_w, need_fw, need_b, need_fb = ctx.needs_input_grad
+        grad_x = grad_y.mm(wq) if need_x else None
+        grad_w = grad_y.t().mm(x) if (need_w or need_fw) else None
+        grad_fw = _weight_frac_grad(grad_w, grad_ww, w, wq, width_w, fw.shape) if need_fw else None
+        grad_b = grad_fb = None
+        if ctx.has_bias and (need_b or need_fb):
+            grad_b = grad_y.sum(0)
+            if fb is not None and need_fb:
+                grad_fb = _weight_frac_grad(grad_b, grad_wb, b, bq, width_b, fb.shape)
+        return grad_x, grad_w if need_w else None, grad_fw, grad_b if need_b else None, grad_fb
 
 
 class DataRound(torch.autograd.Function):
@@ -246,47 +334,75 @@ class SaturatingRound(torch.autograd.Function):
     def _native_forward(ctx: Any, lib: Any, x: torch.Tensor, f: torch.Tensor,
                         i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The forward above in one C loop (bounds, scale and widths computed there too)."""
-        x = x.contiguous()
-        shape = tuple(x.shape[1:])
-        f_e, i_e = _per_element(f.detach(), shape), _per_element(i.detach(), shape)
-        xq = torch.empty_like(x)
-        width_e = torch.empty(shape, dtype=x.dtype)
-        rows, n = x.shape[0], math.prod(shape)
-        if lib.hq_sat_round_fwd(x.data_ptr(), xq.data_ptr(), f_e.data_ptr(), i_e.data_ptr(),
-                                int(ctx.signed), width_e.data_ptr(), rows, n):
-            raise MemoryError("SaturatingRound: the C loop could not allocate its constants")
-        if f.shape == shape and i.shape == shape:
-            width = width_e
-        else:  # one width per group of elements (layer, channel): the same numbers, f's shape
-            width = (torch.round(i.detach()).clamp_(F_MIN, F_MAX)
-                     + torch.round(f.detach()).clamp_(F_MIN, F_MAX)).clamp_min_(0.0)
-        ctx.native = (f_e, i_e)
-        ctx.save_for_backward(x, width, f, i)
+        xq, width, state = sat_round_forward(lib, x, f, i, ctx.signed)
+        ctx.native = state[2:]
+        ctx.save_for_backward(*state[:2], f, i)
         return xq, width
 
     @staticmethod
     def _native_backward(ctx: Any, grad_xq: torch.Tensor, grad_width: torch.Tensor | None) -> tuple:
         """The backward above in one C loop: the same masks and sums (summed in another order)."""
         x, width, f, i = ctx.saved_tensors
-        f_e, i_e = ctx.native
-        g = grad_xq.contiguous()
-        shape = tuple(x.shape[1:])
-        per_element = f.shape == shape and i.shape == shape
-        gw = None  # the width gradient goes into the C loop when widths are per element
-        if grad_width is not None and per_element:
-            gw = grad_width.contiguous()
-        grad_x = torch.empty_like(x)
-        sums = torch.empty((2,) + shape, dtype=x.dtype)
-        grad_f, grad_i = sums[0], sums[1]
-        if kernels().hq_sat_round_bwd(g.data_ptr(), x.data_ptr(), f_e.data_ptr(), i_e.data_ptr(),
-                                      int(ctx.signed), 0 if gw is None else gw.data_ptr(),
-                                      grad_x.data_ptr(), grad_f.data_ptr(), grad_i.data_ptr(),
-                                      x.shape[0], math.prod(shape)):
-            raise MemoryError("SaturatingRound: the C loop could not allocate its constants")
-        if not per_element:
-            grad_f, grad_i = _reduce_to(grad_f, f.shape), _reduce_to(grad_i, i.shape)
-            if grad_width is not None:
-                live = width.clamp_max(1.0)
-                grad_f = torch.addcmul(grad_f, grad_width, live)
-                grad_i = torch.addcmul(grad_i, grad_width, live)
+        grad_x, grad_f, grad_i = sat_round_backward((x, width, *ctx.native), f, i, ctx.signed,
+                                                    grad_xq, grad_width)
         return grad_x, grad_f, grad_i, None
+
+
+def sat_round_forward(lib: Any, x: torch.Tensor, f: torch.Tensor, i: torch.Tensor,
+                      signed: bool) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+    """:class:`SaturatingRound`'s forward in the C loop (``lib``, from :func:`kernels_for`).
+
+    Returns ``(xq, width, state)``; ``state`` is what :func:`sat_round_backward` needs (the
+    contiguous input, the widths, and ``f``/``i`` broadcast per element). Kept as functions so
+    the autograd node here and the fused chain (``learned_chain``) run the same code.
+    """
+    x = x.contiguous()
+    shape = tuple(x.shape[1:])
+    f_e, i_e = _per_element(f.detach(), shape), _per_element(i.detach(), shape)
+    xq = torch.empty_like(x)
+    width_e = torch.empty(shape, dtype=x.dtype)
+    rows, n = x.shape[0], math.prod(shape)
+    if lib.hq_sat_round_fwd(x.data_ptr(), xq.data_ptr(), f_e.data_ptr(), i_e.data_ptr(),
+                            int(signed), width_e.data_ptr(), rows, n):
+        raise MemoryError("SaturatingRound: the C loop could not allocate its constants")
+    if f.shape == shape and i.shape == shape:
+        width = width_e
+    else:  # one width per group of elements (layer, channel): the same numbers, f's shape
+        width = (torch.round(i.detach()).clamp_(F_MIN, F_MAX)
+                 + torch.round(f.detach()).clamp_(F_MIN, F_MAX)).clamp_min_(0.0)
+    return xq, width, (x, width, f_e, i_e)
+
+
+def sat_round_backward(state: tuple, f: torch.Tensor, i: torch.Tensor, signed: bool,
+                       grad_xq: torch.Tensor, grad_width: torch.Tensor | None,
+                       grad_width_scale: float = 1.0, grad_x_sum: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(grad_x, grad_f, grad_i)`` of :func:`sat_round_forward` (the C loop's backward);
+    the widths' gradient is ``grad_width * grad_width_scale``. ``grad_x_sum`` (a tensor of the
+    per-sample shape, or None) receives ``grad_x.sum(0)`` from the same pass (summed row after
+    row): the bias gradient of a dense layer before the quantizer."""
+    x, width, f_e, i_e = state
+    g = grad_xq.contiguous()
+    shape = tuple(x.shape[1:])
+    per_element = f.shape == shape and i.shape == shape
+    gw = None  # the width gradient goes into the C loop when widths are per element
+    if grad_width is not None and per_element:
+        gw = grad_width.contiguous()
+    grad_x = torch.empty_like(x)
+    grad_f, grad_i = torch.empty(shape, dtype=x.dtype), torch.empty(shape, dtype=x.dtype)
+    if kernels().hq_sat_round_bwd(g.data_ptr(), x.data_ptr(), f_e.data_ptr(), i_e.data_ptr(),
+                                  int(signed), 0 if gw is None else gw.data_ptr(),
+                                  float(grad_width_scale),
+                                  grad_x.data_ptr(), grad_f.data_ptr(), grad_i.data_ptr(),
+                                  None if grad_x_sum is None else grad_x_sum.data_ptr(),
+                                  x.shape[0], math.prod(shape)):
+        raise MemoryError("SaturatingRound: the C loop could not allocate its constants")
+    if not per_element:
+        grad_f, grad_i = _reduce_to(grad_f, f.shape), _reduce_to(grad_i, i.shape)
+        if grad_width is not None:
+            if grad_width_scale != 1.0:
+                grad_width = grad_width * grad_width_scale
+            live = width.clamp_max(1.0)
+            grad_f = torch.addcmul(grad_f, grad_width, live)
+            grad_i = torch.addcmul(grad_i, grad_width, live)
+    return grad_x, grad_f, grad_i

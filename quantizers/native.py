@@ -51,8 +51,10 @@ _F = ctypes.c_float
 #: name -> (argument types, return type)
 _SIGNATURES = {
     "hq_sat_round_fwd": ([_P, _P, _P, _P, _I32, _P, _I64, _I64], _I32),
-    "hq_sat_round_bwd": ([_P, _P, _P, _P, _I32, _P, _P, _P, _P, _I64, _I64], _I32),
-    "hq_weight_round_fwd": ([_P, _P, _P, _P, _P, _P, _I64], None),
+    "hq_sat_round_bwd": ([_P, _P, _P, _P, _I32, _P, _F, _P, _P, _P, _P, _I64, _I64], _I32),
+    "hq_dense_ebops": ([_P, _P, _I64, _I64, _P, _I64, _P], ctypes.c_double),
+    "hq_weight_round_fwd": ([_P, _P, _P, _P, _I64], None),
+    "hq_weight_frac_grad": ([_P, _P, _P, _P, _P, _F, _I32, _P, _I64, _I64], None),
     "hq_bits_residue": ([_P, _P, _F, _F, _F, _F, _I64], None),
     "hq_relu_residue": ([_P, _P, _F, _F, _F, _F, _I32, _I64], None),
 }

@@ -112,12 +112,13 @@ int hq_sat_round_fwd(const float *restrict x, float *restrict xq, const float *r
  * gi[j] = ln2 * 2**(I-1) * (sum of g over x > lo and x >= hi, minus, when signed, the sum of g
  * over x <= lo): the clip bounds' derivative in the integer bits.
  * Sums run down the rows in float32, as torch's reduction over the batch axis (in another
- * order). `gwidth` (per element, or NULL) is the gradient reaching each width (the cost
- * penalty's), added to gf and gi where the width is not 0. Returns 0 or -1 (memory). */
+ * order). `gwidth` (per element, or NULL) times `gwidth_scale` is the gradient reaching each
+ * width (the cost penalty's), added to gf and gi where the width is not 0. `gx_sum` (or NULL)
+ * receives the column sums of gx, row after row. Returns 0 or -1 (memory). */
 int hq_sat_round_bwd(const float *restrict g, const float *restrict x, const float *restrict f,
                      const float *restrict i, int32_t is_signed, const float *restrict gwidth,
-                     float *restrict gx, float *restrict gf, float *restrict gi, int64_t rows,
-                     int64_t n) {
+                     float gwidth_scale, float *restrict gx, float *restrict gf,
+                     float *restrict gi, float *restrict gx_sum, int64_t rows, int64_t n) {
     sat_consts c;
     float *width = gwidth ? (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float)) : NULL;
     if ((gwidth && !width) || sat_consts_make(&c, f, i, is_signed, width, n)) {
@@ -125,15 +126,22 @@ int hq_sat_round_bwd(const float *restrict g, const float *restrict x, const flo
         return -1;
     }
     const float *restrict lo = c.lo, *restrict hi = c.hi, *restrict s = c.s, *restrict inv = c.inv;
+    float below_sign = is_signed ? -1.0f : 0.0f;
     for (int64_t j = 0; j < n; ++j) {
         gf[j] = 0.0f;
         gi[j] = 0.0f;
     }
-    float below_sign = is_signed ? -1.0f : 0.0f;
+    if (gx_sum)
+        for (int64_t j = 0; j < n; ++j) gx_sum[j] = 0.0f;
     for (int64_t r = 0; r < rows; ++r) {
         const float *restrict gr = g + r * n;
         const float *restrict xr = x + r * n;
         float *restrict gxr = gx + r * n;
+        if (gx_sum) /* column sums of gx: the bias gradient of the dense layer before */
+            for (int64_t j = 0; j < n; ++j) {
+                float inside = (xr[j] > lo[j] && hi[j] > xr[j]) ? 1.0f : 0.0f;
+                gx_sum[j] += gr[j] * inside;
+            }
         for (int64_t j = 0; j < n; ++j) {
             float v = xr[j], gv = gr[j];
             int above_lo = v > lo[j];
@@ -151,8 +159,9 @@ int hq_sat_round_bwd(const float *restrict g, const float *restrict x, const flo
         gf[j] *= -LN2F;
         gi[j] *= c.dbound[j];
         if (gwidth && width[j] > 0.0f) { /* d width / d f = d width / d i = 1 while live */
-            gf[j] += gwidth[j];
-            gi[j] += gwidth[j];
+            float gwj = gwidth[j] * gwidth_scale;
+            gf[j] += gwj;
+            gi[j] += gwj;
         }
     }
     free(c.lo);
@@ -162,23 +171,36 @@ int hq_sat_round_bwd(const float *restrict g, const float *restrict x, const flo
 
 /* Weight round (WeightRound.forward): codes = rne(w * 2**F); width = two's-complement width of each
  * code (0 for a zero code: pruned), exactly as code_width's frexp of |2n + 1/2| in float32, with
- * F = f rounded half to even and clipped to [-24, 24];
- * wq = codes * 2**-F; delta = wq - w; live = width > 0. */
+ * F = f rounded half to even and clipped to [-24, 24]; wq = codes * 2**-F. */
 void hq_weight_round_fwd(const float *restrict w, const float *restrict f, float *restrict wq,
-                         float *restrict width, float *restrict delta, float *restrict live,
-                         int64_t n) {
+                         float *restrict width, int64_t n) {
     for (int64_t j = 0; j < n; ++j) {
         float fr = clip_bits(f[j]);
         float code = rne(w[j] * pow2i(fr));
-        float inv = pow2i(-fr);
         float y = fabsf(2.0f * code + 0.5f);
-        float b = frexp_exponent(y);
-        float q = code * inv;
-        wq[j] = q;
-        width[j] = b;
-        delta[j] = q - w[j];
-        live[j] = b > 0.0f ? 1.0f : 0.0f;
+        wq[j] = code * pow2i(-fr);
+        width[j] = frexp_exponent(y);
     }
+}
+
+/* EBOPs of one dense layer from its widths (ebops.dense_chain_ebops, one layer):
+ * sum over columns c of in_bits[c] * (sum over rows of kernel_width[r, c]), plus the sum of
+ * bias_width (NULL: no bias); the column sums are written to colsum (what the count's
+ * gradient needs). Widths are whole numbers, so every sum is exact in float32 below 2**24
+ * and in the double returned: the numbers equal torch's. */
+double hq_dense_ebops(const float *restrict in_bits, const float *restrict kernel_width,
+                      int64_t rows, int64_t cols, const float *restrict bias_width, int64_t nb,
+                      float *restrict colsum) {
+    for (int64_t c = 0; c < cols; ++c) colsum[c] = 0.0f;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *restrict kr = kernel_width + r * cols;
+        for (int64_t c = 0; c < cols; ++c) colsum[c] += kr[c];
+    }
+    double total = 0.0;
+    for (int64_t c = 0; c < cols; ++c) total += (double)in_bits[c] * (double)colsum[c];
+    if (bias_width)
+        for (int64_t k = 0; k < nb; ++k) total += (double)bias_width[k];
+    return total;
 }
 
 /* quantized_bits' training residue (bits.py fast path): d = x - clip(rne(x * c), lo, hi) * inv,
@@ -208,5 +230,38 @@ void hq_relu_residue(const float *restrict x, float *restrict d, float c, float 
         float q = rne(h * c);
         q = (clip_top && q > top) ? top : q;
         d[j] = h - q * inv;
+    }
+}
+
+/* WeightRound's fractional-bit gradient per element (rows x cols, the weight's layout), with
+ * delta = wq - w and live = (width > 0) formed here from the forward's values:
+ * without a width gradient (has_width_grad == 0): out = g * delta * -ln2;
+ * with one: out = gw * live + (-ln2 * g) * delta, where the width gradient is
+ * gw = col[c] * scale (col not NULL: the EBOPs count's d/d b_w = input width of column c times
+ * the count's gradient) or gw = scale (col NULL: a bias). The operations and their order are
+ * torch's addcmul(gw * live, g, delta, value=-ln2), so the numbers are the torch code's. */
+void hq_weight_frac_grad(const float *restrict g, const float *restrict w, const float *restrict wq,
+                         const float *restrict width, const float *restrict col, float scale,
+                         int32_t has_width_grad, float *restrict out, int64_t rows, int64_t cols) {
+    const float m = -LN2F;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *restrict gr = g + r * cols;
+        const float *restrict wr = w + r * cols;
+        const float *restrict qr = wq + r * cols;
+        const float *restrict br = width + r * cols;
+        float *restrict orow = out + r * cols;
+        if (!has_width_grad) {
+            for (int64_t c = 0; c < cols; ++c) orow[c] = (gr[c] * (qr[c] - wr[c])) * m;
+        } else if (col) {
+            for (int64_t c = 0; c < cols; ++c) {
+                float live = br[c] > 0.0f ? 1.0f : 0.0f;
+                orow[c] = (col[c] * scale) * live + (m * gr[c]) * (qr[c] - wr[c]);
+            }
+        } else {
+            for (int64_t c = 0; c < cols; ++c) {
+                float live = br[c] > 0.0f ? 1.0f : 0.0f;
+                orow[c] = scale * live + (m * gr[c]) * (qr[c] - wr[c]);
+            }
+        }
     }
 }

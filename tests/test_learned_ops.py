@@ -188,3 +188,44 @@ def test_saturating_round_matches_its_autograd_reference(seed, signed):
         above = g[:, col][xs[:, col] > 0].sum()
         below = g[:, col][xs[:, col] < 0].sum() if signed else 0.0
         assert torch.isclose(grads[0][4][col], LN2 * bound * (above - below), rtol=1e-12)
+
+
+@pytest.mark.parametrize("float_bias", [False, True])
+def test_learned_linear_equals_rounding_then_linear(float_bias):
+    """The fused dense node (one autograd node) against WeightRound twice plus F.linear: same
+    output and widths, same gradients for x, the weights and their fractional bits."""
+    from hqrun.quantizers.learned_ops import LearnedLinear, WeightRound
+
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(40, 16, generator=gen)
+    w = torch.randn(8, 16, generator=gen) * 0.5
+    b = torch.randn(8, generator=gen) * 0.1
+    fw = torch.randint(0, 7, (8, 16), generator=gen).float() + 0.2
+    fb = torch.randint(0, 7, (8,), generator=gen).float()
+    g = torch.randn(40, 8, generator=gen)
+    gww = torch.rand(8, 16, generator=gen)
+    gwb = torch.rand(8, generator=gen)
+
+    def run(fused):
+        leaves = [t.clone().requires_grad_(True) for t in (x, w, fw, b, fb)]
+        lx, lw, lfw, lb, lfb = leaves
+        if fused:
+            y, ww, wb = LearnedLinear.apply(lx, lw, lfw, lb, None if float_bias else lfb)
+        else:
+            wq, ww = WeightRound.apply(lw, lfw)
+            bq, wb = (lb, None) if float_bias else WeightRound.apply(lb, lfb)
+            y = torch.nn.functional.linear(lx, wq, bq)
+        outs, grads = [y, ww], [g, gww]
+        if not float_bias:
+            outs, grads = outs + [wb], grads + [gwb]
+        torch.autograd.backward(outs, grads)
+        return [o.detach() for o in outs], [t.grad for t in leaves]
+
+    (outs_f, grads_f), (outs_u, grads_u) = run(True), run(False)
+    for a, c in zip(outs_f, outs_u):
+        assert torch.allclose(a, c, rtol=1e-6, atol=1e-6)
+    for a, c in zip(grads_f, grads_u):
+        if c is None:
+            assert a is None or not a.abs().sum()
+            continue
+        assert torch.allclose(a, c, rtol=1e-5, atol=1e-6)

@@ -200,3 +200,32 @@ def test_qkeras_fast_paths_in_c_equal_their_torch_code(seed, bits, integer, keep
         q.train()
         c_run, t_run = run_both(lambda a: (q(a),), x, grads_out=[g])
         assert_same(c_run, t_run, zero_signs=False)
+
+
+@needs_cc
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), mode=st.sampled_from(["none", "kernel", "bias"]),
+       shape=st.sampled_from([(64, 16), (5, 32), (7,)]))
+def test_weight_frac_grad_c_loop_equals_the_torch_code(seed, mode, shape):
+    """HGQ's fractional-bit gradient of rounded weights, with the EBOPs count's width gradient
+    given compactly (``col * scale`` per column, or ``scale``) or absent: C and torch agree."""
+    from hqrun.quantizers.learned_ops import _round_weights, _weight_frac_grad
+
+    if mode == "kernel" and len(shape) == 1:
+        mode = "bias"
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(shape, generator=gen)
+    w.view(-1)[::5] = 0.0
+    f = torch.randint(-2, 8, shape, generator=gen).float()
+    g = torch.randn(shape, generator=gen)
+    col = torch.randint(0, 9, (shape[-1],), generator=gen).float() if mode == "kernel" else None
+    scale = None if mode == "none" else 3e-3
+    results = []
+    for flag in ("1", "0"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HQRUN_NATIVE", flag)
+            native.kernels.cache_clear()
+            wq, width = _round_weights(w, f)
+            results.append(_weight_frac_grad(g, None, w, wq, width, f.shape, col, scale))
+        native.kernels.cache_clear()
+    assert torch.allclose(results[0], results[1], rtol=1e-6, atol=1e-9)
