@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -106,6 +106,70 @@ class _DenseEbops(torch.autograd.Function):
         grad_k = (in_bits * grad).expand(kshape) if ctx.needs_input_grad[1] else None
         grad_b = grad.expand(bshape) if bshape is not None and ctx.needs_input_grad[2] else None
         return grad_in, grad_k, grad_b
+
+
+def dense_chain_ebops(layout: tuple[bool, ...], operands: list[torch.Tensor] | tuple
+                      ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The dense count over a chain of layers, without autograd: ``(total, saved)``.
+
+    ``operands``, per layer in order: input widths ``(in,)``, kernel widths ``(out, in)`` and,
+    where ``layout`` says the layer has one, bias widths ``(out,)``. ``saved`` is what
+    :func:`dense_chain_ebops_grads` needs. Shared by :class:`_DenseChainEbops` and the fused
+    learned-widths chain (``learned_chain``), so both count with the same arithmetic.
+    """
+    total = None
+    saved: list[torch.Tensor] = []
+    k = 0
+    for has_bias in layout:
+        in_bits, kernel_bits = operands[k], operands[k + 1]
+        colsum = kernel_bits.sum(0)
+        term = torch.dot(in_bits, colsum)
+        if has_bias:
+            term = term + operands[k + 2].sum()
+        total = term if total is None else total + term
+        saved += [in_bits, colsum]
+        k += 3 if has_bias else 2
+    return total, saved
+
+
+def dense_chain_ebops_grads(layout: tuple[bool, ...], saved: list[torch.Tensor] | tuple,
+                            shapes: list[torch.Size], grad: torch.Tensor,
+                            needs: tuple[bool, ...] | None = None) -> list[torch.Tensor | None]:
+    """Gradients of :func:`dense_chain_ebops`'s total for each operand (``grad`` the total's):
+    ``d b_in = grad * colsum(b_w)``, ``d b_w(j, i) = grad * b_in(i)``, ``d b_b = grad``."""
+    grads: list[torch.Tensor | None] = []
+    k = 0
+    for layer, has_bias in enumerate(layout):
+        in_bits, colsum = saved[2 * layer], saved[2 * layer + 1]
+        wanted = [True] * 3 if needs is None else needs[k:k + 3]
+        grads.append(colsum * grad if wanted[0] else None)
+        grads.append((in_bits * grad).expand(shapes[k + 1]) if wanted[1] else None)
+        if has_bias:
+            grads.append(grad.expand(shapes[k + 2]) if wanted[2] else None)
+        k += 3 if has_bias else 2
+    return grads
+
+
+class _DenseChainEbops(torch.autograd.Function):
+    """:func:`dense_chain_ebops` as one autograd node.
+
+    The training penalty runs this every step; one node instead of one per layer plus the
+    additions between them is a measurable share of a learned-widths step on the jet model
+    (bench/learned_throughput.py).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, layout: tuple[bool, ...], *operands: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        total, saved = dense_chain_ebops(layout, operands)
+        ctx.save_for_backward(*saved)
+        ctx.layout = layout
+        ctx.shapes = [t.shape for t in operands]
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
+        return (None, *dense_chain_ebops_grads(ctx.layout, ctx.saved_tensors, ctx.shapes, grad,
+                                               ctx.needs_input_grad[1:]))
 
 
 def slot_bits(q: nn.Module | None, shape: tuple[int, ...], value: torch.Tensor | None = None,
@@ -255,6 +319,7 @@ class EbopsProgram:
         self.input_shape = tuple(model.input_shape)
         self._input_bits: dict[tuple[float, torch.dtype], torch.Tensor] = {}
         self._fixed: dict[tuple, torch.Tensor] = {}  # fixed quantizers' widths (slot_bits cache)
+        self._chain: bool | None = None  # dense_chain, decided on the first total()
         self.steps: list[_Step] = []
         for name, layer in model.named_children():
             in_shape, out_shape = shapes[name]
@@ -271,27 +336,29 @@ class EbopsProgram:
                                     kind == "mac" and "bias" in layer.slots(),
                                     _widening(layer) if kind == "apply" else 0.0))
 
-    def __call__(self, input_bits: float = DEFAULT_INPUT_BITS, dtype: torch.dtype = torch.float32,
-                 count_pruned: bool = True) -> EbopsReport:
-        layers: dict[str, torch.Tensor] = {}
-        pruned: torch.Tensor | int = 0
-        n_weights = 0
-        key = (float(input_bits), dtype)
-        if key not in self._input_bits:  # one constant per width and dtype, not one per step
-            self._input_bits[key] = torch.full(self.input_shape, key[0], dtype=dtype)
-        bits: torch.Tensor | None = self._input_bits[key]
+    @property
+    def dense_chain(self) -> bool:
+        """True when every MAC layer is dense on flat inputs: then :meth:`total` counts the whole
+        model in one autograd node."""
+        return all(len(st.in_shape) == 1 and getattr(st.layer, "weight", None) is not None
+                   and st.layer.weight.dim() == 2 for st in self.steps if st.kind == "mac")
+
+    def _macs(self, input_bits: float, dtype: torch.dtype
+              ) -> Iterator[tuple[_Step, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """``(step, input widths, kernel widths, bias widths)`` of every MAC layer in order.
+
+        The widths entering a MAC layer are those of the last quantizer the data passed; layers
+        between without quantizer and state map the width map itself; anything else makes
+        them unknown (float)."""
+        bits: torch.Tensor | None = self._input_constant(input_bits, dtype)
         for st in self.steps:
             if st.kind == "mac":
-                b_in = bits if bits is not None else \
-                    torch.full(st.in_shape, float(FLOAT_BITS), dtype=dtype)
-                kb = _weight_bits(st.layer, "kernel", dtype, self._fixed)
-                bb = _weight_bits(st.layer, "bias", dtype, self._fixed) if st.has_bias else None
+                b_in = bits if bits is not None else self._float_constant(st.in_shape, dtype)
                 if b_in.shape != st.in_shape:
                     b_in = b_in.reshape(st.in_shape)
-                layers[st.name] = mac_ebops(st.layer.mac, b_in, kb, bb)
-                if count_pruned:
-                    pruned = pruned + int((kb.detach() == 0).sum())
-                    n_weights += kb.numel()
+                kb = _weight_bits(st.layer, "kernel", dtype, self._fixed)
+                bb = _weight_bits(st.layer, "bias", dtype, self._fixed) if st.has_bias else None
+                yield st, b_in, kb, bb
                 bits = (slot_bits(st.act, st.out_shape, dtype=dtype, cache=self._fixed)
                         if st.act is not None else None)
             elif st.kind == "quantizer":
@@ -302,6 +369,47 @@ class EbopsProgram:
                     bits = torch.where(bits > 0, bits + st.widening, bits)
             else:
                 bits = None  # e.g. a float batch norm: the widths after it are not known here
+
+    def total(self, input_bits: float = DEFAULT_INPUT_BITS) -> torch.Tensor:
+        """The differentiable float32 total only — the training penalty's hot path. The same
+        number as ``self(input_bits, count_pruned=False).total`` (tests compare them), counted in
+        one autograd node for dense chains; other models take the general count."""
+        if self._chain is None:
+            self._chain = self.dense_chain
+        if not self._chain:
+            return self(input_bits, count_pruned=False).total
+        operands: list[torch.Tensor] = []
+        layout: list[bool] = []
+        for _st, b_in, kb, bb in self._macs(input_bits, torch.float32):
+            operands += [b_in, kb] + ([bb] if bb is not None else [])
+            layout.append(bb is not None)
+        if not layout:
+            return torch.zeros((), dtype=torch.float32)
+        return _DenseChainEbops.apply(tuple(layout), *operands)
+
+    def _input_constant(self, input_bits: float, dtype: torch.dtype) -> torch.Tensor:
+        """The float model input's widths: one constant per width and dtype, not one per step."""
+        key = (float(input_bits), dtype)
+        if key not in self._input_bits:
+            self._input_bits[key] = torch.full(self.input_shape, key[0], dtype=dtype)
+        return self._input_bits[key]
+
+    def _float_constant(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        key = ("float", tuple(shape), dtype)
+        if key not in self._fixed:
+            self._fixed[key] = torch.full(shape, float(FLOAT_BITS), dtype=dtype)
+        return self._fixed[key]
+
+    def __call__(self, input_bits: float = DEFAULT_INPUT_BITS, dtype: torch.dtype = torch.float32,
+                 count_pruned: bool = True) -> EbopsReport:
+        layers: dict[str, torch.Tensor] = {}
+        pruned: torch.Tensor | int = 0
+        n_weights = 0
+        for st, b_in, kb, bb in self._macs(input_bits, dtype):
+            layers[st.name] = mac_ebops(st.layer.mac, b_in, kb, bb)
+            if count_pruned:
+                pruned = pruned + int((kb.detach() == 0).sum())
+                n_weights += kb.numel()
         total = sum(layers.values()) if layers else torch.zeros((), dtype=dtype)
         return EbopsReport(total=total, layers=layers, pruned=pruned, weights=n_weights)
 

@@ -175,3 +175,30 @@ def test_fixed_plans_count_as_hqrun_cost():
     cost = {row["name"]: row["fpga"]["ebops"] for row in estimate(model).to_dict()["layers"]}
     for name, value in ours.items():
         assert value == cost[name], name
+
+
+@pytest.mark.parametrize("learn", [["kernel", "bias", "activation", "input"], ["kernel", "activation"]])
+def test_program_total_is_the_general_count_in_one_node(learn):
+    """EbopsProgram.total (the penalty's one-node count for dense chains) equals the general
+    count, value and gradient, also with float slots (biases, the input) in the chain."""
+    import yaml
+    from importlib import resources
+
+    from hqrun.quantizers.ebops import EbopsProgram
+
+    raw = yaml.safe_load((resources.files("hqrun.conf") / "quant" / "learned.yaml").read_text())
+    model = build_model({"name": "jet_dnn"}, load_plan({**raw, "learn": learn}), seed=0)
+    model.train()
+    model.fused_training = False  # widths from the layer-by-layer forward
+    program = EbopsProgram(model)  # (its dry run resets the widths: before the forward)
+    model(torch.randn(64, 16) * 3)
+    assert program.dense_chain
+    params = [p for n, p in model.named_parameters() if n.endswith((".f", ".i"))]
+    fast = program.total()
+    general = program(count_pruned=False).total
+    assert type(fast.grad_fn).__name__ == "_DenseChainEbopsBackward"
+    assert float(fast.detach()) == float(general.detach())
+    g_fast = torch.autograd.grad(fast, params, retain_graph=True, allow_unused=True)
+    g_general = torch.autograd.grad(general, params, allow_unused=True)
+    for a, b in zip(g_fast, g_general):
+        assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-6, atol=1e-9)
