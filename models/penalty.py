@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hqrun.errors import PlanError
+from hqrun.quantizers.learned_chain import fused_ebops
 
 __all__ = ["BetaSchedule", "EbopsPenalty", "SCHEDULES", "PENALTY_KEYS", "width_lr_scale"]
 
@@ -129,7 +130,8 @@ class EbopsPenalty:
 
     def __call__(self, model: Any) -> Any:
         """The differentiable EBOPs of ``model`` (the one the program was prepared for)."""
-        return self.program(self.input_bits, count_pruned=False).total
+        fused = fused_ebops(model, self.input_bits)  # counted by the fused training forward
+        return fused if fused is not None else self.program.total(self.input_bits)
 
     def report(self, model: Any) -> dict[str, Any]:
         """``{"ebops", "ebops_layers", "pruned_weights", "weights"}`` of the model as it is now

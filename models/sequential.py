@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from hqrun.quantizers.layers import WEIGHT_LAYERS, QActivation
+from hqrun.quantizers.learned_chain import LearnedChain, chain_for
 
 
 def _is_softmax(module: nn.Module) -> bool:
@@ -42,10 +43,30 @@ class QSequential(nn.Sequential):
             mods = mods[:-1]
         return mods
 
+    #: Train a leading chain of learned-width layers as one autograd node when it qualifies
+    #: (``hqrun.quantizers.learned_chain``: same values and gradients, fewer per-step costs).
+    fused_training = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - see class docstring
-        for module in self._body():
+        body = self._body()
+        if self.training and self.fused_training and torch.is_grad_enabled():
+            chain = self._training_chain()
+            if chain is not None:
+                x = chain(x)
+                body = body[chain.length:]
+        for module in body:
             x = module(x)
         return x
+
+    def _training_chain(self) -> "LearnedChain | None":
+        """The fused chain, kept while its quantizers stay in place; looked for again otherwise
+        (a few type checks per step for a model that has none)."""
+        chain = self.__dict__.get("_chain")
+        if chain is not None and chain.intact():
+            return chain
+        chain = chain_for(self)
+        self.__dict__["_chain"] = chain
+        return chain
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities (softmax of the logits), whatever the trailing child is."""
