@@ -28,12 +28,17 @@ import yaml  # noqa: E402
 
 from hqrun.models import attach_weight_constraints, build_model, load_plan  # noqa: E402
 from hqrun.models.penalty import BetaSchedule, EbopsPenalty  # noqa: E402
-from hqrun.train.module import make_optimizer  # noqa: E402
+from hqrun.models.state import learned_state_keys  # noqa: E402
+from hqrun.train.module import make_optimizer, param_groups  # noqa: E402
 
 
-def make_step(model: torch.nn.Module, penalty: EbopsPenalty | None, beta: float):
-    """One optimiser step on a batch, as the trainer runs it (penalty only when given)."""
-    opt = make_optimizer(model.parameters(), lr=1e-3)  # the trainer's (fused) Adam
+def make_step(model: torch.nn.Module, penalty: EbopsPenalty | None, beta: float,
+              width_lr_scale: float = 1.0):
+    """One optimiser step on a batch, as the trainer runs it (penalty only when given): the
+    trainer's Adam (fused, flat buffers) with the learned widths in their own parameter group
+    when the plan scales their learning rate."""
+    scales = dict.fromkeys(learned_state_keys(model), width_lr_scale) if width_lr_scale != 1.0 else None
+    opt = make_optimizer(param_groups(model, 1e-3, scales), lr=1e-3)
     attach_weight_constraints(model, opt)
     loss_fn = torch.nn.functional.cross_entropy
 
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     learned = build_model({"name": "jet_dnn"}, plan, seed=0)
     reference = build_model({"name": "jet_dnn"}, args.reference, seed=0)
     runs = {"q_ref": make_step(reference, None, 0.0),
-            "learned": make_step(learned, EbopsPenalty(learned, schedule), beta)}
+            "learned": make_step(learned, EbopsPenalty(learned, schedule), beta, plan.width_lr_scale)}
     learned.train()
     reference.train()
     warm = min(args.samples, 20 * args.batch)
