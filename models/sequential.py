@@ -49,7 +49,8 @@ class QSequential(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - see class docstring
         body = self._body()
-        if self.training and self.fused_training and torch.is_grad_enabled():
+        if self.training and self.fused_training and torch.is_grad_enabled() \
+                and not torch.compiler.is_compiling():  # compiled: the layers are traced instead
             chain = self._training_chain()
             if chain is not None:
                 x = chain(x)
