@@ -49,8 +49,7 @@ class QSequential(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - see class docstring
         body = self._body()
-        if self.training and self.fused_training and torch.is_grad_enabled() \
-                and not torch.compiler.is_compiling():  # compiled: the layers are traced instead
+        if self.training and self.fused_training and torch.is_grad_enabled():
             chain = self._training_chain()
             if chain is not None:
                 x = chain(x)
@@ -61,7 +60,11 @@ class QSequential(nn.Sequential):
 
     def _training_chain(self) -> "LearnedChain | None":
         """The fused chain, kept while its quantizers stay in place; looked for again otherwise
-        (a few type checks per step for a model that has none)."""
+        (a few type checks per step for a model that has none). None under ``torch.compile``:
+        the layers are traced instead (asked here, in the frame dynamo traces, not in ``forward``,
+        which dynamo may run eagerly around a graph break)."""
+        if torch.compiler.is_compiling():
+            return None
         chain = self.__dict__.get("_chain")
         if chain is not None and chain.intact():
             return chain
