@@ -29,6 +29,7 @@ import yaml  # noqa: E402
 from hqrun.models import attach_weight_constraints, build_model, load_plan  # noqa: E402
 from hqrun.models.penalty import BetaSchedule, EbopsPenalty  # noqa: E402
 from hqrun.models.state import learned_state_keys  # noqa: E402
+from hqrun.train.losses import cross_entropy  # noqa: E402
 from hqrun.train.module import make_optimizer, param_groups  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def make_step(model: torch.nn.Module, penalty: EbopsPenalty | None, beta: float,
     scales = dict.fromkeys(learned_state_keys(model), width_lr_scale) if width_lr_scale != 1.0 else None
     opt = make_optimizer(param_groups(model, 1e-3, scales), lr=1e-3)
     attach_weight_constraints(model, opt)
-    loss_fn = torch.nn.functional.cross_entropy
+    loss_fn = cross_entropy  # the trainer's loss
 
     def steps(x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, float]:
         start, cpu = time.perf_counter(), time.process_time()

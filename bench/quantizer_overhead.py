@@ -4,7 +4,8 @@
     python bench/quantizer_overhead.py --samples 200000 --repeats 2 --plan q4
 
 Both models are ``hqrun.models.build_model({"name": "jet_dnn"}, plan)`` (16 -> 64 -> 32 -> 32 -> 5),
-trained with Adam (plus QKeras's weight-clip constraints, ``attach_weight_constraints``) on the
+trained with the trainer's Adam (``make_optimizer``: fused, flat buffers) plus QKeras's weight-clip
+constraints (``attach_weight_constraints``) on the
 same in-memory random data, batched by contiguous slices, one torch thread. A plain
 ``torch.nn.Sequential`` is timed too, as a reference for what the layer classes themselves cost.
 
@@ -33,6 +34,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from hqrun.models import attach_weight_constraints, build_model  # noqa: E402
+from hqrun.train.losses import cross_entropy  # noqa: E402
+from hqrun.train.module import make_optimizer  # noqa: E402
 
 
 def plain_jet() -> torch.nn.Module:
@@ -46,7 +49,7 @@ def plain_jet() -> torch.nn.Module:
 def train_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
                 y: torch.Tensor, batch: int) -> tuple[float, float]:
     """Train over (x, y) in contiguous batches; returns (wall seconds, CPU seconds)."""
-    loss_fn = torch.nn.functional.cross_entropy
+    loss_fn = cross_entropy  # the trainer's loss
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, x.shape[0], batch):
         opt.zero_grad(set_to_none=True)
@@ -81,7 +84,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if not args.no_plain:
         torch.manual_seed(0)
         models["plain_torch"] = plain_jet()
-    opts = {k: torch.optim.Adam(m.parameters(), lr=args.lr) for k, m in models.items()}
+    # hqrun's models get the trainer's optimizer (fused Adam on flat buffers), the plain model
+    # torch's default Adam: the reference is what a PyTorch user writes without hqrun
+    opts = {k: make_optimizer(m.parameters(), lr=args.lr) if k != "plain_torch"
+            else torch.optim.Adam(m.parameters(), lr=args.lr) for k, m in models.items()}
     for k in ("float", "qat"):  # QKeras's Clip constraints (a float model has none to apply)
         if not args.no_constraints:
             attach_weight_constraints(models[k], opts[k])

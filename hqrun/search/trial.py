@@ -22,6 +22,7 @@ from torch import nn
 
 from hqrun.errors import SearchError
 from hqrun.search.objectives import ForgivingFactor, cost_of
+from hqrun.train.losses import cross_entropy
 
 
 class TrialFailed(RuntimeError):
@@ -131,7 +132,7 @@ def train_epoch(model: nn.Module, opt: "LeanAdam | torch.optim.Optimizer", data:
     model.train()
     n = data.x.shape[0]
     perm = torch.randperm(n, generator=gen)
-    loss_fn = nn.functional.cross_entropy
+    loss_fn = cross_entropy
     total, count = 0.0, 0
     for start in range(0, n, batch_size):
         idx = perm[start:start + batch_size]
@@ -155,7 +156,7 @@ def evaluate(model: nn.Module, data: Split, batch_size: int = 65536) -> tuple[fl
         if not torch.isfinite(logits).all():
             return float("nan"), float("nan")
         correct += int((logits.argmax(1) == y).sum())
-        loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        loss += float(cross_entropy(logits, y, reduction="sum"))
     n = max(data.x.shape[0], 1)
     return correct / n, loss / n
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from hqrun.train.losses import cross_entropy
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -27,7 +28,7 @@ def eager_loss(model: nn.Module) -> LossFn:
     """Cross-entropy of ``model``'s logits: the step's loss, run op by op."""
 
     def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(x), y)
+        return cross_entropy(model(x), y)
 
     return loss
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hqrun.train.flat_adam import FlatAdam
+from hqrun.train.losses import cross_entropy
 
 #: Logged with a cost penalty: the monitored quantity in "min" form (``val_loss + beta * EBOPs``
 #: or ``-val_acc``), infinite while the beta schedule is still ramping.
@@ -171,7 +171,7 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y, reduction="sum")
+        loss = cross_entropy(logits, y, reduction="sum")
         correct = (logits.argmax(dim=1) == y).sum()
         self._val.append((float(loss), int(correct), len(y)))
 
