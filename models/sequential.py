@@ -51,9 +51,9 @@ class QSequential(nn.Sequential):
         body = self._body()
         if self.training and self.fused_training and torch.is_grad_enabled():
             chain = self._training_chain()
-            if chain is not None:
-                x = chain(x)
-                body = body[chain.length:]
+            out = chain(x) if chain is not None else None
+            if out is not None:
+                x, body = out, body[chain.length:]
         for module in body:
             x = module(x)
         return x

@@ -165,8 +165,15 @@ class LearnedChain:
                 owners += [st.act] if st.act is not None else []
         return owners
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = _ChainFunction.apply(self, x, *self.params())
+    def __call__(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The chain's output, or None when an operand is not a float32 CPU tensor — the only
+        kind the C loops read (a model moved to a GPU or to float64): the caller then runs the
+        layers, which choose their own path per tensor."""
+        params = self.params()
+        if not all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu")
+                   for t in (x, *params)):
+            return None
+        out = _ChainFunction.apply(self, x.contiguous(), *params)
         self.pending = out[1]
         for q, width in zip(self.owners, out[2:]):
             q.__dict__["_last_bits"] = width

@@ -149,6 +149,23 @@ def test_the_chain_steps_aside_for_models_it_does_not_cover():
     assert chain_for(mixed) is None
 
 
+def test_a_model_in_float64_trains_layer_by_layer_with_the_same_numbers():
+    """The C loops read float32 CPU memory only: a model moved to float64 (or a GPU) must not be
+    handed to them — the layers run instead, and the fused switch changes nothing."""
+    model = learned_model(seed=5).double()
+    x, y = batch(seed=5)
+    x = x.double()
+    model.fused_training = False
+    model(x)  # integer bits from the first batch, in both paths alike
+    out = model(x)
+    assert type(out.grad_fn).__name__ != "_ChainFunctionBackward"
+    ce_l, e_l, g_l = loss_and_grads(model, x, y, 1e-4, fused=False)
+    ce_c, e_c, g_c = loss_and_grads(model, x, y, 1e-4, fused=True)
+    assert (ce_c, e_c) == (ce_l, e_l)
+    assert all(torch.equal(g_c[n], g_l[n]) for n in g_l)
+    assert model.__dict__.get("_chain") is not None  # the chain exists; it declined the operands
+
+
 def test_replacing_a_quantizer_shortens_the_chain_at_once():
     """A QKeras kernel in dense_2: the node covers input and dense_1 only, the rest trains layer
     by layer, and the penalty counts layer by layer (not every MAC layer is in the node)."""
