@@ -174,7 +174,8 @@ class _DenseChainEbops(torch.autograd.Function):
 
 def slot_bits(q: nn.Module | None, shape: tuple[int, ...], value: torch.Tensor | None = None,
               dtype: torch.dtype = torch.float32,
-              cache: dict[tuple, torch.Tensor] | None = None) -> torch.Tensor:
+              cache: dict[tuple, torch.Tensor] | None = None,
+              device: torch.device | str | None = None) -> torch.Tensor:
     """Per-element widths of a tensor of ``shape`` held by quantizer ``q``.
 
     Learned quantizers answer with ``q.bit_widths()`` (differentiable during training). Other
@@ -184,17 +185,21 @@ def slot_bits(q: nn.Module | None, shape: tuple[int, ...], value: torch.Tensor |
     caller, e.g. :class:`EbopsProgram` across training steps) keeps a fixed quantizer's widths,
     keyed by the quantizer, its spec and the dtype: they depend on nothing else, and building
     them from the grid every step cost more than the rest of the count (a plan mixing learned
-    activations with QKeras kernels trained at half the speed of an all-learned one).
+    activations with QKeras kernels trained at half the speed of an all-learned one). Fixed
+    widths are made on ``device`` (default: ``value``'s, else the CPU), so they meet the learned
+    ones of a model on a GPU.
     """
     fn = getattr(q, "bit_widths", None)
     if callable(fn):
         bits = fn()
         bits = bits if bits.dtype == dtype else bits.to(dtype)
     else:
-        key = (id(q), str(q), dtype, tuple(shape))
+        if device is None:
+            device = value.device if value is not None else "cpu"
+        key = (id(q), str(q), dtype, tuple(shape), str(device))
         bits = cache.get(key) if cache is not None else None
         if bits is None:
-            bits = _fixed_bits(q, dtype).expand(shape)
+            bits = _fixed_bits(q, dtype).to(device).expand(shape)
             if cache is not None:
                 cache[key] = bits
     if value is not None:
@@ -212,6 +217,13 @@ def _fixed_bits(q: nn.Module | None, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(float(width), dtype=dtype)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters live (the CPU for a model without any): the count's
+    constants are made there, so they meet the widths of a model on a GPU."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def trace_shapes(model: nn.Module) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
     """Child name -> (input shape, output shape) of one sample, from a dry run on zeros.
 
@@ -222,7 +234,7 @@ def trace_shapes(model: nn.Module) -> dict[str, tuple[tuple[int, ...], tuple[int
         raise ValueError("model_ebops needs model.input_shape (hqrun's QSequential sets it).")
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     modes = {m: m.training for m in model.modules()}
-    x = torch.zeros((1, *input_shape))
+    x = torch.zeros((1, *input_shape), device=model_device(model))
     try:
         model.eval()
         with torch.no_grad():
@@ -317,7 +329,8 @@ class EbopsProgram:
                  shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None) -> None:
         shapes = shapes if shapes is not None else trace_shapes(model)
         self.input_shape = tuple(model.input_shape)
-        self._input_bits: dict[tuple[float, torch.dtype], torch.Tensor] = {}
+        self._model = model  # asked for its device on every count (it may move)
+        self._input_bits: dict[tuple, torch.Tensor] = {}
         self._fixed: dict[tuple, torch.Tensor] = {}  # fixed quantizers' widths (slot_bits cache)
         self._chain: bool | None = None  # dense_chain, decided on the first total()
         self.steps: list[_Step] = []
@@ -350,19 +363,20 @@ class EbopsProgram:
         The widths entering a MAC layer are those of the last quantizer the data passed; layers
         between without quantizer and state map the width map itself; anything else makes
         them unknown (float)."""
-        bits: torch.Tensor | None = self._input_constant(input_bits, dtype)
+        device = model_device(self._model)
+        bits: torch.Tensor | None = self._input_constant(input_bits, dtype, device)
         for st in self.steps:
             if st.kind == "mac":
-                b_in = bits if bits is not None else self._float_constant(st.in_shape, dtype)
+                b_in = bits if bits is not None else self._float_constant(st.in_shape, dtype, device)
                 if b_in.shape != st.in_shape:
                     b_in = b_in.reshape(st.in_shape)
                 kb = _weight_bits(st.layer, "kernel", dtype, self._fixed)
                 bb = _weight_bits(st.layer, "bias", dtype, self._fixed) if st.has_bias else None
                 yield st, b_in, kb, bb
-                bits = (slot_bits(st.act, st.out_shape, dtype=dtype, cache=self._fixed)
+                bits = (slot_bits(st.act, st.out_shape, dtype=dtype, cache=self._fixed, device=device)
                         if st.act is not None else None)
             elif st.kind == "quantizer":
-                bits = slot_bits(st.act, st.out_shape, dtype=dtype, cache=self._fixed)
+                bits = slot_bits(st.act, st.out_shape, dtype=dtype, cache=self._fixed, device=device)
             elif st.kind == "apply" and bits is not None:
                 bits = st.layer(bits.reshape(st.in_shape).unsqueeze(0))[0]  # Flatten, ReLU, pooling
                 if st.widening:
@@ -384,20 +398,21 @@ class EbopsProgram:
             operands += [b_in, kb] + ([bb] if bb is not None else [])
             layout.append(bb is not None)
         if not layout:
-            return torch.zeros((), dtype=torch.float32)
+            return torch.zeros((), dtype=torch.float32, device=model_device(self._model))
         return _DenseChainEbops.apply(tuple(layout), *operands)
 
-    def _input_constant(self, input_bits: float, dtype: torch.dtype) -> torch.Tensor:
-        """The float model input's widths: one constant per width and dtype, not one per step."""
-        key = (float(input_bits), dtype)
+    def _input_constant(self, input_bits: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The float model input's widths: one constant per width, dtype and device, not one per
+        step."""
+        key = (float(input_bits), dtype, str(device))
         if key not in self._input_bits:
-            self._input_bits[key] = torch.full(self.input_shape, key[0], dtype=dtype)
+            self._input_bits[key] = torch.full(self.input_shape, key[0], dtype=dtype, device=device)
         return self._input_bits[key]
 
-    def _float_constant(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        key = ("float", tuple(shape), dtype)
+    def _float_constant(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = ("float", tuple(shape), dtype, str(device))
         if key not in self._fixed:
-            self._fixed[key] = torch.full(shape, float(FLOAT_BITS), dtype=dtype)
+            self._fixed[key] = torch.full(shape, float(FLOAT_BITS), dtype=dtype, device=device)
         return self._fixed[key]
 
     def __call__(self, input_bits: float = DEFAULT_INPUT_BITS, dtype: torch.dtype = torch.float32,
@@ -410,7 +425,7 @@ class EbopsProgram:
             if count_pruned:
                 pruned = pruned + int((kb.detach() == 0).sum())
                 n_weights += kb.numel()
-        total = sum(layers.values()) if layers else torch.zeros((), dtype=dtype)
+        total = sum(layers.values()) if layers else torch.zeros((), dtype=dtype, device=model_device(self._model))
         return EbopsReport(total=total, layers=layers, pruned=pruned, weights=n_weights)
 
 

@@ -115,7 +115,8 @@ class ClassifierModule(pl.LightningModule):
 
     # training --------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        self._train_acc[0] = torch.zeros(())
+        # summed where the losses are (a GPU run's loss on the CPU would cost a sync per step)
+        self._train_acc[0] = torch.zeros((), device=self.device)
         self._train_acc[1] = 0
         if self.penalty is not None:
             self._beta = float(self.penalty.beta_at(int(self.current_epoch)))
