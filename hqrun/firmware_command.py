@@ -33,6 +33,17 @@ class FirmwareConfig(ExportFields):
     estimate: bool = True  # include hqrun.cost's resource/latency estimate in the report
 
 
+def synthesis_line(syn: dict) -> str | None:
+    """The closing line about synthesis when it did not run: why, and the command that runs it
+    later where the backend has one (the RTL backend's Yosys runs on a rerun with
+    ``firmware.synthesize=always``; it has no separate command)."""
+    if syn.get("status") == "done":
+        return None
+    later = syn.get("command")
+    hint = f"; later: {later}" if later else ""
+    return f"hqrun firmware: synthesis {syn.get('status', 'not run')} ({syn.get('reason')}){hint}"
+
+
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
     try:
         value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
@@ -242,8 +253,8 @@ def run(cfg: Any) -> dict:
     acc = result.verification.accuracy
     if acc:
         print(f"hqrun firmware: test accuracy model {acc['model']:.4f}, firmware {acc['firmware']:.4f}")
-    syn = result.report["synthesis"]
-    if syn.get("status") != "done":
-        print(f"hqrun firmware: synthesis not run ({syn.get('reason')}); later: {syn.get('command')}")
+    line = synthesis_line(result.report["synthesis"])
+    if line:
+        print(line)
     print(f"hqrun firmware: report {result.out_dir / 'report.md'}")
     return result.report

@@ -348,3 +348,14 @@ def test_foreign_out_dir_is_not_overwritten(tmp_path):
     with pytest.raises(FirmwareError, match="not an hqrun firmware directory"):
         export(fc.jet_q6(), np.zeros((2, 16)), out)
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_the_synthesis_line_names_a_later_command_only_when_there_is_one():
+    from hqrun.firmware_command import synthesis_line
+
+    assert synthesis_line({"status": "done"}) is None
+    rtl = synthesis_line({"status": "not run", "reason": "disabled (synthesize=never)"})
+    assert rtl == "hqrun firmware: synthesis not run (disabled (synthesize=never))"
+    hls = synthesis_line({"status": "not run", "reason": "no vendor tool", "command": "vitis-run x"})
+    assert hls.endswith("; later: vitis-run x")
+    assert synthesis_line({"status": "failed", "reason": "boom"}).startswith("hqrun firmware: synthesis failed")
