@@ -82,15 +82,16 @@ def test_cap_with_an_algorithm_that_cannot_honour_it_is_refused(algorithm):
         check_config(cfg)
 
 
-def test_trial_reports_its_best_epoch_like_keras_tuner():
+@pytest.mark.parametrize("trainer", ["lightning", "lean"])
+def test_trial_reports_its_best_epoch_like_keras_tuner(trainer):
     """accuracy/score of a trial are those of its best epoch so far (Keras Tuner's trial score)."""
     from hqrun.search.objectives import ForgivingFactor
     from hqrun.search.toy import toy_data
     from hqrun.search.trial import TrialSettings, run_trial
 
     config = {c.key: c.options[0] for c in SPACE.choices}
-    settings_ = TrialSettings(epochs=8, batch_size=64, learning_rate=0.05, goal="bits",
-                              forgiving=ForgivingFactor(), reference_cost=5000.0)
+    settings_ = TrialSettings(epochs=8, batch_size=64, learning_rate=0.2, goal="bits",
+                              forgiving=ForgivingFactor(), reference_cost=5000.0, trainer=trainer)
     rows: list[dict] = []
     run_trial(config, SPACE, BACKEND, toy_data(n_train=256, n_val=128, n_test=64), None,
               settings_, rows.append)

@@ -107,7 +107,7 @@ class SearchConfig:
     epochs: int = 10                  # QAT epochs per trial (at most)
     patience: Optional[int] = None    # early stop on val loss; null: AutoQKeras's min(20, epochs//5); 0: off
     batch_size: int = 1024
-    trainer: str = "lean"             # lean (fast in-memory loop) | lightning (hqrun.train's trainer)
+    trainer: str = "lightning"        # lightning (hqrun.train's trainer) | lean (hand-written in-memory loop)
     learning_rate: float = 0.001
     train_samples: Optional[int] = None   # cap of training rows a trial sees (null: all)
     reference_epochs: int = 10        # float reference, trained once per search

@@ -78,7 +78,7 @@ class TrialSettings:
     threads: int = 1
     seed: int = 0
     patience: int = 0          # early stopping on val loss (0: off)
-    trainer: str = "lean"      # lean (in-memory loop) | lightning (hqrun.train's fit_and_evaluate)
+    trainer: str = "lightning"  # lightning (hqrun.train's fit_and_evaluate) | lean (hand-written in-memory loop)
 
 
 class LeanAdam:
