@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from hqrun.errors import PlanError
+from hqrun.quantizers.ebops import model_device
 
 
 def needs_materialization(model: nn.Module) -> bool:
@@ -33,12 +34,10 @@ def materialize(model: nn.Module) -> nn.Module:
             "model.input_shape = (features,) before applying the plan."
         )
     modes = {m: m.training for m in model.modules()}
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros((1, *shape), device=device))
+            model(torch.zeros((1, *shape), device=model_device(model)))
     finally:
         for m, mode in modes.items():
             m.training = mode
