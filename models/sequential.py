@@ -8,13 +8,13 @@ lookups here are the shared way to ask "which layers carry weights / activations
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
 from hqrun.quantizers.layers import WEIGHT_LAYERS, QActivation
-from hqrun.quantizers.learned_chain import LearnedChain, chain_for
+from hqrun.quantizers.chain_walk import training_chain_for
 
 
 def _is_softmax(module: nn.Module) -> bool:
@@ -43,8 +43,9 @@ class QSequential(nn.Sequential):
             mods = mods[:-1]
         return mods
 
-    #: Train a leading chain of learned-width layers as one autograd node when it qualifies
-    #: (``hqrun.quantizers.learned_chain``: same values and gradients, fewer per-step costs).
+    #: Train a leading chain of quantized layers as one autograd node when it qualifies
+    #: (``hqrun.quantizers.learned_chain`` for learned widths, ``qkeras_chain`` for QKeras's
+    #: quantizers: same values and gradients, fewer per-step costs).
     fused_training = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - see class docstring
@@ -58,7 +59,7 @@ class QSequential(nn.Sequential):
             x = module(x)
         return x
 
-    def _training_chain(self) -> "LearnedChain | None":
+    def _training_chain(self) -> "Any":
         """The fused chain, kept while its quantizers stay in place; looked for again otherwise
         (a few type checks per step for a model that has none). None under ``torch.compile``:
         the layers are traced instead (asked here, in the frame dynamo traces, not in ``forward``,
@@ -68,7 +69,7 @@ class QSequential(nn.Sequential):
         chain = self.__dict__.get("_chain")
         if chain is not None and chain.intact():
             return chain
-        chain = chain_for(self)
+        chain = training_chain_for(self)
         self.__dict__["_chain"] = chain
         return chain
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .chain_walk import IDENTITY, leading_stages, slots_intact
 from .ebops import DEFAULT_INPUT_BITS, FLOAT_BITS, _is_mac
 from .learned_base import LearnedFixedPoint
 from .learned_ops import (_reduce_to, _round_weights, _weight_frac_grad, sat_round_backward,
@@ -73,10 +74,6 @@ def _learned_weight(q: Any) -> bool:
     return isinstance(q, LearnedFixedPoint) and q.role == "weight" and q.materialized
 
 
-#: What :func:`_stage` answers for a layer that is the identity (the chain runs past it).
-_IDENTITY = object()
-
-
 def _stage(layer: nn.Module) -> Any:
     from .layers_core import QActivation, QInput
     from .layers_dense import QDense
@@ -84,7 +81,7 @@ def _stage(layer: nn.Module) -> Any:
     if isinstance(layer, (QInput, QActivation)):
         q = layer._modules.get("activation")
         if q is None and getattr(layer, "activation", None) is None:
-            return _IDENTITY  # a float input layer: passes the data on unchanged
+            return IDENTITY  # a float input layer: passes the data on unchanged
         return _Act(layer, q) if _saturating(q) else None
     if isinstance(layer, QDense):
         m = layer._modules
@@ -106,7 +103,8 @@ class LearnedChain:
     layer-by-layer forward.
     """
 
-    def __init__(self, stages: list[_Act | _Dense], length: int, covers_macs: bool) -> None:
+    def __init__(self, stages: list[_Act | _Dense], length: int, covers_macs: bool,
+                 watch: list | None = None) -> None:
         self.stages = stages
         #: Number of the model's leading children the chain replaces.
         self.length = length
@@ -126,7 +124,7 @@ class LearnedChain:
         self._constants: dict[tuple, torch.Tensor] = {}
         #: The quantizers whose widths the node returns, in its order (fixed while intact).
         self.owners = self.widths_owners()
-        self._checks = [check for st in stages for check in st.checks()]
+        self._checks = [check for st in stages for check in st.checks()] + list(watch or [])
 
     def constant(self, value: float, n: int) -> torch.Tensor:
         """Widths of a float operand (``n`` elements of ``value`` bits), made once."""
@@ -138,7 +136,7 @@ class LearnedChain:
     def intact(self) -> bool:
         """True while every quantizer is still the one the chain was built on (runs every
         training step: a flat list of identity checks)."""
-        return all(slots.get(name) is q for slots, name, q in self._checks)
+        return slots_intact(self._checks)
 
     def params(self) -> list[torch.Tensor | None]:
         """The node's tensor inputs after ``x``, in stage order (None for an absent bias)."""
@@ -184,23 +182,11 @@ def chain_for(model: nn.Module) -> LearnedChain | None:
     """The fused chain of ``model``'s leading children, or None when they do not qualify."""
     if kernels() is None:
         return None
-    stages: list[_Act | _Dense] = []
-    length = 0
-    last_dense = 0  # stages up to the last dense layer
-    for k, layer in enumerate(model.children()):
-        st = _stage(layer)
-        if st is None:
-            break
-        if st is _IDENTITY:
-            continue
-        stages.append(st)
-        if isinstance(st, _Dense):
-            length, last_dense = k + 1, len(stages)  # the chain ends at its last dense layer
-    stages = stages[:last_dense]
-    if not any(isinstance(st, _Dense) for st in stages):
+    lead = leading_stages(model, _stage, lambda st: isinstance(st, _Dense))
+    if lead is None:
         return None
-    rest = list(model.children())[length:]
-    return LearnedChain(stages, length, covers_macs=not any(_is_mac(layer) for layer in rest))
+    return LearnedChain(lead.stages, lead.length,
+                        covers_macs=not any(_is_mac(layer) for layer in lead.rest), watch=lead.watch)
 
 
 def fused_ebops(model: nn.Module, input_bits: float) -> torch.Tensor | None:
@@ -208,7 +194,7 @@ def fused_ebops(model: nn.Module, input_bits: float) -> torch.Tensor | None:
     (taken once), when they are the whole model's at ``input_bits``; None otherwise (the
     penalty then counts layer by layer — the same number, tests/test_learned_chain.py)."""
     chain = model.__dict__.get("_chain")
-    if chain is None or chain.pending is None or not chain.covers_macs:
+    if not isinstance(chain, LearnedChain) or chain.pending is None or not chain.covers_macs:
         return None
     if chain.reads_float_input and float(input_bits) != DEFAULT_INPUT_BITS:
         return None
