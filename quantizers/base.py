@@ -158,6 +158,20 @@ class Quantizer(nn.Module):
         return False
 
     @property
+    def straight_through(self) -> bool:
+        """True when the training gradient with respect to the input is exactly the incoming
+        gradient (QKeras's ``x + stop_gradient(xq - x)`` with ``use_ste``, no partial
+        quantization, no random draws): a fused training chain (``qkeras_chain``) may then take
+        :meth:`training_value` and pass gradients through without an autograd node."""
+        return False
+
+    def training_value(self, x: torch.Tensor) -> torch.Tensor:
+        """The training forward's value of ``x`` without a graph, bit for bit what ``self(x)``
+        returns with gradients on (subclasses with a faster exact route override it)."""
+        with torch.no_grad():
+            return self(x)
+
+    @property
     def emulate_residue(self) -> bool:
         """Whether forward reproduces QKeras's float32 ``x + (xq - x)`` residue: in training
         mode for deterministic quantizers only (stochastic draws stay exactly on the grid)."""

@@ -121,6 +121,11 @@ class binary(Quantizer):  # noqa: N801 - QKeras name
     def is_stochastic(self) -> bool:
         return bool(self.use_stochastic_rounding)
 
+    @property
+    def straight_through(self) -> bool:
+        """Gradient 1 with a scale (alpha); alpha=None passes it through tanh."""
+        return self.alpha is not None and not self.is_stochastic
+
 
 class stochastic_binary(binary):  # noqa: N801 - QKeras name
     """Stochastic sign in training (P(+1) = sigmoid(temperature * x / std)); ``binary`` in eval."""

@@ -18,16 +18,10 @@ from .base import Quantizer, check_alpha, check_bits_integer, check_int, check_n
 from .fixedpoint import FixedPointType
 from .lowering import Lowering
 from .native import kernels_for
-from .ste import channel_axes, get_scale, po2_round, qkeras_output, round_through, sign_nonzero
+from .ste import (channel_axes, get_scale, po2_round, qkeras_output, round_through, same_bits,
+                  sign_nonzero)
 
 __all__ = ["quantized_bits"]
-
-
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Bitwise equality of two float32 tensors (False for other dtypes or shapes)."""
-    if a.dtype != torch.float32 or b.dtype != torch.float32 or a.shape != b.shape:
-        return False
-    return torch.equal(a.view(torch.int32), b.view(torch.int32))
 
 
 class _FastBits(torch.autograd.Function):
@@ -116,6 +110,12 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fast:
             if not (x.requires_grad and torch.is_grad_enabled()):
+                lib = kernels_for(x) if x.is_contiguous() else None
+                if lib is not None:  # the same value in one C loop (quantizer_kernels.c)
+                    out = torch.empty_like(x, requires_grad=False)
+                    lib.hq_bits_value(x.data_ptr(), out.data_ptr(), self._c, self._lo, self._hi,
+                                      self._inv, int(self.training), x.numel())
+                    return out
                 with torch.no_grad():
                     return _FastBits.forward(None, x, self._c, self._lo, self._hi, self._inv,
                                              self.training)
@@ -173,7 +173,7 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
                     z = sign_xs * torch.where(v < half, v, half)
                     new = get_scale("auto_po2", xs, z, self.scale_axis)
                     # A fixed point (same bits) repeats forever: the remaining rounds are no-ops.
-                    done = _same_bits(new, scale)
+                    done = same_bits(new, scale)
                     scale = new
                     if done:
                         break
@@ -272,4 +272,19 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
     @property
     def is_stochastic(self) -> bool:
         return bool(self.use_stochastic_rounding) and not isinstance(self.alpha, str)
+
+    @property
+    def straight_through(self) -> bool:
+        """Gradient 1 (every alpha: "auto*" rebuilds x as ``2**k * (x / 2**k)``, exact)."""
+        return bool(self.use_ste) and self.qnoise_factor == 1.0 and not self.is_stochastic
+
+    def training_value(self, x: torch.Tensor) -> torch.Tensor:
+        """The fast path's ``x - (x - xq)`` in one C loop where it applies."""
+        lib = kernels_for(x) if self._fast and self.training and x.is_contiguous() else None
+        if lib is None:
+            return super().training_value(x)
+        out = torch.empty_like(x, requires_grad=False)
+        lib.hq_bits_value(x.data_ptr(), out.data_ptr(), self._c, self._lo, self._hi, self._inv,
+                          1, x.numel())
+        return out
 

@@ -57,6 +57,11 @@ _SIGNATURES = {
     "hq_weight_frac_grad": ([_P, _P, _P, _P, _P, _F, _I32, _P, _I64, _I64], None),
     "hq_bits_residue": ([_P, _P, _F, _F, _F, _F, _I64], None),
     "hq_relu_residue": ([_P, _P, _F, _F, _F, _F, _I32, _I64], None),
+    "hq_bits_value": ([_P, _P, _F, _F, _F, _F, _I32, _I64], None),
+    "hq_relu_value": ([_P, _P, _F, _F, _F, _F, _I32, _I64], None),
+    "hq_relu_grad_": ([_P, _P, _F, _I64], None),
+    "hq_tf_log2_round": ([_P, _P, _I32, _I64], None),
+    "hq_channel_scale": ([_P, _P, _I64, _I64, _I32, _P], _I32),
 }
 
 

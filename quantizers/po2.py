@@ -196,6 +196,10 @@ class quantized_po2(_Po2Common):  # noqa: N801 - QKeras name
                 xq = flush_denormal(xq)
         return qkeras_output(x, xq, self.emulate_residue, self.qnoise_factor, bool(self.use_ste))
 
+    @property
+    def straight_through(self) -> bool:
+        return bool(self.use_ste) and self.qnoise_factor == 1.0 and not self.is_stochastic
+
     def fixed_point_type(self) -> FixedPointType | None:
         return self._value_type(signed=True)
 

@@ -265,3 +265,174 @@ void hq_weight_frac_grad(const float *restrict g, const float *restrict w, const
         }
     }
 }
+
+/* The fast quantizers' values in one pass, without autograd nodes: for the fused QKeras chain
+ * (qkeras_chain.py) and the no-gradient forwards (validation, inference).
+ * quantized_bits: with `residue`, x - (x - xq), the training value (bits.py's `x - r` with r
+ * from hq_bits_residue); without, xq itself (the inference value). */
+void hq_bits_value(const float *restrict x, float *restrict out, float c, float lo, float hi,
+                   float inv, int32_t residue, int64_t n) {
+    if (residue) {
+        for (int64_t j = 0; j < n; ++j) {
+            float v = x[j];
+            float q = rne(v * c);
+            q = q < lo ? lo : q;
+            q = q > hi ? hi : q;
+            out[j] = v - (v - q * inv);
+        }
+        return;
+    }
+    for (int64_t j = 0; j < n; ++j) {
+        float q = rne(x[j] * c);
+        q = q < lo ? lo : q;
+        q = q > hi ? hi : q;
+        out[j] = q * inv;
+    }
+}
+
+/* quantized_relu: h - (h - xq) with h = hardtanh(x, 0, upper), the value of relu.py's
+ * `h.sub_(r)` with r from hq_relu_residue. That is xq exactly: h and xq lie within a factor 2 of
+ * each other (or xq is 0), so h - xq is exact (Sterbenz) and so is h - (h - xq). It is the
+ * inference value too (round, clip to [0, top]), up to the sign of a zero. Here h >= 0, so the
+ * 2**23 rounding needs no sign handling; h * c < 2**23 unless clip_top (bits > 20). */
+void hq_relu_value(const float *restrict x, float *restrict out, float c, float inv, float upper,
+                   float top, int32_t clip_top, int64_t n) {
+    if (clip_top) {
+        for (int64_t j = 0; j < n; ++j) {
+            float v = x[j];
+            float h = v < 0.0f ? 0.0f : v;
+            h = h > upper ? upper : h;
+            float q = rne(h * c);
+            q = q > top ? top : q;
+            out[j] = q * inv;
+        }
+        return;
+    }
+    for (int64_t j = 0; j < n; ++j) {
+        float v = x[j];
+        float h = v < 0.0f ? 0.0f : v;
+        h = h > upper ? upper : h;
+        out[j] = ((h * c + 8388608.0f) - 8388608.0f) * inv;
+    }
+}
+
+/* quantized_relu's clipped straight-through gradient, in place on g: torch's hardtanh_backward
+ * (0 where x <= 0 or x >= upper, g elsewhere; a NaN input passes g, as torch's does). */
+void hq_relu_grad_(const float *restrict x, float *restrict g, float upper, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+        float v = x[j];
+        g[j] = (v <= 0.0f || v >= upper) ? 0.0f : g[j];
+    }
+}
+
+/* TensorFlow's float32 log on the CPU (Eigen's plog), operation by operation as
+ * ste._tf_log_finite and ste.tf_log compute it in torch (constants rounded to float32 as torch
+ * does with Python scalars), special cases included: log(0) = -inf, log(inf) = inf, negatives and
+ * NaN give NaN. */
+static float tf_log_f(float x) {
+    if (x < 0.0f || isnan(x)) return NAN;
+    if (x == 0.0f) return -INFINITY;
+    if (isinf(x)) return x;
+    int ei;
+    float m = frexpf(x, &ei);
+    float e = (float)ei;
+    int small = m < (float)0.707106781186547524;
+    float tmp = small ? m : 0.0f;
+    m = m - 1.0f;
+    e = e - (small ? 1.0f : 0.0f);
+    m = m + tmp;
+    float p = (float)0.18256296349849254;
+    p = p * m + (float)1.0000000190281063;
+    p = p * m + (float)1.0000000190281136;
+    p = m * p;
+    float q = (float)0.049616247954120038;
+    q = q * m + (float)0.59923249590823520;
+    q = q * m + (float)1.4999999999999927;
+    q = q * m + 1.0f;
+    float r = p / q;
+    return e * (float)0.6931471805599453 + r;
+}
+
+/* round(tf_log(x) / ln2) (floor instead with `use_floor`): QKeras's power-of-two exponents,
+ * bit for bit ste._tf_log2_round_ref / _tf_log2_floor_ref. */
+void hq_tf_log2_round(const float *restrict x, float *restrict out, int32_t use_floor, int64_t n) {
+    const float ln2 = (float)0.6931471805599453;
+    for (int64_t j = 0; j < n; ++j) {
+        float l = tf_log_f(x[j]) / ln2;
+        out[j] = use_floor ? floorf(l) : rne(l);
+    }
+}
+
+/* numpy's float32 sum over axis 0 of a (rows x ncols) block of a row-major array with row stride
+ * `ld`, for ncols != 1 (a single column takes numpy's pairwise summation, not handled here): the
+ * rows added one after the other to the first one. */
+static void column_sums_seq(const float *a, int64_t rows, int64_t ld, int64_t ncols, int64_t row0,
+                            int64_t row_step, float *out) {
+    for (int64_t c = 0; c < ncols; ++c) out[c] = a[row0 * ld + c];
+    for (int64_t r = row0 + row_step; r < rows; r += row_step)
+        for (int64_t c = 0; c < ncols; ++c) out[c] = out[c] + a[r * ld + c];
+}
+
+/* Per-channel least-squares scale of QKeras's _get_scale for alpha "auto"/"auto_po2" on a kernel
+ * viewed as (rows, cols), channels last: mean(x*q) / (mean(q*q) + 1e-7) per column, the means in
+ * TensorFlow's summation order as ste._tf_column_sum reproduces it, then (po2) 2**round(tf_log(s
+ * + 1e-7) / ln2). Returns 1 without writing when a single column is left over past the full
+ * 8-column packets and rows >= 8 (numpy sums that column pairwise; the caller takes the numpy
+ * code), else 0. Scratch: 2 * cols * 5 floats. */
+int hq_channel_scale(const float *restrict x, const float *restrict q, int64_t rows, int64_t cols,
+                     int32_t po2, float *restrict out) {
+    const int64_t full = (cols / 8) * 8;
+    if (cols - full == 1 && rows >= 8) return 1;
+    if (rows < 1) return 1;
+    float *prod = malloc(sizeof(float) * (size_t)(rows * cols * 2));
+    float *sums = malloc(sizeof(float) * (size_t)(cols * 2 * 5));
+    if (!prod || !sums) { free(prod); free(sums); return 1; }
+    for (int64_t k = 0; k < rows * cols; ++k) {
+        prod[k] = x[k] * q[k];
+        prod[rows * cols + k] = q[k] * q[k];
+    }
+    for (int which = 0; which < 2; ++which) {
+        const float *a = prod + which * rows * cols;
+        float *total = sums + which * cols * 5;
+        float *acc = total + cols;
+        if (full) {
+            if (rows >= 16) {
+                const int64_t u = (rows / 4) * 4;
+                for (int k = 0; k < 4; ++k)
+                    column_sums_seq(a, u, cols, full, k, 4, acc + k * cols);
+                for (int64_t c = 0; c < full; ++c)
+                    total[c] = ((acc[c] + acc[cols + c]) + acc[2 * cols + c]) + acc[3 * cols + c];
+                for (int64_t r = u; r < rows; ++r)
+                    for (int64_t c = 0; c < full; ++c) total[c] = total[c] + a[r * cols + c];
+            } else {
+                column_sums_seq(a, rows, cols, full, 0, 1, total);
+            }
+        }
+        if (cols > full) {
+            if (cols - full == 1) { /* rows < 8: numpy adds them one after the other from 0 */
+                float s = 0.0f;
+                for (int64_t r = 0; r < rows; ++r) s = s + a[r * cols + full];
+                total[full] = s;
+            } else {
+                column_sums_seq(a + full, rows, cols, cols - full, 0, 1, total + full);
+            }
+        }
+    }
+    const float n = (float)rows, eps = (float)1e-7, ln2 = (float)0.6931471805599453;
+    for (int64_t c = 0; c < cols; ++c) {
+        float mean_qx = sums[c] / n;
+        float mean_qq = sums[cols * 5 + c] / n;
+        float s = mean_qx / (mean_qq + eps);
+        if (po2) {
+            float k = rne(tf_log_f(s + eps) / ln2);
+            if (isnan(k)) s = k;
+            else if (k > 127.0f) s = INFINITY;
+            else if (k < -149.0f) s = 0.0f;
+            else s = ldexpf(1.0f, (int)k);
+        }
+        out[c] = s;
+    }
+    free(prod);
+    free(sums);
+    return 0;
+}

@@ -125,9 +125,23 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
                 # In place (hardtanh's backward needs its input, not h): one allocation fewer
                 # per call, which matters for the large activation tensors.
                 return h.sub_(r)
+            lib = kernels_for(x) if x.is_contiguous() else None
+            if lib is not None:  # the same value in one C loop (hq_relu_value's comment)
+                out = torch.empty_like(x, requires_grad=False)
+                lib.hq_relu_value(x.data_ptr(), out.data_ptr(), *self.clipped_ste_constants(),
+                                  x.numel())
+                return out
             with torch.no_grad():
                 return torch.mul(x, self._c).round_().clamp_(0.0, self._m - 1.0).mul_(self._inv)
         return self._forward_general(x)
+
+    def clipped_ste_constants(self) -> tuple[float, float, float, float, int] | None:
+        """``(c, inv, upper, top, clip_top)`` of the float32 fast path (what the C loops
+        ``hq_relu_value``/``hq_relu_grad_`` take), or None when this ReLU has no fast path."""
+        if not self._fast:
+            return None
+        return (self._c, self._inv, self._upper[torch.float32], self._m - 1.0,
+                int(self.bits > 20))
 
     def _relu(self, x: torch.Tensor) -> torch.Tensor:
         if self.negative_slope == 0:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .native import kernels_for
+
 __all__ = [
     "EPSILON",
     "LOG2",
@@ -92,6 +94,15 @@ def round_through(
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
     """QKeras's default internal sigmoid: ``clip(0.5 * x + 0.5, 0, 1)``."""
     return torch.clamp(0.5 * x + 0.5, 0.0, 1.0)
+
+
+def same_bits(a: Any, b: Any) -> bool:
+    """Bitwise equality of two float32 tensors of one shape (False for anything else): how the
+    iterative scale searches (auto_po2, ternary) recognise a fixed point."""
+    if not (torch.is_tensor(a) and torch.is_tensor(b)) or a.dtype != torch.float32 \
+            or b.dtype != torch.float32 or a.shape != b.shape:
+        return False
+    return torch.equal(a.view(torch.int32), b.view(torch.int32))
 
 
 def sign_nonzero(x: torch.Tensor) -> torch.Tensor:
@@ -178,10 +189,24 @@ def _patch_band(x: torch.Tensor, out: torch.Tensor, safe: torch.Tensor, rounding
     out.view(-1).index_copy_(0, idx, rounding(log / LOG2))
 
 
+def _native_log2(x: torch.Tensor, use_floor: int) -> torch.Tensor | None:
+    """The C loop's ``round``/``floor(tf_log(x) / LOG2)`` (same bits), or None without it."""
+    lib = kernels_for(x)
+    if lib is None:
+        return None
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    lib.hq_tf_log2_round(x.data_ptr(), out.data_ptr(), use_floor, x.numel())
+    return out
+
+
 def tf_log2_round(x: torch.Tensor) -> torch.Tensor:
     """``torch.round(tf_log(x) / LOG2)`` bit for bit (signed zeros included), much faster."""
     if x.dtype != torch.float32:
         return _tf_log2_round_ref(x)
+    out = _native_log2(x, 0)
+    if out is not None:
+        return out
     x = x.contiguous()
     lg = torch.log2(x)
     out = torch.round(lg)
@@ -195,6 +220,9 @@ def tf_log2_floor(x: torch.Tensor) -> torch.Tensor:
     """``torch.floor(tf_log(x) / LOG2)`` bit for bit, much faster."""
     if x.dtype != torch.float32:
         return _tf_log2_floor_ref(x)
+    out = _native_log2(x, 1)
+    if out is not None:
+        return out
     x = x.contiguous()
     lg = torch.log2(x)
     out = torch.floor(lg)
@@ -259,6 +287,27 @@ def po2_round(scale: torch.Tensor) -> torch.Tensor:
     return torch.exp2(tf_log2_round(scale + EPSILON))
 
 
+def _native_channel_scale(alpha: str, x: torch.Tensor, q: torch.Tensor,
+                          axes: list[int] | None) -> torch.Tensor | None:
+    """:func:`get_scale`'s per-channel scale from one C call (``hq_channel_scale``: the same
+    products, TensorFlow-order means, division and power-of-two rounding, bit for bit), or None
+    where that loop does not apply (not channels-last, not float32 on the CPU, no C compiler, or
+    the one column numpy sums pairwise)."""
+    if axes is None or x.dim() < 2 or list(axes) != list(range(x.dim() - 1)) \
+            or x.shape != q.shape or q.dtype != torch.float32:
+        return None
+    lib = kernels_for(x)
+    if lib is None or kernels_for(q) is None:
+        return None
+    cols = x.shape[-1]
+    xc, qc = x.detach().contiguous(), q.detach().contiguous()
+    out = torch.empty([1] * (x.dim() - 1) + [cols], dtype=torch.float32)
+    if lib.hq_channel_scale(xc.data_ptr(), qc.data_ptr(), xc.numel() // max(cols, 1), cols,
+                            int(alpha == "auto_po2"), out.data_ptr()):
+        return None
+    return out
+
+
 def get_scale(
     alpha: object, x: torch.Tensor, q: torch.Tensor, scale_axis: int | None = None
 ) -> torch.Tensor | float:
@@ -269,6 +318,9 @@ def get_scale(
     """
     if isinstance(alpha, str):
         axes = channel_axes(x.dim(), scale_axis)
+        scale = _native_channel_scale(alpha, x, q, axes)
+        if scale is not None:
+            return scale
         if axes is None:
             qx = x * q
             qq = q * q

@@ -21,7 +21,7 @@ from .base import (Quantizer, alpha_max_value, check_alpha, check_int, check_num
 from .fixedpoint import FixedPointType
 from .operand import Operand
 from .ste import (EPSILON, channel_axes, get_scale, hard_sigmoid, po2_round, qkeras_output,
-                  round_through, sign_nonzero)
+                  round_through, same_bits, sign_nonzero)
 
 __all__ = ["ternary", "stochastic_ternary"]
 
@@ -72,12 +72,19 @@ class ternary(Quantizer):  # noqa: N801 - QKeras name
                 scale = 2 * m / 3.0
                 if alpha == "auto_po2":
                     scale = po2_round(scale)
+                draws = stochastic and training
                 for _ in range(self.number_of_unrolls):
                     thres = scale / 2.0
                     v = scale * round_through(xd / scale, stochastic, precision=1.0 / 3.0,
                                               training=training)
                     q = (torch.abs(v) >= thres).to(xd.dtype) * torch.sign(xd)
-                    scale = get_scale(alpha, xd, q)
+                    new = get_scale(alpha, xd, q)
+                    # A fixed point (the same scale, bit for bit) repeats in every later round
+                    # when the rounding is deterministic: those rounds are no-ops.
+                    done = not draws and same_bits(new, scale)
+                    scale = new
+                    if done:
+                        break
                 if self.number_of_unrolls == 0:  # QKeras would fail (q undefined)
                     raise QuantizerSpecError(
                         f"{self.name}: number_of_unrolls=0 is not usable with alpha={alpha!r}."
@@ -115,6 +122,11 @@ class ternary(Quantizer):  # noqa: N801 - QKeras name
     @property
     def is_stochastic(self) -> bool:
         return bool(self.use_stochastic_rounding)
+
+    @property
+    def straight_through(self) -> bool:
+        """Gradient 1 with a scale (alpha); alpha=None passes it through tanh."""
+        return self.alpha is not None and not self.is_stochastic
 
 
 class stochastic_ternary(ternary):  # noqa: N801 - QKeras name
