@@ -215,6 +215,7 @@ def prepare(args, data: TrialData, backend=None) -> Bench:
         from hqrun.search.backend import HqrunBackend
 
         backend = HqrunBackend({"name": "jet_dnn"})
+    torch.manual_seed(args.seed)  # the same reference (hence the same trials) in every run
     ref_model = backend.build({"name": "float"}, {})
     train_model(ref_model, data, 1, args.batch, 1e-3, args.seed)
     ref_cost = backend.reference_cost(ref_model).totals["energy"]
