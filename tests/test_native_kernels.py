@@ -229,3 +229,106 @@ def test_weight_frac_grad_c_loop_equals_the_torch_code(seed, mode, shape):
             results.append(_weight_frac_grad(g, None, w, wq, width, f.shape, col, scale))
         native.kernels.cache_clear()
     assert torch.allclose(results[0], results[1], rtol=1e-6, atol=1e-9)
+
+
+def _both(fn):
+    """``fn()`` with the C loops, then with the torch code."""
+    out = []
+    for flag in ("1", "0"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HQRUN_NATIVE", flag)
+            native.kernels.cache_clear()
+            assert (native.kernels() is not None) == (flag == "1")
+            out.append(fn())
+        native.kernels.cache_clear()
+    return out
+
+
+@needs_cc
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), bits=st.integers(1, 24), integer=st.integers(0, 6),
+       keep_negative=st.booleans(), scale=st.sampled_from([1e-3, 0.3, 2.0, 100.0]),
+       training=st.booleans())
+def test_no_gradient_forwards_in_c_equal_their_torch_code(seed, bits, integer, keep_negative,
+                                                          scale, training):
+    """Validation and inference: quantized_bits (with and without QKeras's training residue) and
+    quantized_relu without autograd take one C loop; the values are the torch code's (a ReLU's
+    zero may come out +0 where torch gives -0: the same value)."""
+    from hqrun.quantizers import quantized_bits, quantized_relu
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(300, 16, generator=gen) * scale
+    x.view(-1)[::6] = torch.round(x.view(-1)[::6] * 4) / 4 + 0.125  # exact ties
+    x.view(-1)[::13] = 0.0
+    x.view(-1)[5] = float("inf")
+    x.view(-1)[7] = float("-inf")
+    makers = [lambda: quantized_relu(bits, min(integer, bits))]
+    if bits - int(keep_negative) > 0:
+        makers.append(lambda: quantized_bits(bits, min(integer, bits - 1), alpha=1,
+                                             keep_negative=keep_negative))
+    for make in makers:
+        q = make()
+        q.train(training)
+
+        def forward():
+            with torch.no_grad():
+                return q(x)
+
+        c_out, t_out = _both(forward)
+        # equal values, NaN where the torch code has NaN (inf - inf in the training residue)
+        assert torch.equal(torch.isnan(c_out), torch.isnan(t_out)), str(q)
+        assert torch.equal(c_out.nan_to_num(0.0), t_out.nan_to_num(0.0)), str(q)
+
+
+def _scale_both(alpha, x, q):
+    from hqrun.quantizers import ste
+
+    return _both(lambda: ste.get_scale(alpha, x, q))
+
+
+@needs_cc
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 80), cols=st.integers(1, 70),
+       alpha=st.sampled_from(["auto", "auto_po2"]), conv=st.booleans(),
+       log_scale=st.floats(-4, 2), ternary_q=st.booleans())
+def test_channel_scale_in_c_equals_the_numpy_emulation_of_tensorflow(seed, rows, cols, alpha, conv,
+                                                                     log_scale, ternary_q):
+    """QKeras's per-channel least-squares scale (ternary, binary, auto_po2 kernels): the C loop's
+    products, TensorFlow-order column sums, division and power-of-two rounding give the numpy
+    emulation's bits (tests/test_quantizers_fastpath.py checks that emulation against TF)."""
+    from hqrun.quantizers import ste
+
+    gen = torch.Generator().manual_seed(seed)
+    shape = (1, rows, 1, cols) if conv else (rows, cols)
+    x = torch.randn(shape, generator=gen) * 10.0**log_scale
+    x.view(-1)[::11] = 0.0
+    q = torch.round(x / x.abs().amax().clamp_min(1e-30) * 3) if ternary_q else ste.sign_nonzero(x)
+    c_scale, t_scale = _scale_both(alpha, x, q)
+    assert torch.equal(c_scale.view(torch.int32), t_scale.view(torch.int32))
+    lone_column = cols % 8 == 1 and rows >= 8  # numpy sums it pairwise: the numpy code runs
+    with pytest.MonkeyPatch.context():
+        native.kernels.cache_clear()
+        taken = ste._native_channel_scale(alpha, x, q, list(range(x.dim() - 1)))
+        assert (taken is None) == lone_column
+    native.kernels.cache_clear()
+
+
+def test_ternary_scale_search_stops_at_its_fixed_point_with_the_same_result(monkeypatch):
+    """ternary(alpha=auto_po2) repeats its 5 rounds only until the scale stops changing: the
+    rounds after a fixed point are no-ops, so values and scales equal the full search's."""
+    import importlib
+
+    from hqrun.quantizers import get
+
+    module = importlib.import_module("hqrun.quantizers.ternary")
+    gen = torch.Generator().manual_seed(3)
+    for shape in [(16, 64), (64, 32), (32, 5), (3, 3, 4, 8)]:
+        w = torch.randn(shape, generator=gen) * 0.3
+        for spec in ["ternary", "ternary(alpha='auto')", "ternary(alpha='auto_po2',number_of_unrolls=9)"]:
+            q = get(spec).for_kernel()
+            q.train()
+            fast, fast_scale = q(w), q.scale
+            with monkeypatch.context() as mp:
+                mp.setattr(module, "same_bits", lambda a, b: False)
+                full, full_scale = q(w), q.scale
+            assert torch.equal(fast, full) and torch.equal(fast_scale, full_scale), (spec, shape)
