@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hqrun.quantizers.inference_cache import inference_value
 from hqrun.quantizers.layers_core import (
     QLayer,
     apply_output_activation,
@@ -74,14 +75,15 @@ class _QConvBase(QLayer):
         if q is None:
             return self.weight
         if is_elementwise(q):
-            return q(self.weight)
-        return self._from_keras(q(self._to_keras(self.weight)))
+            return inference_value(self, "kernel", q, self.weight, lambda: q(self.weight))
+        return inference_value(self, "kernel", q, self.weight,
+                               lambda: self._from_keras(q(self._to_keras(self.weight))))
 
     def quantized_bias(self) -> torch.Tensor | None:
         if self.bias is None:
             return None
         q = self.bias_quantizer
-        return self.bias if q is None else q(self.bias)
+        return self.bias if q is None else inference_value(self, "bias", q, self.bias, lambda: q(self.bias))
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_same(x, self.kernel_size, self.strides, self.dilation_rate, self.padding)

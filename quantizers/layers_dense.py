@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hqrun.quantizers.inference_cache import inference_value
 from hqrun.quantizers.layers_core import (
     QLayer,
     apply_output_activation,
@@ -78,14 +79,15 @@ class QDense(QLayer):
         q = self.kernel_quantizer
         if q is None:
             return self.weight
-        return q(self.weight) if is_elementwise(q) else q(self.weight.t()).t()
+        return inference_value(self, "kernel", q, self.weight, lambda: q(self.weight) if is_elementwise(q)
+                               else q(self.weight.t()).t())
 
     def quantized_bias(self) -> torch.Tensor | None:
         """The bias as used in the forward pass (None without bias)."""
         if self.bias is None:
             return None
         q = self.bias_quantizer
-        return self.bias if q is None else q(self.bias)
+        return self.bias if q is None else inference_value(self, "bias", q, self.bias, lambda: q(self.bias))
 
     def mac(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         """The multiply-accumulate without bias, ``x @ kernel.T``; the EBOPs count
