@@ -24,6 +24,7 @@ from hqrun.errors import QuantizerSpecError
 from .base import Quantizer, check_int, check_negative_slope, check_number
 from .fixedpoint import FixedPointType
 from .operand import Operand
+from .native import kernels_for
 from .ste import EPSILON, flush_denormal, qkeras_output, tf_log2_floor, tf_log2_round
 
 __all__ = ["quantized_po2", "quantized_relu_po2"]
@@ -182,7 +183,30 @@ class quantized_po2(_Po2Common):  # noqa: N801 - QKeras name
         if quadratic_approximation:
             self._max_exp = 2 * (self._max_exp // 2)
 
+    def _native_value(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Without autograd, the deterministic value from one C loop (``hq_po2_value``: the same
+        float32 operations), or None where it does not apply."""
+        if (x.requires_grad and torch.is_grad_enabled()) or self.use_stochastic_rounding \
+                or self.qnoise_factor != 1.0 or not bool(self.use_ste) \
+                or not (float(self._min_exp).is_integer() and float(self._max_exp).is_integer()):
+            return None
+        lib = kernels_for(x)
+        if lib is None:
+            return None
+        x = x.contiguous()
+        out = torch.empty_like(x, requires_grad=False)
+        mv = self.max_value_arg
+        lib.hq_po2_value(x.data_ptr(), out.data_ptr(), int(mv is not None),
+                         0.0 if mv is None else float(mv), int(bool(self.quadratic_approximation)),
+                         int(self.log2_rounding == "floor"), float(self._min_exp),
+                         float(self._max_exp), int(self._may_be_subnormal()),
+                         int(self.emulate_residue), x.numel())
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._native_value(x)
+        if out is not None:
+            return out
         with torch.no_grad():
             xd = x.detach()
             s = torch.sign(xd)

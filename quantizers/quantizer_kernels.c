@@ -328,16 +328,18 @@ void hq_relu_grad_(const float *restrict x, float *restrict g, float upper, int6
 /* TensorFlow's float32 log on the CPU (Eigen's plog), operation by operation as
  * ste._tf_log_finite and ste.tf_log compute it in torch (constants rounded to float32 as torch
  * does with Python scalars), special cases included: log(0) = -inf, log(inf) = inf, negatives and
- * NaN give NaN. */
-static float tf_log_f(float x) {
-    if (x < 0.0f || isnan(x)) return NAN;
-    if (x == 0.0f) return -INFINITY;
-    if (isinf(x)) return x;
-    int ei;
-    float m = frexpf(x, &ei);
+ * NaN give NaN. Written without branches so that loops over it vectorise: frexp from the bits
+ * (a subnormal first scaled by 2**23, exactly), the special cases selected at the end. */
+static inline float tf_log_f(float x) {
+    union { float f; uint32_t u; } b = { x };
+    const uint32_t biased = (b.u >> 23) & 0xffu;
+    union { float f; uint32_t u; } c = { biased ? x : x * 8388608.0f };
+    const int32_t ei = (int32_t)((c.u >> 23) & 0xffu) - 126 - (biased ? 0 : 23);
+    c.u = (c.u & 0x807fffffu) | (126u << 23);
+    float m = c.f;
     float e = (float)ei;
-    int small = m < (float)0.707106781186547524;
-    float tmp = small ? m : 0.0f;
+    const int small = m < (float)0.707106781186547524;
+    const float tmp = small ? m : 0.0f;
     m = m - 1.0f;
     e = e - (small ? 1.0f : 0.0f);
     m = m + tmp;
@@ -349,8 +351,12 @@ static float tf_log_f(float x) {
     q = q * m + (float)0.59923249590823520;
     q = q * m + (float)1.4999999999999927;
     q = q * m + 1.0f;
-    float r = p / q;
-    return e * (float)0.6931471805599453 + r;
+    const float r = p / q;
+    float res = e * (float)0.6931471805599453 + r;
+    res = x == 0.0f ? -INFINITY : res;
+    res = x == INFINITY ? x : res;
+    res = (x < 0.0f || x != x) ? NAN : res;
+    return res;
 }
 
 /* round(tf_log(x) / ln2) (floor instead with `use_floor`): QKeras's power-of-two exponents,
@@ -358,8 +364,9 @@ static float tf_log_f(float x) {
 void hq_tf_log2_round(const float *restrict x, float *restrict out, int32_t use_floor, int64_t n) {
     const float ln2 = (float)0.6931471805599453;
     for (int64_t j = 0; j < n; ++j) {
-        float l = tf_log_f(x[j]) / ln2;
-        out[j] = use_floor ? floorf(l) : rne(l);
+        const float l = tf_log_f(x[j]) / ln2;
+        const float down = floorf(l), nearest = rne(l); /* both, then a select: it vectorises */
+        out[j] = use_floor ? down : nearest;
     }
 }
 
@@ -435,4 +442,49 @@ int hq_channel_scale(const float *restrict x, const float *restrict q, int64_t r
     free(prod);
     free(sums);
     return 0;
+}
+
+/* 2**k for k integer-valued (or +-inf, NaN), exactly as torch.exp2 gives it for such k: built
+ * from the bits (normal and subnormal results), no library call, so loops over it vectorise. */
+static inline float exp2_int(float k) {
+    float kc = k < -150.0f ? -150.0f : k;
+    kc = kc > 128.0f ? 128.0f : kc;
+    kc = kc == kc ? kc : 0.0f;
+    const int32_t ki = (int32_t)kc;
+    int32_t sh = ki + 149;
+    sh = sh < 0 ? 0 : (sh > 31 ? 31 : sh);
+    union { float f; uint32_t u; } normal = { 0.0f }, sub = { 0.0f };
+    normal.u = (uint32_t)(ki + 127 < 1 ? 1 : (ki + 127 > 254 ? 254 : ki + 127)) << 23;
+    sub.u = ki >= -149 ? (1u << sh) : 0u;
+    float r = ki >= -126 ? normal.f : sub.f;
+    r = ki > 127 ? INFINITY : r;
+    return k != k ? k : r;
+}
+
+/* quantized_po2's deterministic value (po2.py: _clip_power_of_two, sign, 2**e, TensorFlow's
+ * flush of subnormals when `flush`, QKeras's training residue x + (xq - x) when `residue`), the
+ * same float32 operations in the same order; min_exp/max_exp integer-valued. */
+void hq_po2_value(const float *restrict x, float *restrict out, int32_t has_max, float max_value,
+                  int32_t quadratic, int32_t use_floor, float min_exp, float max_exp,
+                  int32_t flush, int32_t residue, int64_t n) {
+    const float eps = (float)1e-7, ln2 = (float)0.6931471805599453, tiny = 1.17549435e-38f;
+    for (int64_t j = 0; j < n; ++j) {
+        float v = x[j];
+        float a = fabsf(v);
+        float xf = a < eps ? eps : a;
+        if (has_max) xf = xf > max_value ? max_value : xf;
+        const float root = sqrtf(xf);
+        const float xi = quadratic ? root : xf;
+        float l = tf_log_f(xi) / ln2;
+        const float down = floorf(l), nearest = rne(l); /* both, then a select: it vectorises */
+        l = use_floor ? down : nearest;
+        float c = l < min_exp ? min_exp : l;
+        c = c > max_exp ? max_exp : c;
+        if (quadratic) c = 2.0f * c;
+        float e = a < eps ? min_exp : c;
+        float s = v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : (v == 0.0f ? v : NAN));
+        float xq = (s + (1.0f - fabsf(s))) * exp2_int(e);
+        if (flush && fabsf(xq) < tiny) xq = 0.0f;
+        out[j] = residue ? v + (xq - v) : xq;
+    }
 }

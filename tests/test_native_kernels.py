@@ -332,3 +332,33 @@ def test_ternary_scale_search_stops_at_its_fixed_point_with_the_same_result(monk
                 mp.setattr(module, "same_bits", lambda a, b: False)
                 full, full_scale = q(w), q.scale
             assert torch.equal(fast, full) and torch.equal(fast_scale, full_scale), (spec, shape)
+
+
+@needs_cc
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), bits=st.integers(2, 9),
+       max_value=st.sampled_from([None, 0.0, 0.3, 1.0, 8.0, 100.0]),
+       quadratic=st.booleans(), floor=st.booleans(), training=st.booleans(),
+       log_scale=st.floats(-45, 5))
+def test_po2_value_in_c_equals_its_torch_code(seed, bits, max_value, quadratic, floor, training,
+                                              log_scale):
+    """quantized_po2 without autograd (the fused chain's weights, inference): one C loop with the
+    torch code's float32 operations — clip, TensorFlow's log, power of two, subnormal flush,
+    QKeras's training residue — equal values, specials included."""
+    from hqrun.quantizers import quantized_po2
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(257, generator=gen) * 10.0**log_scale
+    x[:12] = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e-45, -1e-38,
+                           2.0**-126, 0.5, 0.75, 2.0**0.5, -(2.0**-0.5)])
+    q = quantized_po2(bits, max_value, quadratic_approximation=quadratic,
+                      log2_rounding="floor" if floor else "rnd")
+    q.train(training)
+
+    def forward():
+        with torch.no_grad():
+            return q(x)
+
+    c_out, t_out = _both(forward)
+    assert torch.equal(torch.isnan(c_out), torch.isnan(t_out)), str(q)
+    assert torch.equal(c_out.nan_to_num(0.0), t_out.nan_to_num(0.0)), str(q)
