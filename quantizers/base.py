@@ -158,6 +158,12 @@ class Quantizer(nn.Module):
         return False
 
     @property
+    def inference_cacheable(self) -> bool:
+        """Whether a layer may reuse this quantizer's inference output for unchanged parameter
+        bits (``inference_cache``): deterministic quantizers, unless recomputing is cheaper."""
+        return not self.is_stochastic
+
+    @property
     def straight_through(self) -> bool:
         """True when the training gradient with respect to the input is exactly the incoming
         gradient (QKeras's ``x + stop_gradient(xq - x)`` with ``use_ste``, no partial

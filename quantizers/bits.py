@@ -274,6 +274,11 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
         return bool(self.use_stochastic_rounding) and not isinstance(self.alpha, str)
 
     @property
+    def inference_cacheable(self) -> bool:
+        """The fast path's one C loop costs less than the cache's check: not cached."""
+        return not self._fast and not self.is_stochastic
+
+    @property
     def straight_through(self) -> bool:
         """Gradient 1 (every alpha: "auto*" rebuilds x as ``2**k * (x / 2**k)``, exact)."""
         return bool(self.use_ste) and self.qnoise_factor == 1.0 and not self.is_stochastic

@@ -9,7 +9,8 @@ object and its mode are the ones it was computed from.
 
 The test is on the parameter's *bits* (a copy is kept), not on its version counter: the
 trainer's optimizer writes parameters through a flat buffer (``p.data`` views), which bumps no
-version counter of ``p``. Quantizers whose inference output is random are never cached; a
+version counter of ``p``. Only quantizers that say so are cached (``inference_cacheable``: not
+when the output is random, nor when one C loop costs less than the check); a
 quantizer's per-call state (``scale``) is restored on a hit, so code reading it after a forward
 sees what a fresh call would have left. Only quantizers without parameters, buffers or children
 of their own are cached (learned widths change with training while the weights may not).
@@ -40,14 +41,14 @@ def inference_value(layer: nn.Module, slot: str, quantizer: Any, param: torch.Te
     """``compute()`` — the quantized ``param`` of ``layer``'s ``slot`` — or, in inference, a copy
     of the value computed last from the same bits by the same quantizer."""
     if (quantizer is None or layer.training or quantizer.training or torch.is_grad_enabled()
-            or getattr(quantizer, "is_stochastic", True) or param.dtype != torch.float32
+            or not getattr(quantizer, "inference_cacheable", False) or param.dtype != torch.float32
             or quantizer._parameters or quantizer._buffers or quantizer._modules):
         return compute()  # (a quantizer with tensors of its own, e.g. learned widths, is not
         # a function of the parameter alone)
     cache = layer.__dict__.setdefault("_inference_cache", {})
     hit = cache.get(slot)
     if hit is not None and hit[0] is quantizer and _same_bits(hit[1], param):
-        if hit[3] is not _NO_SCALE:
+        if hit[3] is not _NO_SCALE and quantizer.__dict__.get("scale", _NO_SCALE) is not hit[3]:
             quantizer.scale = hit[3]
         return hit[2].clone()
     value = compute()
