@@ -54,6 +54,17 @@ def test_same_seed_same_metrics_other_seed_differs():
     assert [h["train_loss"] for h in runs[0].history] != [h["train_loss"] for h in runs[2].history]
 
 
+def test_final_metrics_can_be_skipped_without_changing_the_training():
+    """A search trial reads its epochs' rows: fit_and_evaluate can skip the final passes."""
+    splits = make_splits()
+    full = fit_and_evaluate(splits, quick(), model=_seeded_model(5), seed=5)
+    lean = fit_and_evaluate(splits, quick(), model=_seeded_model(5), seed=5, evaluate_val=False,
+                            evaluate_test=False)
+    assert "val" in full.metrics and "test" in full.metrics
+    assert "val" not in lean.metrics and "test" not in lean.metrics
+    assert full.history == lean.history and full.metrics["best_epoch"] == lean.metrics["best_epoch"]
+
+
 def _seeded_model(seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return small_model()

@@ -333,7 +333,7 @@ def _train_lightning(model: nn.Module, data: TrialData, settings: TrialSettings,
         on_epoch(epoch, float(r["train_loss"]), float(r["val_acc"]), stop and epoch < settings.epochs)
 
     fit_and_evaluate(splits, trainer, model=model, seed=settings.seed, epoch_callback=row,
-                     threads=settings.threads, evaluate_test=False)
+                     threads=settings.threads, evaluate_test=False, evaluate_val=False)
 
 
 def start_from_reference(backend: Backend, model: nn.Module,
