@@ -380,6 +380,28 @@ static void column_sums_seq(const float *a, int64_t rows, int64_t ld, int64_t nc
         for (int64_t c = 0; c < ncols; ++c) out[c] = out[c] + a[r * ld + c];
 }
 
+/* 2**k for k integer-valued (or +-inf, NaN), exactly as torch.exp2 gives it for such k: built
+ * from the bits (normal and subnormal results), no library call, so loops over it vectorise. */
+static inline float exp2_int(float k) {
+    float kc = k < -150.0f ? -150.0f : k;
+    kc = kc > 128.0f ? 128.0f : kc;
+    kc = kc == kc ? kc : 0.0f;
+    const int32_t ki = (int32_t)kc;
+    int32_t sh = ki + 149;
+    sh = sh < 0 ? 0 : (sh > 31 ? 31 : sh);
+    union { float f; uint32_t u; } normal = { 0.0f }, sub = { 0.0f };
+    normal.u = (uint32_t)(ki + 127 < 1 ? 1 : (ki + 127 > 254 ? 254 : ki + 127)) << 23;
+    sub.u = ki >= -149 ? (1u << sh) : 0u;
+    float r = ki >= -126 ? normal.f : sub.f;
+    r = ki > 127 ? INFINITY : r;
+    return k != k ? k : r;
+}
+
+/* QKeras's power-of-two scale rounding, ste.po2_round: 2**round(tf_log(s + 1e-7) / ln2) */
+static inline float po2_round_f(float s) {
+    return exp2_int(rne(tf_log_f(s + (float)1e-7) / (float)0.6931471805599453));
+}
+
 /* Per-channel least-squares scale of QKeras's _get_scale for alpha "auto"/"auto_po2" on a kernel
  * viewed as (rows, cols), channels last: mean(x*q) / (mean(q*q) + 1e-7) per column, the means in
  * TensorFlow's summation order as ste._tf_column_sum reproduces it, then (po2) 2**round(tf_log(s
@@ -425,40 +447,16 @@ int hq_channel_scale(const float *restrict x, const float *restrict q, int64_t r
             }
         }
     }
-    const float n = (float)rows, eps = (float)1e-7, ln2 = (float)0.6931471805599453;
+    const float n = (float)rows, eps = (float)1e-7;
     for (int64_t c = 0; c < cols; ++c) {
         float mean_qx = sums[c] / n;
         float mean_qq = sums[cols * 5 + c] / n;
         float s = mean_qx / (mean_qq + eps);
-        if (po2) {
-            float k = rne(tf_log_f(s + eps) / ln2);
-            if (isnan(k)) s = k;
-            else if (k > 127.0f) s = INFINITY;
-            else if (k < -149.0f) s = 0.0f;
-            else s = ldexpf(1.0f, (int)k);
-        }
-        out[c] = s;
+        out[c] = po2 ? po2_round_f(s) : s;
     }
     free(prod);
     free(sums);
     return 0;
-}
-
-/* 2**k for k integer-valued (or +-inf, NaN), exactly as torch.exp2 gives it for such k: built
- * from the bits (normal and subnormal results), no library call, so loops over it vectorise. */
-static inline float exp2_int(float k) {
-    float kc = k < -150.0f ? -150.0f : k;
-    kc = kc > 128.0f ? 128.0f : kc;
-    kc = kc == kc ? kc : 0.0f;
-    const int32_t ki = (int32_t)kc;
-    int32_t sh = ki + 149;
-    sh = sh < 0 ? 0 : (sh > 31 ? 31 : sh);
-    union { float f; uint32_t u; } normal = { 0.0f }, sub = { 0.0f };
-    normal.u = (uint32_t)(ki + 127 < 1 ? 1 : (ki + 127 > 254 ? 254 : ki + 127)) << 23;
-    sub.u = ki >= -149 ? (1u << sh) : 0u;
-    float r = ki >= -126 ? normal.f : sub.f;
-    r = ki > 127 ? INFINITY : r;
-    return k != k ? k : r;
 }
 
 /* quantized_po2's deterministic value (po2.py: _clip_power_of_two, sign, 2**e, TensorFlow's
@@ -482,9 +480,54 @@ void hq_po2_value(const float *restrict x, float *restrict out, int32_t has_max,
         c = c > max_exp ? max_exp : c;
         if (quadratic) c = 2.0f * c;
         float e = a < eps ? min_exp : c;
-        float s = v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : (v == 0.0f ? v : NAN));
+        float s = v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f); /* torch.sign (NaN -> 0) */
         float xq = (s + (1.0f - fabsf(s))) * exp2_int(e);
         if (flush && fabsf(xq) < tiny) xq = 0.0f;
         out[j] = residue ? v + (xq - v) : xq;
     }
+}
+
+/* QKeras's ternary with alpha "auto"/"auto_po2" (ternary.py's deterministic branch) on a kernel
+ * viewed as (rows, cols), channels last: the per-channel scale 2 * max|x| / 3 (power-of-two
+ * rounded for auto_po2), then up to `unrolls` rounds of q = (|s * round(x / s)| >= s / 2) *
+ * sign(x) and the least-squares scale (hq_channel_scale's), stopping at a fixed point. Writes
+ * the quantized values s * q to `xq` and the scales to `scale`; the same float32 operations as
+ * the torch code. Returns 1 without a result where hq_channel_scale does not apply, else 0. */
+int hq_ternary(const float *restrict x, float *restrict xq, int64_t rows, int64_t cols,
+               int32_t po2, int32_t unrolls, float *restrict scale) {
+    const int64_t full = (cols / 8) * 8;
+    if ((cols - full == 1 && rows >= 8) || rows < 1 || unrolls < 1) return 1;
+    float *q = malloc(sizeof(float) * (size_t)(rows * cols));
+    float *next = malloc(sizeof(float) * (size_t)cols);
+    if (!q || !next) { free(q); free(next); return 1; }
+    for (int64_t c = 0; c < cols; ++c) {
+        float m = fabsf(x[c]);
+        for (int64_t r = 1; r < rows; ++r) {
+            float a = fabsf(x[r * cols + c]);
+            m = (a > m || a != a) ? a : m; /* torch.amax: NaN wins */
+        }
+        float s = (2.0f * m) / 3.0f;
+        scale[c] = po2 ? po2_round_f(s) : s;
+    }
+    for (int32_t it = 0; it < unrolls; ++it) {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cols; ++c) {
+                const float v = x[r * cols + c], s = scale[c];
+                const float kept = fabsf(s * rne(v / s)) >= s / 2.0f ? 1.0f : 0.0f;
+                q[r * cols + c] = kept * (v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f));
+            }
+        if (hq_channel_scale(x, q, rows, cols, po2, next)) { free(q); free(next); return 1; }
+        int same = 1;
+        for (int64_t c = 0; c < cols; ++c) {
+            union { float f; uint32_t u; } a = { next[c] }, b = { scale[c] };
+            same &= a.u == b.u;
+            scale[c] = next[c];
+        }
+        if (same) break;
+    }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) xq[r * cols + c] = scale[c] * q[r * cols + c];
+    free(q);
+    free(next);
+    return 0;
 }

@@ -19,6 +19,7 @@ from hqrun.errors import QuantizerSpecError
 from .base import (Quantizer, alpha_max_value, check_alpha, check_int, check_number, po2_exponent,
                    with_auto_po2_alpha)
 from .fixedpoint import FixedPointType
+from .native import kernels_for
 from .operand import Operand
 from .ste import (EPSILON, channel_axes, get_scale, hard_sigmoid, po2_round, qkeras_output,
                   round_through, same_bits, sign_nonzero)
@@ -63,6 +64,10 @@ class ternary(Quantizer):  # noqa: N801 - QKeras name
         """QKeras's ``ternary.__call__``."""
         alpha = self.alpha
         stochastic = bool(getattr(self, "use_stochastic_rounding", False))
+        native = None if stochastic and training else self._native_scale_search(x)
+        if native is not None:
+            self.scale, xq = native
+            return qkeras_output(x, xq, training)
         with torch.no_grad():
             xd = x.detach()
             scale: Any = 1.0 if alpha is None or isinstance(alpha, str) else float(alpha)
@@ -96,6 +101,25 @@ class ternary(Quantizer):  # noqa: N801 - QKeras name
             xq = scale * q
         xg = torch.tanh(x) if alpha is None else x
         return qkeras_output(xg, xq, training and not (stochastic and training))
+
+    def _native_scale_search(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(scale, xq)`` of the deterministic alpha="auto"/"auto_po2" branch from one C loop
+        (``hq_ternary``: the same float32 operations, TensorFlow-order means), or None where it
+        does not apply (other alphas, a 1-D tensor, not float32 on the CPU, no compiler)."""
+        if not isinstance(self.alpha, str) or x.dim() < 2 or self.number_of_unrolls < 1:
+            return None
+        lib = kernels_for(x)
+        if lib is None:
+            return None
+        xd = x.detach().contiguous()
+        cols = xd.shape[-1]
+        xq = torch.empty_like(xd)
+        scale = torch.empty([1] * (xd.dim() - 1) + [cols])
+        if lib.hq_ternary(xd.data_ptr(), xq.data_ptr(), xd.numel() // max(cols, 1), cols,
+                          int(self.alpha == "auto_po2"), int(self.number_of_unrolls),
+                          scale.data_ptr()):
+            return None
+        return scale, xq
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._ternary(x, self.training)

@@ -362,3 +362,34 @@ def test_po2_value_in_c_equals_its_torch_code(seed, bits, max_value, quadratic, 
     c_out, t_out = _both(forward)
     assert torch.equal(torch.isnan(c_out), torch.isnan(t_out)), str(q)
     assert torch.equal(c_out.nan_to_num(0.0), t_out.nan_to_num(0.0)), str(q)
+
+
+@needs_cc
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 70), cols=st.integers(1, 40),
+       alpha=st.sampled_from(["auto", "auto_po2"]), unrolls=st.integers(1, 6),
+       training=st.booleans(), conv=st.booleans(), log_scale=st.floats(-4, 2))
+def test_ternary_scale_search_in_c_equals_its_torch_code(seed, rows, cols, alpha, unrolls, training,
+                                                         conv, log_scale):
+    """ternary(alpha="auto"/"auto_po2") on kernels — the search space's ternary — in one C loop:
+    the scale, the values (with QKeras's training residue) and the input gradient equal the
+    torch code's."""
+    from hqrun.quantizers import ternary
+
+    gen = torch.Generator().manual_seed(seed)
+    shape = (1, rows, 1, cols) if conv else (rows, cols)
+    w = torch.randn(shape, generator=gen) * 10.0**log_scale
+    w.view(-1)[::9] = 0.0
+    g = torch.randn(shape, generator=gen)
+    q = ternary(alpha=alpha, number_of_unrolls=unrolls)
+    q.train(training)
+
+    def run():
+        leaf = w.clone().requires_grad_(True)
+        out = q(leaf)
+        out.backward(g)
+        return out.detach(), q.scale.clone(), leaf.grad
+
+    (c_out, c_scale, c_grad), (t_out, t_scale, t_grad) = _both(run)
+    assert torch.equal(c_out, t_out) and torch.equal(c_grad, t_grad)
+    assert torch.equal(c_scale.view(torch.int32), t_scale.view(torch.int32))
