@@ -16,6 +16,7 @@ import torch
 from .base import Quantizer, alpha_max_value, check_alpha, check_number, po2_exponent, with_auto_po2_alpha
 from .fixedpoint import FixedPointType
 from .operand import Operand
+from .native import kernels_for
 from .ste import EPSILON, channel_axes, get_scale, hard_sigmoid, qkeras_output, round_through, sign_nonzero
 
 __all__ = ["binary", "stochastic_binary", "bernoulli"]
@@ -69,6 +70,10 @@ class binary(Quantizer):  # noqa: N801 - QKeras name
         """QKeras's ``binary.__call__`` (also the eval branch of ``stochastic_binary``)."""
         xg = x
         stochastic = bool(getattr(self, "use_stochastic_rounding", False))
+        native = None if stochastic else self._native_value(x)
+        if native is not None:
+            self.scale, xq = native
+            return qkeras_output(x, xq, training)
         if stochastic and training:
             with torch.no_grad():
                 axes = None if x.dim() == 1 else list(range(x.dim() - 1))
@@ -94,6 +99,24 @@ class binary(Quantizer):  # noqa: N801 - QKeras name
             self.scale = scale
             xq = scale * k_sign
         return qkeras_output(xg, xq, training and not (stochastic and training))
+
+    def _native_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(scale, xq)`` of the deterministic alpha="auto"/"auto_po2" branch from one C loop
+        (``hq_binary``: the same float32 operations), or None where it does not apply."""
+        if not isinstance(self.alpha, str) or x.dim() < 2:
+            return None
+        lib = kernels_for(x)
+        if lib is None:
+            return None
+        xd = x.detach().contiguous()
+        cols = xd.shape[-1]
+        xq = torch.empty_like(xd)
+        scale = torch.empty([1] * (xd.dim() - 1) + [cols])
+        if lib.hq_binary(xd.data_ptr(), xq.data_ptr(), xd.numel() // max(cols, 1), cols,
+                         int(self.alpha == "auto_po2"), int(bool(getattr(self, "use_01", False))),
+                         scale.data_ptr()):
+            return None
+        return scale, xq
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._binary(x, self.training)

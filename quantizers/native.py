@@ -63,6 +63,7 @@ _SIGNATURES = {
     "hq_tf_log2_round": ([_P, _P, _I32, _I64], None),
     "hq_channel_scale": ([_P, _P, _I64, _I64, _I32, _P], _I32),
     "hq_ternary": ([_P, _P, _I64, _I64, _I32, _I32, _P], _I32),
+    "hq_binary": ([_P, _P, _I64, _I64, _I32, _I32, _P], _I32),
     "hq_po2_value": ([_P, _P, _I32, _F, _I32, _I32, _F, _F, _I32, _I32, _I64], None),
 }
 

@@ -372,11 +372,11 @@ void hq_tf_log2_round(const float *restrict x, float *restrict out, int32_t use_
 
 /* numpy's float32 sum over axis 0 of a (rows x ncols) block of a row-major array with row stride
  * `ld`, for ncols != 1 (a single column takes numpy's pairwise summation, not handled here): the
- * rows added one after the other to the first one. */
+ * rows added one after the other to numpy's starting value +0 (so a column of -0 sums to +0). */
 static void column_sums_seq(const float *a, int64_t rows, int64_t ld, int64_t ncols, int64_t row0,
                             int64_t row_step, float *out) {
-    for (int64_t c = 0; c < ncols; ++c) out[c] = a[row0 * ld + c];
-    for (int64_t r = row0 + row_step; r < rows; r += row_step)
+    for (int64_t c = 0; c < ncols; ++c) out[c] = 0.0f;
+    for (int64_t r = row0; r < rows; r += row_step)
         for (int64_t c = 0; c < ncols; ++c) out[c] = out[c] + a[r * ld + c];
 }
 
@@ -529,5 +529,25 @@ int hq_ternary(const float *restrict x, float *restrict xq, int64_t rows, int64_
         for (int64_t c = 0; c < cols; ++c) xq[r * cols + c] = scale[c] * q[r * cols + c];
     free(q);
     free(next);
+    return 0;
+}
+
+/* QKeras's binary with alpha "auto"/"auto_po2" (binary.py's deterministic branch) on a kernel
+ * viewed as (rows, cols), channels last: k = sign(x) with 0 -> +1 (then (k + 1) / 2 with
+ * `use01`), the per-channel least-squares scale of hq_channel_scale, xq = scale * k. Returns 1
+ * without a result where hq_channel_scale does not apply, else 0. */
+int hq_binary(const float *restrict x, float *restrict xq, int64_t rows, int64_t cols,
+              int32_t po2, int32_t use01, float *restrict scale) {
+    const int64_t full = (cols / 8) * 8;
+    if ((cols - full == 1 && rows >= 8) || rows < 1) return 1;
+    for (int64_t k = 0; k < rows * cols; ++k) {
+        const float v = x[k];
+        const float s = v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f); /* torch.sign */
+        const float b = s + (1.0f - fabsf(s));
+        xq[k] = use01 ? (b + 1.0f) / 2.0f : b; /* k, scaled in place below */
+    }
+    if (hq_channel_scale(x, xq, rows, cols, po2, scale)) return 1;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) xq[r * cols + c] = scale[c] * xq[r * cols + c];
     return 0;
 }

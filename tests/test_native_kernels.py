@@ -290,9 +290,9 @@ def _scale_both(alpha, x, q):
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 80), cols=st.integers(1, 70),
        alpha=st.sampled_from(["auto", "auto_po2"]), conv=st.booleans(),
-       log_scale=st.floats(-4, 2), ternary_q=st.booleans())
+       log_scale=st.floats(-4, 2), q_kind=st.sampled_from(["sign", "ternary", "positive"]))
 def test_channel_scale_in_c_equals_the_numpy_emulation_of_tensorflow(seed, rows, cols, alpha, conv,
-                                                                     log_scale, ternary_q):
+                                                                     log_scale, q_kind):
     """QKeras's per-channel least-squares scale (ternary, binary, auto_po2 kernels): the C loop's
     products, TensorFlow-order column sums, division and power-of-two rounding give the numpy
     emulation's bits (tests/test_quantizers_fastpath.py checks that emulation against TF)."""
@@ -302,7 +302,12 @@ def test_channel_scale_in_c_equals_the_numpy_emulation_of_tensorflow(seed, rows,
     shape = (1, rows, 1, cols) if conv else (rows, cols)
     x = torch.randn(shape, generator=gen) * 10.0**log_scale
     x.view(-1)[::11] = 0.0
-    q = torch.round(x / x.abs().amax().clamp_min(1e-30) * 3) if ternary_q else ste.sign_nonzero(x)
+    if q_kind == "ternary":
+        q = torch.round(x / x.abs().amax().clamp_min(1e-30) * 3)
+    elif q_kind == "positive":  # x * q is -0 where x < 0: numpy's sums start from +0
+        q = (x > 0).float()
+    else:
+        q = ste.sign_nonzero(x)
     c_scale, t_scale = _scale_both(alpha, x, q)
     assert torch.equal(c_scale.view(torch.int32), t_scale.view(torch.int32))
     lone_column = cols % 8 == 1 and rows >= 8  # numpy sums it pairwise: the numpy code runs
@@ -382,6 +387,35 @@ def test_ternary_scale_search_in_c_equals_its_torch_code(seed, rows, cols, alpha
     w.view(-1)[::9] = 0.0
     g = torch.randn(shape, generator=gen)
     q = ternary(alpha=alpha, number_of_unrolls=unrolls)
+    q.train(training)
+
+    def run():
+        leaf = w.clone().requires_grad_(True)
+        out = q(leaf)
+        out.backward(g)
+        return out.detach(), q.scale.clone(), leaf.grad
+
+    (c_out, c_scale, c_grad), (t_out, t_scale, t_grad) = _both(run)
+    assert torch.equal(c_out, t_out) and torch.equal(c_grad, t_grad)
+    assert torch.equal(c_scale.view(torch.int32), t_scale.view(torch.int32))
+
+
+@needs_cc
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 70), cols=st.integers(1, 40),
+       alpha=st.sampled_from(["auto", "auto_po2"]), use_01=st.booleans(), training=st.booleans(),
+       log_scale=st.floats(-4, 2))
+def test_binary_kernel_in_c_equals_its_torch_code(seed, rows, cols, alpha, use_01, training,
+                                                  log_scale):
+    """binary(alpha="auto"/"auto_po2") on kernels in one C loop: values, scales and the input
+    gradient equal the torch code's."""
+    from hqrun.quantizers import binary
+
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(rows, cols, generator=gen) * 10.0**log_scale
+    w.view(-1)[::7] = 0.0
+    g = torch.randn(rows, cols, generator=gen)
+    q = binary(use_01=use_01, alpha=alpha)
     q.train(training)
 
     def run():
