@@ -118,6 +118,7 @@ class QKerasChain:
         #: Number of the model's leading children the chain replaces.
         self.length = length
         self._checks = list(watch or [])
+        self._param_slots = [st.layer._parameters for st in stages if isinstance(st, _Dense)]
         #: The forward's program, resolved once (the quantizers cannot change while intact):
         #: ("act", quantizer, ReLU constants or None) and
         #: ("dense", kernel quantizer, kernel transposed, bias quantizer, activation, its constants)
@@ -139,19 +140,19 @@ class QKerasChain:
         return slots_intact(self._checks)
 
     def params(self) -> list[torch.Tensor | None]:
-        """The node's tensor inputs after ``x``: each dense layer's weight and bias (or None)."""
+        """The node's tensor inputs after ``x``: each dense layer's weight and bias (or None).
+        Read from the layers' parameter dicts on every call (a parameter may be replaced)."""
         out: list[torch.Tensor | None] = []
-        for st in self.stages:
-            if isinstance(st, _Dense):
-                out += [st.layer.weight, st.layer.bias]
+        for slots in self._param_slots:
+            out += [slots["weight"], slots.get("bias")]
         return out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor | None:
         """The chain's output, or None when an operand is not a float32 CPU tensor or the input
         is not a batch of vectors (the caller then runs the layers)."""
         params = self.params()
-        if x.dim() != 2 or not all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu")
-                                   for t in (x, *params)):
+        f32 = torch.float32
+        if x.dim() != 2 or not all(t is None or (t.dtype is f32 and t.is_cpu) for t in (x, *params)):
             return None
         return _ChainFunction.apply(self, x.contiguous(), *params)
 
