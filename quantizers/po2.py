@@ -57,11 +57,11 @@ def _clip_power_of_two(x_abs: torch.Tensor, min_exp: int, max_exp: int, max_valu
                        quadratic: bool, stochastic: bool, log2_rounding: str,
                        training: bool) -> torch.Tensor:
     """QKeras's ``_clip_power_of_two``: the clipped exponent of ``x_abs`` (float tensor)."""
-    eps = torch.tensor(EPSILON, dtype=x_abs.dtype)
+    eps = torch.tensor(EPSILON, dtype=x_abs.dtype, device=x_abs.device)
     # where(x < eps, eps, x) and where(x >= mv, mv, x) are clamps (nan stays nan in both).
     x_filter = torch.clamp_min(x_abs, eps)
     if max_value is not None:
-        mv = torch.tensor(float(max_value), dtype=x_abs.dtype)
+        mv = torch.tensor(float(max_value), dtype=x_abs.dtype, device=x_abs.device)
         x_filter = torch.clamp_max_(x_filter, mv)
     if quadratic:
         q_factor, x_input = 2.0, torch.sqrt(x_filter)

@@ -50,11 +50,39 @@ def losses_of(plan_cfg, device: str, steps: int = 12) -> list[float]:
     return out
 
 
+#: The search's deployable menu's scale-searching kernels and power-of-two biases: on the CPU
+#: they train through the fused QKeras chain and the C loops, on a GPU layer by layer in torch.
+MENU = {"name": "menu", "input": None, "default": {"activation": "quantized_relu(4,2)"},
+        "layers": {"dense_1": {"kernel": "ternary", "bias": "quantized_po2(4,8)"},
+                   "dense_2": {"kernel": "binary", "bias": "quantized_bits(8,3,1,alpha=1)"},
+                   "dense_3": {"kernel": "quantized_po2(4,1)", "bias": "quantized_bits(4,0,1,alpha=1)"},
+                   "dense_4": {"kernel": "quantized_bits(6,0,1,alpha=1)",
+                               "bias": "quantized_bits(4,0,1,alpha=1)"}}}
+
+
 @needs_cuda
-@pytest.mark.parametrize("plan", [LEARNED, "q6"], ids=["learned", "q6"])
+@pytest.mark.parametrize("plan", [LEARNED, "q6", MENU], ids=["learned", "q6", "menu"])
 def test_training_on_the_gpu_follows_the_cpu(plan):
     cpu, gpu = losses_of(plan, "cpu"), losses_of(plan, "cuda")
     assert max(abs(a - b) / abs(a) for a, b in zip(cpu, gpu)) < 1e-4
+
+
+@needs_cuda
+def test_inference_on_the_gpu_reuses_weights_only_while_they_are_unchanged():
+    """The inference cache compares parameter bits where they live (here on the GPU)."""
+    model = build_model({"name": "jet_dnn"}, load_plan(MENU), seed=0).to("cuda").eval()
+    x = torch.randn(512, 16, device="cuda")
+    with torch.no_grad():
+        first, again = model(x), model(x)
+        assert torch.equal(first, again)
+        assert "_inference_cache" in model.dense_1.__dict__
+        model.dense_1.weight.data.mul_(0.5)
+        changed = model(x)
+    assert not torch.equal(first, changed)
+    cpu = build_model({"name": "jet_dnn"}, load_plan(MENU), seed=0).eval()
+    cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+    with torch.no_grad():
+        assert torch.allclose(cpu(x.cpu()), changed.cpu(), rtol=1e-4, atol=1e-5)
 
 
 @needs_cuda
