@@ -273,6 +273,10 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
     def is_stochastic(self) -> bool:
         return bool(self.use_stochastic_rounding) and not isinstance(self.alpha, str)
 
+    def fast_constants(self) -> tuple[float, float, float, float] | None:
+        """``(c, lo, hi, inv)`` of the fast path (what ``hq_bits_value`` takes), or None."""
+        return (self._c, self._lo, self._hi, self._inv) if self._fast else None
+
     @property
     def inference_cacheable(self) -> bool:
         """The fast path's one C loop costs less than the cache's check: not cached."""

@@ -64,6 +64,7 @@ _SIGNATURES = {
     "hq_channel_scale": ([_P, _P, _I64, _I64, _I32, _P], _I32),
     "hq_ternary": ([_P, _P, _I64, _I64, _I32, _I32, _P], _I32),
     "hq_binary": ([_P, _P, _I64, _I64, _I32, _I32, _P], _I32),
+    "hq_bits_value_many": ([_I32, _P, _P, _P, _P], None),
     "hq_po2_value": ([_P, _P, _I32, _F, _I32, _I32, _F, _F, _I32, _I32, _I64], None),
 }
 

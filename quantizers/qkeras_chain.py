@@ -24,6 +24,7 @@ model (``set_quantizer``) simply turns it off.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +120,8 @@ class QKerasChain:
         self.length = length
         self._checks = list(watch or [])
         self._param_slots = [st.layer._parameters for st in stages if isinstance(st, _Dense)]
+        #: The fast quantized_bits weights, rounded in one C call per step (None: fewer than 2).
+        self.weight_batch = _WeightBatch.of(stages)
         #: The forward's program, resolved once (the quantizers cannot change while intact):
         #: ("act", quantizer, ReLU constants or None) and
         #: ("dense", kernel quantizer, kernel transposed, bias quantizer, activation, its constants)
@@ -165,6 +168,62 @@ def chain_for(model: nn.Module) -> QKerasChain | None:
     return None if lead is None else QKerasChain(lead.stages, lead.length, lead.watch)
 
 
+class _WeightBatch:
+    """The chain's weights whose quantizers take quantized_bits's fast path, rounded in one C
+    call per step (``hq_bits_value_many``) into one buffer, handed out as views of it: the same
+    values as each quantizer's ``training_value``, without a call and an allocation per tensor
+    (measured: ~30 µs -> ~12 µs per jet step)."""
+
+    def __init__(self, members: list[tuple[int, Any, torch.Size]]) -> None:
+        self.index = [k for k, _, _ in members]  # positions in ``QKerasChain.params()``
+        self.quantizers = [q for _, q, _ in members]
+        self.shapes = [shape for _, _, shape in members]
+        sizes = [int(shape.numel()) for shape in self.shapes]
+        offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+        self.views = [(shape, _contiguous_strides(shape), offset)
+                      for shape, offset in zip(self.shapes, offsets)]
+        self.total = sum(sizes)
+        self._sizes = (ctypes.c_int64 * len(sizes))(*sizes)
+        self._consts = (ctypes.c_float * (4 * len(sizes)))(
+            *[v for q in self.quantizers for v in q.fast_constants()])
+
+    @staticmethod
+    def of(stages: list) -> "_WeightBatch | None":
+        from .bits import quantized_bits
+
+        members: list[tuple[int, Any, torch.Size]] = []
+        k = 0
+        for st in stages:
+            if not isinstance(st, _Dense):
+                continue
+            for q, p, pos in ((st.kq, st.layer.weight, k), (st.bq, st.layer.bias, k + 1)):
+                if isinstance(q, quantized_bits) and p is not None and q.fast_constants() is not None:
+                    members.append((pos, q, p.shape))  # elementwise: no transposed kernel
+            k += 2
+        return _WeightBatch(members) if len(members) > 1 else None
+
+    def values(self, params: tuple, lib: Any) -> dict[int, torch.Tensor]:
+        """Param position -> training value; empty when a tensor is not as built (shape,
+        layout) or a quantizer is in eval mode (each then takes its own path)."""
+        tensors = [params[k] for k in self.index]
+        if not all(t.is_contiguous() and t.shape == s for t, s in zip(tensors, self.shapes)) \
+                or not all(q.training for q in self.quantizers):
+            return {}
+        flat = torch.empty(self.total)
+        ptrs = (ctypes.c_int64 * len(tensors))(*[t.data_ptr() for t in tensors])
+        lib.hq_bits_value_many(len(tensors), ptrs, self._sizes, self._consts, flat.data_ptr())
+        return {k: flat.as_strided(shape, stride, offset)
+                for k, (shape, stride, offset) in zip(self.index, self.views)}
+
+
+def _contiguous_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= int(n)
+    return tuple(reversed(strides))
+
+
 def _act_forward(q: Quantizer, relu: tuple | None, h: torch.Tensor, lib: Any) -> tuple[torch.Tensor, Any]:
     """The activation's value and what its backward needs: ``(pre-activation, upper)`` for a
     clipped ReLU, None for a straight-through quantizer (its gradient passes unchanged)."""
@@ -184,6 +243,8 @@ class _ChainFunction(torch.autograd.Function):
         lib = kernels()
         saved: list = []  # per stage, in order: what its backward needs
         h, k = x, 0
+        batch = chain.weight_batch
+        ready = batch.values(params, lib) if batch is not None else {}
         for op in chain.program:
             if op[0] == "act":
                 h, keep = _act_forward(op[1], op[2], h, lib)
@@ -192,8 +253,12 @@ class _ChainFunction(torch.autograd.Function):
             _, kq, transposed, bq_q, act, relu = op
             w, b = params[k], params[k + 1]
             k += 2
-            wq = kq.training_value(w.t()).t() if transposed else kq.training_value(w)
-            bq = b if b is None or bq_q is None else bq_q.training_value(b)
+            wq = ready.get(k - 2)
+            if wq is None:
+                wq = kq.training_value(w.t()).t() if transposed else kq.training_value(w)
+            bq = ready.get(k - 1)
+            if bq is None:
+                bq = b if b is None or bq_q is None else bq_q.training_value(b)
             y = torch.addmm(bq, h, wq.t()) if bq is not None else torch.mm(h, wq.t())
             saved.append(("dense", (h, wq, b is not None)))
             h = y

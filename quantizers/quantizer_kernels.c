@@ -551,3 +551,15 @@ int hq_binary(const float *restrict x, float *restrict xq, int64_t rows, int64_t
         for (int64_t c = 0; c < cols; ++c) xq[r * cols + c] = scale[c] * xq[r * cols + c];
     return 0;
 }
+
+/* Several quantized_bits training values in one call (the fused chain's weights: one call per
+ * step instead of one per tensor): tensor k, n[k] floats at address src[k], into the next n[k]
+ * places of `out`, with its constants consts[4k .. 4k+3] = (c, lo, hi, inv). */
+void hq_bits_value_many(int32_t count, const int64_t *src, const int64_t *n, const float *consts,
+                        float *restrict out) {
+    for (int32_t k = 0; k < count; ++k) {
+        const float *c = consts + 4 * k;
+        hq_bits_value((const float *)(intptr_t)src[k], out, c[0], c[1], c[2], c[3], 1, n[k]);
+        out += n[k];
+    }
+}

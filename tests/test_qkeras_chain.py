@@ -86,6 +86,7 @@ def test_the_q6_jet_model_trains_through_one_chain_node():
     model = model_of(load_plan("q6"))
     chain = training_chain_for(model)
     assert isinstance(chain, QKerasChain) and chain.length == len(model) - 1  # all but softmax
+    assert len(chain.weight_batch.index) == 8  # every kernel and bias rounded in one C call
     x, _ = batch()
     assert type(model(x).grad_fn).__name__ == "_ChainFunctionBackward"
     model.fused_training = False
