@@ -59,6 +59,9 @@ def _coalesced(params: list[torch.Tensor]) -> list[torch.Tensor]:
 def _clip(groups: dict[float, list[torch.Tensor]]) -> None:
     with torch.no_grad():
         for m, params in groups.items():
+            if len(params) == 1:  # one coalesced span (the trainer's flat buffer): one kernel
+                params[0].clamp_(-m, m)
+                continue
             torch._foreach_clamp_min_(params, -m)
             torch._foreach_clamp_max_(params, m)
 
