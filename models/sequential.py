@@ -73,6 +73,13 @@ class QSequential(nn.Sequential):
         self.__dict__["_chain"] = chain
         return chain
 
+    def __getstate__(self) -> dict:
+        """Pickling and ``copy.deepcopy`` leave the fused chain out: it is a cache of the layer
+        walk (with C-call tables that do not pickle), rebuilt on the next training step."""
+        state = dict(super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__)
+        state.pop("_chain", None)
+        return state
+
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities (softmax of the logits), whatever the trailing child is."""
         return torch.softmax(self.forward(x), dim=-1)

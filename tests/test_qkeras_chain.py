@@ -8,6 +8,7 @@ training trajectory — for every quantizer of the search's deployable menu — 
 
 from __future__ import annotations
 
+import copy
 import gc
 import shutil
 import weakref
@@ -209,3 +210,18 @@ def test_no_step_keeps_its_graph_alive_after_the_next():
     step()
     gc.collect()
     assert ref() is None
+
+
+def test_a_trained_model_pickles_and_copies_and_trains_on():
+    """The chain is a cache: pickling and deep copies leave it out and rebuild it."""
+    import pickle
+
+    model = model_of(load_plan("q6"))
+    x, y = batch()
+    cross_entropy(model(x), y).backward()
+    assert isinstance(model.__dict__["_chain"], QKerasChain)
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert "_chain" not in twin.__dict__
+        twin.train()
+        assert type(twin(x).grad_fn).__name__ == "_ChainFunctionBackward"
+        assert twin.__dict__["_chain"].stages[0].layer is twin.dense_1
