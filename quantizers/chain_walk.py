@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-__all__ = ["IDENTITY", "Leading", "leading_stages", "slots_intact", "training_chain_for"]
+__all__ = ["IDENTITY", "Leading", "dense_chain_stage", "leading_stages", "slots_intact",
+           "training_chain_for"]
 
 #: What a stage function answers for a layer that is the identity (the chain runs past it).
 IDENTITY = object()
@@ -58,6 +59,33 @@ def leading_stages(model: nn.Module, stage_of: Callable[[nn.Module], Any],
     if not last_dense:
         return None
     return Leading(stages[:last_dense], length, children[length:], watch)
+
+
+def dense_chain_stage(layer: nn.Module, act_ok: Callable[[Any], bool],
+                      weight_ok: Callable[[Any], bool], make_act: Callable[..., Any],
+                      make_dense: Callable[..., Any]) -> Any:
+    """One layer's stage in a dense chain: :data:`IDENTITY` for a float input layer,
+    ``make_act(layer, q)`` for a ``QInput``/``QActivation`` whose quantizer passes ``act_ok``,
+    ``make_dense(layer, kq, bq, act)`` for a ``QDense`` whose kernel (and bias) quantizers pass
+    ``weight_ok`` and whose fused activation is absent or passes ``act_ok``; else None. The two
+    fused chains differ only in these predicates and stage classes."""
+    from .layers_core import QActivation, QInput
+    from .layers_dense import QDense
+
+    if isinstance(layer, (QInput, QActivation)):
+        q = layer._modules.get("activation")
+        if q is None and getattr(layer, "activation", None) is None:
+            return IDENTITY  # a float input layer: passes the data on unchanged
+        return make_act(layer, q) if act_ok(q) else None
+    if isinstance(layer, QDense):
+        m = layer._modules
+        kq, bq, act = m.get("kernel_quantizer"), m.get("bias_quantizer"), m.get("activation")
+        if not weight_ok(kq) or (bq is not None and not weight_ok(bq)):
+            return None
+        if act is not None and not act_ok(act):
+            return None
+        return make_dense(layer, kq, bq if layer.bias is not None else None, act)
+    return None
 
 
 def slots_intact(checks: list[Check]) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .chain_walk import IDENTITY, leading_stages, slots_intact
+from .chain_walk import dense_chain_stage, leading_stages, slots_intact
 from .ebops import DEFAULT_INPUT_BITS, FLOAT_BITS, _is_mac
 from .learned_base import LearnedFixedPoint
 from .learned_ops import (_reduce_to, _round_weights, _weight_frac_grad, sat_round_backward,
@@ -75,23 +75,7 @@ def _learned_weight(q: Any) -> bool:
 
 
 def _stage(layer: nn.Module) -> Any:
-    from .layers_core import QActivation, QInput
-    from .layers_dense import QDense
-
-    if isinstance(layer, (QInput, QActivation)):
-        q = layer._modules.get("activation")
-        if q is None and getattr(layer, "activation", None) is None:
-            return IDENTITY  # a float input layer: passes the data on unchanged
-        return _Act(layer, q) if _saturating(q) else None
-    if isinstance(layer, QDense):
-        m = layer._modules
-        kq, bq, act = m.get("kernel_quantizer"), m.get("bias_quantizer"), m.get("activation")
-        if not _learned_weight(kq) or (bq is not None and not _learned_weight(bq)):
-            return None
-        if act is not None and not _saturating(act):
-            return None
-        return _Dense(layer, kq, bq if layer.bias is not None else None, act)
-    return None
+    return dense_chain_stage(layer, _saturating, _learned_weight, _Act, _Dense)
 
 
 class LearnedChain:

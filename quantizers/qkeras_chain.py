@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .base import Quantizer
-from .chain_walk import IDENTITY, leading_stages, slots_intact
+from .chain_walk import dense_chain_stage, leading_stages, slots_intact
 from .native import kernels
 from .relu import quantized_relu
 
@@ -85,23 +85,7 @@ class _Dense:
 
 
 def _stage(layer: nn.Module) -> Any:
-    from .layers_core import QActivation, QInput
-    from .layers_dense import QDense
-
-    if isinstance(layer, (QInput, QActivation)):
-        q = layer._modules.get("activation")
-        if q is None and getattr(layer, "activation", None) is None:
-            return IDENTITY  # a float input layer: passes the data on unchanged
-        return _Act(layer, q) if _elementwise_ok(q) else None
-    if isinstance(layer, QDense):
-        m = layer._modules
-        kq, bq, act = m.get("kernel_quantizer"), m.get("bias_quantizer"), m.get("activation")
-        if not _straight_through(kq) or (bq is not None and not _straight_through(bq)):
-            return None
-        if act is not None and not _elementwise_ok(act):
-            return None
-        return _Dense(layer, kq, bq if layer.bias is not None else None, act)
-    return None
+    return dense_chain_stage(layer, _elementwise_ok, _straight_through, _Act, _Dense)
 
 
 def _is_dense(st: Any) -> bool:
@@ -230,9 +214,7 @@ def _act_forward(q: Quantizer, relu: tuple | None, h: torch.Tensor, lib: Any) ->
     if relu is None:
         return q.training_value(h), None
     h = h.contiguous()
-    out = torch.empty_like(h)
-    lib.hq_relu_value(h.data_ptr(), out.data_ptr(), *relu, h.numel())
-    return out, (h, relu[2])
+    return q.c_value(lib, h), (h, relu[2])
 
 
 class _ChainFunction(torch.autograd.Function):

@@ -127,10 +127,7 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
                 return h.sub_(r)
             lib = kernels_for(x) if x.is_contiguous() else None
             if lib is not None:  # the same value in one C loop (hq_relu_value's comment)
-                out = torch.empty_like(x, requires_grad=False)
-                lib.hq_relu_value(x.data_ptr(), out.data_ptr(), *self.clipped_ste_constants(),
-                                  x.numel())
-                return out
+                return self.c_value(lib, x)
             with torch.no_grad():
                 return torch.mul(x, self._c).round_().clamp_(0.0, self._m - 1.0).mul_(self._inv)
         return self._forward_general(x)
@@ -142,6 +139,13 @@ class quantized_relu(Quantizer):  # noqa: N801 - QKeras name
             return None
         return (self._c, self._inv, self._upper[torch.float32], self._m - 1.0,
                 int(self.bits > 20))
+
+    def c_value(self, lib: Any, x: torch.Tensor) -> torch.Tensor:
+        """The fast path's value of contiguous float32 ``x`` from the C loop ``hq_relu_value``
+        (training and inference give the same value; the fused chains call it too)."""
+        out = torch.empty_like(x, requires_grad=False)
+        lib.hq_relu_value(x.data_ptr(), out.data_ptr(), *self.clipped_ste_constants(), x.numel())
+        return out
 
     def _relu(self, x: torch.Tensor) -> torch.Tensor:
         if self.negative_slope == 0:
