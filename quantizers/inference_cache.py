@@ -23,17 +23,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .ste import same_bits
+
 __all__ = ["inference_value"]
 
 _NO_SCALE = object()
-
-
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
-        return False
-    if a.dtype == torch.float32:
-        return torch.equal(a.view(torch.int32), b.view(torch.int32))
-    return False
 
 
 def inference_value(layer: nn.Module, slot: str, quantizer: Any, param: torch.Tensor,
@@ -47,7 +41,7 @@ def inference_value(layer: nn.Module, slot: str, quantizer: Any, param: torch.Te
         # a function of the parameter alone)
     cache = layer.__dict__.setdefault("_inference_cache", {})
     hit = cache.get(slot)
-    if hit is not None and hit[0] is quantizer and _same_bits(hit[1], param):
+    if hit is not None and hit[0] is quantizer and same_bits(hit[1], param):
         if hit[3] is not _NO_SCALE and quantizer.__dict__.get("scale", _NO_SCALE) is not hit[3]:
             quantizer.scale = hit[3]
         return hit[2].clone()

@@ -97,10 +97,11 @@ def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
 
 
 def same_bits(a: Any, b: Any) -> bool:
-    """Bitwise equality of two float32 tensors of one shape (False for anything else): how the
-    iterative scale searches (auto_po2, ternary) recognise a fixed point."""
+    """Bitwise equality of two float32 tensors of one shape on one device (False for anything
+    else): how the iterative scale searches (auto_po2, ternary) recognise a fixed point and the
+    inference cache an unchanged parameter."""
     if not (torch.is_tensor(a) and torch.is_tensor(b)) or a.dtype != torch.float32 \
-            or b.dtype != torch.float32 or a.shape != b.shape:
+            or b.dtype != torch.float32 or a.shape != b.shape or a.device != b.device:
         return False
     return torch.equal(a.view(torch.int32), b.view(torch.int32))
 
@@ -306,6 +307,27 @@ def _native_channel_scale(alpha: str, x: torch.Tensor, q: torch.Tensor,
                             int(alpha == "auto_po2"), out.data_ptr()):
         return None
     return out
+
+
+def native_scaled_kernel(x: torch.Tensor, entry: str, *flags: int
+                         ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(scale, xq)`` of a kernel quantizer with a per-channel scale from one of its C loops
+    (``entry``: ``hq_ternary`` or ``hq_binary``, called as ``(x, xq, rows, cols, *flags,
+    scale)`` on ``x`` viewed channels-last as ``(rows, cols)``), or None where that does not
+    apply (a 1-D tensor, not float32 on the CPU, no compiler, a shape the loop declines)."""
+    if x.dim() < 2:
+        return None
+    lib = kernels_for(x)
+    if lib is None:
+        return None
+    xd = x.detach().contiguous()
+    cols = xd.shape[-1]
+    xq = torch.empty_like(xd)
+    scale = torch.empty([1] * (xd.dim() - 1) + [cols])
+    if getattr(lib, entry)(xd.data_ptr(), xq.data_ptr(), xd.numel() // max(cols, 1), cols, *flags,
+                           scale.data_ptr()):
+        return None
+    return scale, xq
 
 
 def get_scale(
