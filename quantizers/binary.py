@@ -16,8 +16,8 @@ import torch
 from .base import Quantizer, alpha_max_value, check_alpha, check_number, po2_exponent, with_auto_po2_alpha
 from .fixedpoint import FixedPointType
 from .operand import Operand
-from .native import kernels_for
-from .ste import EPSILON, channel_axes, get_scale, hard_sigmoid, qkeras_output, round_through, sign_nonzero
+from .ste import (EPSILON, channel_axes, get_scale, hard_sigmoid, native_scaled_kernel, qkeras_output,
+                  round_through, sign_nonzero)
 
 __all__ = ["binary", "stochastic_binary", "bernoulli"]
 
@@ -103,20 +103,10 @@ class binary(Quantizer):  # noqa: N801 - QKeras name
     def _native_value(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(scale, xq)`` of the deterministic alpha="auto"/"auto_po2" branch from one C loop
         (``hq_binary``: the same float32 operations), or None where it does not apply."""
-        if not isinstance(self.alpha, str) or x.dim() < 2:
+        if not isinstance(self.alpha, str):
             return None
-        lib = kernels_for(x)
-        if lib is None:
-            return None
-        xd = x.detach().contiguous()
-        cols = xd.shape[-1]
-        xq = torch.empty_like(xd)
-        scale = torch.empty([1] * (xd.dim() - 1) + [cols])
-        if lib.hq_binary(xd.data_ptr(), xq.data_ptr(), xd.numel() // max(cols, 1), cols,
-                         int(self.alpha == "auto_po2"), int(bool(getattr(self, "use_01", False))),
-                         scale.data_ptr()):
-            return None
-        return scale, xq
+        return native_scaled_kernel(x, "hq_binary", int(self.alpha == "auto_po2"),
+                                    int(bool(getattr(self, "use_01", False))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._binary(x, self.training)

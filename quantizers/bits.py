@@ -112,10 +112,7 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
             if not (x.requires_grad and torch.is_grad_enabled()):
                 lib = kernels_for(x) if x.is_contiguous() else None
                 if lib is not None:  # the same value in one C loop (quantizer_kernels.c)
-                    out = torch.empty_like(x, requires_grad=False)
-                    lib.hq_bits_value(x.data_ptr(), out.data_ptr(), self._c, self._lo, self._hi,
-                                      self._inv, int(self.training), x.numel())
-                    return out
+                    return self._c_value(lib, x, self.training)
                 with torch.no_grad():
                     return _FastBits.forward(None, x, self._c, self._lo, self._hi, self._inv,
                                              self.training)
@@ -292,8 +289,13 @@ class quantized_bits(Quantizer):  # noqa: N801 - QKeras name
         lib = kernels_for(x) if self._fast and self.training and x.is_contiguous() else None
         if lib is None:
             return super().training_value(x)
+        return self._c_value(lib, x, True)
+
+    def _c_value(self, lib: Any, x: torch.Tensor, residue: bool) -> torch.Tensor:
+        """The fast path's value of contiguous float32 ``x`` from ``hq_bits_value``: with
+        QKeras's training residue ``x - (x - xq)``, or ``xq`` itself."""
         out = torch.empty_like(x, requires_grad=False)
         lib.hq_bits_value(x.data_ptr(), out.data_ptr(), self._c, self._lo, self._hi, self._inv,
-                          1, x.numel())
+                          int(residue), x.numel())
         return out
 

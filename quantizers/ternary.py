@@ -19,10 +19,9 @@ from hqrun.errors import QuantizerSpecError
 from .base import (Quantizer, alpha_max_value, check_alpha, check_int, check_number, po2_exponent,
                    with_auto_po2_alpha)
 from .fixedpoint import FixedPointType
-from .native import kernels_for
 from .operand import Operand
-from .ste import (EPSILON, channel_axes, get_scale, hard_sigmoid, po2_round, qkeras_output,
-                  round_through, same_bits, sign_nonzero)
+from .ste import (EPSILON, channel_axes, get_scale, hard_sigmoid, native_scaled_kernel, po2_round,
+                  qkeras_output, round_through, same_bits, sign_nonzero)
 
 __all__ = ["ternary", "stochastic_ternary"]
 
@@ -106,20 +105,10 @@ class ternary(Quantizer):  # noqa: N801 - QKeras name
         """``(scale, xq)`` of the deterministic alpha="auto"/"auto_po2" branch from one C loop
         (``hq_ternary``: the same float32 operations, TensorFlow-order means), or None where it
         does not apply (other alphas, a 1-D tensor, not float32 on the CPU, no compiler)."""
-        if not isinstance(self.alpha, str) or x.dim() < 2 or self.number_of_unrolls < 1:
+        if not isinstance(self.alpha, str) or self.number_of_unrolls < 1:
             return None
-        lib = kernels_for(x)
-        if lib is None:
-            return None
-        xd = x.detach().contiguous()
-        cols = xd.shape[-1]
-        xq = torch.empty_like(xd)
-        scale = torch.empty([1] * (xd.dim() - 1) + [cols])
-        if lib.hq_ternary(xd.data_ptr(), xq.data_ptr(), xd.numel() // max(cols, 1), cols,
-                          int(self.alpha == "auto_po2"), int(self.number_of_unrolls),
-                          scale.data_ptr()):
-            return None
-        return scale, xq
+        return native_scaled_kernel(x, "hq_ternary", int(self.alpha == "auto_po2"),
+                                    int(self.number_of_unrolls))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._ternary(x, self.training)
