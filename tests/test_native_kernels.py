@@ -369,6 +369,21 @@ def test_po2_value_in_c_equals_its_torch_code(seed, bits, max_value, quadratic, 
     assert torch.equal(c_out.nan_to_num(0.0), t_out.nan_to_num(0.0)), str(q)
 
 
+def assert_scaled_kernel_same_in_c_and_torch(q, w, g):
+    """A kernel quantizer with a per-channel scale: values, the scale (bit for bit) and the
+    input gradient equal between its C loop and its torch code."""
+
+    def run():
+        leaf = w.clone().requires_grad_(True)
+        out = q(leaf)
+        out.backward(g)
+        return out.detach(), q.scale.clone(), leaf.grad
+
+    (c_out, c_scale, c_grad), (t_out, t_scale, t_grad) = _both(run)
+    assert torch.equal(c_out, t_out) and torch.equal(c_grad, t_grad)
+    assert torch.equal(c_scale.view(torch.int32), t_scale.view(torch.int32))
+
+
 @needs_cc
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), rows=st.integers(1, 70), cols=st.integers(1, 40),
@@ -388,16 +403,7 @@ def test_ternary_scale_search_in_c_equals_its_torch_code(seed, rows, cols, alpha
     g = torch.randn(shape, generator=gen)
     q = ternary(alpha=alpha, number_of_unrolls=unrolls)
     q.train(training)
-
-    def run():
-        leaf = w.clone().requires_grad_(True)
-        out = q(leaf)
-        out.backward(g)
-        return out.detach(), q.scale.clone(), leaf.grad
-
-    (c_out, c_scale, c_grad), (t_out, t_scale, t_grad) = _both(run)
-    assert torch.equal(c_out, t_out) and torch.equal(c_grad, t_grad)
-    assert torch.equal(c_scale.view(torch.int32), t_scale.view(torch.int32))
+    assert_scaled_kernel_same_in_c_and_torch(q, w, g)
 
 
 @needs_cc
@@ -417,13 +423,4 @@ def test_binary_kernel_in_c_equals_its_torch_code(seed, rows, cols, alpha, use_0
     g = torch.randn(rows, cols, generator=gen)
     q = binary(use_01=use_01, alpha=alpha)
     q.train(training)
-
-    def run():
-        leaf = w.clone().requires_grad_(True)
-        out = q(leaf)
-        out.backward(g)
-        return out.detach(), q.scale.clone(), leaf.grad
-
-    (c_out, c_scale, c_grad), (t_out, t_scale, t_grad) = _both(run)
-    assert torch.equal(c_out, t_out) and torch.equal(c_grad, t_grad)
-    assert torch.equal(c_scale.view(torch.int32), t_scale.view(torch.int32))
+    assert_scaled_kernel_same_in_c_and_torch(q, w, g)
